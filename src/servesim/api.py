@@ -1,0 +1,172 @@
+"""The Python entry point: ``simulate(config) -> Result``.
+
+``simulate`` builds every component from a validated ``ScenarioConfig``,
+runs the simulation, checks its books and summarises it.  The command line
+(`servesim run`) is a thin layer over it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from servesim.cluster.conservation import check_conservation
+from servesim.cluster.routers import make_router
+from servesim.cluster.simulation import ReplicaSetup, Simulation
+from servesim.config import ScenarioConfig, load_config, validate_config
+from servesim.core.rng import RandomStreams
+from servesim.errors import ConfigError
+from servesim.metrics.records import RequestTable, RunInfo, TimeSeries
+from servesim.metrics.summary import summarize
+from servesim.perf.catalog import Catalog
+from servesim.perf.memory import MemoryPlan, plan_memory
+from servesim.perf.steptime import StepTimeModel
+from servesim.workload.builder import build_workload
+from servesim.workload.request import Workload
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The resolved pieces of a deployment: catalog entries, memory plan, step model."""
+
+    model: Any
+    hardware: Any
+    memory: MemoryPlan
+    step_model: StepTimeModel
+    max_model_len: int
+
+
+@dataclass(frozen=True)
+class Result:
+    """Everything a run produced.
+
+    ``summary`` is the JSON-ready summary (see ``servesim.metrics.summary``);
+    ``requests`` and ``timeseries`` are the per-request and sampled tables.
+    """
+
+    config: ScenarioConfig
+    summary: dict[str, Any]
+    requests: RequestTable
+    timeseries: TimeSeries
+    info: RunInfo
+    deployment: Deployment
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write requests.parquet, timeseries.parquet, config.yaml and summary.json."""
+        from servesim.report.files import write_outputs
+
+        return write_outputs(Path(out_dir), self.requests, self.timeseries, self.summary, self.config.to_dict())
+
+
+def build_catalog(config: ScenarioConfig) -> Catalog:
+    """The built-in catalog plus the scenario's extra files and inline entries."""
+    catalog = Catalog.default()
+    if config.catalog.files:
+        catalog = catalog.with_files(config.catalog.files)
+    if config.catalog.models or config.catalog.hardware:
+        catalog = catalog.with_entries(models=dict(config.catalog.models), hardware=dict(config.catalog.hardware))
+    return catalog
+
+
+def build_deployment(config: ScenarioConfig, catalog: Catalog | None = None) -> Deployment:
+    """Resolve the model and GPU, plan memory (raises ``DeploymentError`` if it does not fit)."""
+    catalog = catalog or build_catalog(config)
+    cluster = config.cluster
+    model = catalog.model(cluster.model)
+    hardware = catalog.hardware(cluster.hardware)
+    memory = plan_memory(
+        model,
+        hardware,
+        tensor_parallel=cluster.tensor_parallel,
+        pipeline_parallel=cluster.pipeline_parallel,
+        gpu_memory_utilization=cluster.gpu_memory_utilization,
+        block_size=cluster.block_size,
+        activation_reserve_gb=cluster.activation_reserve_gb,
+    )
+    step_model = StepTimeModel(
+        model,
+        hardware,
+        tensor_parallel=cluster.tensor_parallel,
+        pipeline_parallel=cluster.pipeline_parallel,
+        params=config.perf,
+        cuda_graphs=cluster.cuda_graphs,
+    )
+    max_len = cluster.max_model_len or model.max_context
+    return Deployment(model, hardware, memory, step_model, max_len)
+
+
+def simulate(
+    config: ScenarioConfig | dict[str, Any] | str | Path | None = None,
+    *,
+    workload: Workload | None = None,
+    progress: Callable[[int], Any] | None = None,
+    step_model: Any = None,
+) -> Result:
+    """Run one scenario and return its results.
+
+    ``config`` is a ``ScenarioConfig``, plain data, a scenario file path, or
+    None for the default scenario.  ``workload`` replaces the configured one
+    (handy for hand-built tests); ``progress`` is called with the number of
+    requests and returns an object with ``update(sim_time_s, done)`` and
+    ``close()`` (see ``servesim.report.progress``); ``step_model`` replaces the step-time model
+    (any object with ``time_s(shape)`` and ``decode_times_s(n, kv_tokens)``).
+    Raises a ``ServesimError`` subclass for bad input and ``InvariantError``
+    if the run's books do not balance.
+    """
+    config = _as_config(config)
+    started = time.perf_counter()
+    deployment = build_deployment(config)
+    if workload is None:
+        workload = build_workload(config.workload, RandomStreams(config.seed))
+    cluster = config.cluster
+    bar = progress(len(workload)) if progress is not None else None
+    setup = ReplicaSetup(
+        num_kv_blocks=deployment.memory.num_kv_blocks,
+        block_size=cluster.block_size,
+        max_model_len=deployment.max_model_len,
+        scheduler=config.scheduler,
+    )
+    sim = Simulation(
+        workload,
+        setup,
+        cluster.num_replicas,
+        make_router(config.router),
+        step_model or deployment.step_model,
+        horizon_s=config.horizon_s,
+        decode_stretch=config.engine.decode_stretch,
+        timeseries_interval_s=config.engine.timeseries_interval_s,
+        progress=bar,
+    )
+    try:
+        out = sim.run()
+    finally:
+        if bar is not None:
+            bar.close()
+    check_conservation(out.requests, sim.replicas)
+    info = RunInfo(
+        sim_time_s=out.sim_time_s,
+        horizon_s=config.horizon_s,
+        wall_time_s=time.perf_counter() - started,
+        num_replicas=cluster.num_replicas,
+        gpus_per_replica=cluster.tensor_parallel * cluster.pipeline_parallel,
+        busy_time_s=out.busy_time_s,
+        num_steps=out.num_steps,
+        price_usd_per_gpu_hr=getattr(deployment.hardware, "price_usd_per_gpu_hr", None),
+        workload_skipped=dict(workload.skipped),
+    )
+    summary = summarize(out.requests, out.timeseries, info, config.slo)
+    return Result(config, summary, out.requests, out.timeseries, info, deployment)
+
+
+def _as_config(config: ScenarioConfig | dict[str, Any] | str | Path | None) -> ScenarioConfig:
+    if config is None:
+        return load_config(None)
+    if isinstance(config, ScenarioConfig):
+        return config
+    if isinstance(config, dict):
+        return validate_config(config)
+    if isinstance(config, (str, Path)):
+        return load_config(config)
+    raise ConfigError(f"simulate() takes a ScenarioConfig, a dict or a file path, not {type(config).__name__}")

@@ -1,0 +1,76 @@
+"""The books every run must balance before its results are reported.
+
+* Requests: every arrived request is finished, rejected (with a reason) or
+  still in flight at the horizon, exactly one of them.
+* Tokens: a finished request produced exactly the tokens it asked for; an
+  unfinished one fewer; a rejected one none.  The replicas' own count of
+  tokens produced equals the sum over requests (double entry).
+* KV blocks: every block in use belongs to a request; after a drained run
+  every block is free again.
+
+A failed check is a servesim bug: ``InvariantError`` is raised, loudly.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence as Seq
+
+import numpy as np
+
+from servesim.cluster.replica import Replica
+from servesim.errors import InvariantError
+from servesim.metrics.records import FINISHED, IN_FLIGHT, REJECTED, RequestTable
+
+
+def check_conservation(table: RequestTable, replicas: Seq[Replica]) -> None:
+    """Raise ``InvariantError`` naming the first broken invariant."""
+    status = table.status
+    n = len(table)
+    finished = status == FINISHED
+    rejected = status == REJECTED
+    in_flight = status == IN_FLIGHT
+    counted = int(finished.sum() + rejected.sum() + in_flight.sum())
+    if counted != n:
+        raise InvariantError(f"request books: {n} arrived but {counted} finished+rejected+in flight")
+    if np.any(rejected & (table.reject_reason == "")):
+        raise InvariantError("request books: a rejected request has no reason")
+    if np.any(~rejected & (table.reject_reason != "")):
+        raise InvariantError("request books: a request that was not rejected carries a reject reason")
+    _check_tokens(table, finished, rejected, replicas)
+    _check_blocks(replicas, drained=not in_flight.any())
+
+
+def _check_tokens(table: RequestTable, finished: np.ndarray, rejected: np.ndarray, replicas: Seq[Replica]) -> None:
+    generated = table.tokens_generated
+    asked = table.output_tokens
+    bad = np.flatnonzero(finished & (generated != asked))
+    if bad.size:
+        i = int(bad[0])
+        raise InvariantError(f"token books: request {i} finished with {generated[i]} tokens, asked for {asked[i]}")
+    bad = np.flatnonzero(~finished & (generated >= asked))
+    if bad.size:
+        i = int(bad[0])
+        raise InvariantError(f"token books: unfinished request {i} already has {generated[i]} of {asked[i]} tokens")
+    if np.any(rejected & (generated != 0)):
+        raise InvariantError("token books: a rejected request produced tokens")
+    produced = sum(r.num_tokens_produced for r in replicas)
+    recorded = int(generated.sum())
+    if produced != recorded:
+        raise InvariantError(f"token books: replicas produced {produced} tokens, requests record {recorded}")
+
+
+def _check_blocks(replicas: Seq[Replica], drained: bool) -> None:
+    for replica in replicas:
+        kv = replica.scheduler.kv
+        held = sum(kv.num_blocks_of(s.rid) for s in replica.scheduler.running) + sum(
+            kv.num_blocks_of(s.rid) for s in replica.scheduler.waiting
+        )
+        if kv.num_used_blocks != held:
+            raise InvariantError(
+                f"KV books: replica {replica.index} has {kv.num_used_blocks} blocks in use, its requests hold {held}"
+            )
+        if drained and (kv.num_used_blocks or replica.num_outstanding):
+            raise InvariantError(
+                f"KV books: drained run but replica {replica.index} still uses {kv.num_used_blocks} blocks "
+                f"for {replica.num_outstanding} requests"
+            )

@@ -1,0 +1,184 @@
+"""One model replica: a batch scheduler driven by the event loop and priced by
+the step-time model.
+
+The replica is the only place where scheduling meets time.  It asks its
+scheduler for a plan, asks the performance model how long the plan takes,
+and schedules the iteration's end on the event loop.
+
+Decode stretches.  Most iterations of a busy replica are pure decode steps
+over an unchanged batch.  When the scheduler says a plan will repeat for
+``k`` iterations (``decode_stretch_limit``), the replica prices all ``k`` at
+once (``decode_times_s``) and schedules a single event at the end of the
+last.  An arrival in the middle cuts the stretch at the first iteration
+boundary at or after the arrival, exactly where an iteration-by-iteration
+run would have seen it.  Step ends are accumulated with ``numpy.cumsum``,
+which adds sequentially, so the clock readings equal those of the
+iteration-by-iteration mode (``decode_stretch: false``) bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import numpy as np
+
+from servesim.cluster.events import STEP_DONE, WAKE
+from servesim.core.events import EventLoop
+from servesim.perf.batch_shape import BatchShape
+from servesim.scheduler.batch_scheduler import BatchPlan, BatchScheduler
+from servesim.scheduler.sequence import Sequence
+
+FinishedCallback = Callable[[list[Sequence], float], None]
+
+
+class StepPricer(Protocol):
+    """What the replica needs from a step-time model (``servesim.perf.steptime.StepTimeModel``)."""
+
+    def time_s(self, shape: BatchShape) -> float:
+        """Duration of one iteration of this shape (s)."""
+
+    def decode_times_s(self, num_decode_seqs: int, decode_kv_tokens: np.ndarray) -> np.ndarray:
+        """Durations of pure-decode iterations, one per KV-token total; bit-equal to ``time_s``."""
+
+
+class _Stretch:
+    """A run of identical decode iterations in flight."""
+
+    __slots__ = ("plan", "start_s", "end_s", "num_steps", "token")
+
+    def __init__(self, plan: BatchPlan, start_s: float, end_s: np.ndarray, num_steps: int, token: int) -> None:
+        self.plan = plan
+        self.start_s = start_s
+        self.end_s = end_s  # end time of each iteration the stretch may run
+        self.num_steps = num_steps  # iterations it will run unless cut
+        self.token = token  # event token of its end
+
+
+class Replica:
+    """A serving replica (one model instance over ``tp * pp`` GPUs)."""
+
+    def __init__(
+        self,
+        index: int,
+        loop: EventLoop,
+        scheduler: BatchScheduler,
+        step_model: StepPricer,
+        on_finished: FinishedCallback,
+        *,
+        decode_stretch: bool = True,
+        horizon_s: float | None = None,
+        sample_every_s: float = 1.0,
+        sampler: Callable[..., None] | None = None,
+    ) -> None:
+        self.index = index
+        self.loop = loop
+        self.scheduler = scheduler
+        self.step_model = step_model
+        self._on_finished = on_finished
+        self._stretch_enabled = decode_stretch
+        self._horizon = float("inf") if horizon_s is None else horizon_s
+        self._sample_every = sample_every_s
+        self._next_sample = 0.0
+        self._sampler = sampler
+        self._busy = False
+        self._wake_pending = False
+        self._stretch: _Stretch | None = None
+        self.num_outstanding = 0
+        self.num_steps = 0
+        self.busy_time_s = 0.0
+        self.num_tokens_produced = 0
+
+    # ------------------------------------------------------------------ public
+
+    def submit(self, seq: Sequence, now: float) -> None:
+        """Queue an arriving sequence; wake the replica or cut its decode stretch."""
+        self.scheduler.add(seq)
+        self.num_outstanding += 1
+        if self._busy:
+            if self._stretch is not None:
+                self._cut_stretch(now)
+        elif not self._wake_pending:
+            self._wake_pending = True
+            self.loop.schedule(now, WAKE, self._on_wake)
+
+    @property
+    def num_waiting(self) -> int:
+        return self.scheduler.num_waiting
+
+    @property
+    def num_running(self) -> int:
+        return self.scheduler.num_running
+
+    # ------------------------------------------------------------------ events
+
+    def _on_wake(self, now: float, _payload: object) -> None:
+        self._wake_pending = False
+        if not self._busy:
+            self._start_step(now)
+
+    def _start_step(self, now: float) -> None:
+        plan = self.scheduler.schedule(now)
+        if now >= self._next_sample and self._sampler is not None:
+            self._sample(now)
+        if plan is None:
+            self._busy = False
+            return
+        self._busy = True
+        if plan.is_pure_decode:
+            self._start_decode(plan, now)
+        else:
+            end = now + self.step_model.time_s(plan.shape)
+            self.loop.schedule(end, STEP_DONE, self._on_step_done, (plan, now))
+
+    def _start_decode(self, plan: BatchPlan, now: float) -> None:
+        limit = self.scheduler.decode_stretch_limit(plan) if self._stretch_enabled else 1
+        shape = plan.shape
+        batch = shape.num_decode_seqs
+        kv_tokens = shape.decode_kv_tokens + batch * np.arange(limit, dtype=np.int64)
+        times = self.step_model.decode_times_s(batch, kv_tokens)
+        ends = np.cumsum(np.concatenate(((now,), times)))[1:]
+        # Iterations ending after the horizon never complete; keep the first
+        # of them only when nothing else is left (it stays in flight).
+        steps = int(np.searchsorted(ends, self._horizon, side="right")) or 1
+        token = self.loop.schedule(float(ends[steps - 1]), STEP_DONE, self._on_stretch_done)
+        self._stretch = _Stretch(plan, now, ends, steps, token)
+
+    def _cut_stretch(self, now: float) -> None:
+        """An arrival at ``now``: end the stretch at the first iteration boundary >= now."""
+        stretch = self._stretch
+        steps = int(np.searchsorted(stretch.end_s, now, side="left")) + 1
+        if steps < stretch.num_steps:
+            self.loop.cancel(stretch.token)
+            stretch.num_steps = steps
+            stretch.token = self.loop.schedule(float(stretch.end_s[steps - 1]), STEP_DONE, self._on_stretch_done)
+
+    def _on_step_done(self, now: float, payload: tuple[BatchPlan, float]) -> None:
+        plan, start = payload
+        self.num_steps += 1
+        self.busy_time_s += now - start
+        self.num_tokens_produced += sum(
+            1 for s, n in zip(plan.seqs, plan.num_new) if s.num_computed + n == s.num_prompt + s.num_generated
+        )
+        self._finish(self.scheduler.on_step_done(plan, now), now)
+
+    def _on_stretch_done(self, now: float, _payload: object) -> None:
+        stretch = self._stretch
+        self._stretch = None
+        steps = stretch.num_steps
+        self.num_steps += steps
+        self.busy_time_s += now - stretch.start_s
+        self.num_tokens_produced += steps * len(stretch.plan.seqs)
+        self._finish(self.scheduler.apply_decode_steps(stretch.plan, stretch.end_s[:steps]), now)
+
+    def _finish(self, finished: list[Sequence], now: float) -> None:
+        if finished:
+            self.num_outstanding -= len(finished)
+            self._on_finished(finished, now)
+        self._start_step(now)
+
+    def _sample(self, now: float) -> None:
+        kv = self.scheduler.kv
+        self._sampler(now, self.index, self.scheduler.num_waiting, self.scheduler.num_running,
+                      kv.num_used_blocks, kv.num_blocks)
+        every = self._sample_every
+        self._next_sample = (now // every + 1.0) * every

@@ -1,0 +1,219 @@
+"""Wiring of one run: arrivals -> router -> replicas -> per-request records.
+
+``Simulation`` owns the event loop, the replicas and the result columns.  It
+streams the workload in: only the next arrival is on the event heap, so the
+heap stays small however long the trace is.  Requests that can never be
+served (longer than the model's context, more KV than the replica has, or a
+prompt over the token budget without chunked prefill) are rejected at
+arrival with a reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from servesim.cluster.events import ARRIVAL
+from servesim.cluster.replica import Replica
+from servesim.cluster.routers import Router
+from servesim.core.events import EventLoop
+from servesim.kvcache.manager import KVCacheManager
+from servesim.metrics.records import FINISHED, IN_FLIGHT, REJECTED, RequestTable, TimeSeries, TimeSeriesBuilder
+from servesim.scheduler.batch_scheduler import BatchScheduler
+from servesim.scheduler.config import SchedulerConfig
+from servesim.scheduler.sequence import Sequence
+from servesim.workload.request import Workload
+
+# Rows of the workload converted to Python lists at a time (bounds memory).
+_CHUNK = 65536
+
+
+class ProgressSink(Protocol):
+    def update(self, sim_time_s: float, done: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReplicaSetup:
+    """What every replica of the run is built from."""
+
+    num_kv_blocks: int
+    block_size: int
+    max_model_len: int
+    scheduler: SchedulerConfig
+
+
+@dataclass
+class SimulationOutput:
+    requests: RequestTable
+    timeseries: TimeSeries
+    sim_time_s: float
+    busy_time_s: np.ndarray
+    num_steps: int
+    num_events: int
+
+
+class Simulation:
+    """One run of a cluster of identical replicas over a workload."""
+
+    def __init__(
+        self,
+        workload: Workload,
+        setup: ReplicaSetup,
+        num_replicas: int,
+        router: Router,
+        step_model,
+        *,
+        horizon_s: float | None = None,
+        decode_stretch: bool = True,
+        timeseries_interval_s: float = 1.0,
+        progress: ProgressSink | None = None,
+    ) -> None:
+        self.workload = workload
+        self.setup = setup
+        self.router = router
+        self.horizon_s = horizon_s
+        self.loop = EventLoop()
+        self.progress = progress
+        self.timeseries = TimeSeriesBuilder()
+        self.replicas = [
+            Replica(
+                i,
+                self.loop,
+                BatchScheduler(setup.scheduler, KVCacheManager(setup.num_kv_blocks, setup.block_size)),
+                step_model,
+                self._on_finished,
+                decode_stretch=decode_stretch,
+                horizon_s=horizon_s,
+                sample_every_s=timeseries_interval_s,
+                sampler=self.timeseries.append,
+            )
+            for i in range(num_replicas)
+        ]
+        n = len(workload)
+        self._replica = [-1] * n
+        self._status = [IN_FLIGHT] * n
+        self._reason = [""] * n
+        self._first_sched = [np.nan] * n
+        self._first_token = [np.nan] * n
+        self._finish = [np.nan] * n
+        self._max_itl = [np.nan] * n
+        self._preempt = [0] * n
+        self._generated = [0] * n
+        self._num_arrived = 0
+        self._num_done = 0
+        self._chunk_start = 0
+        self._chunk: tuple[list, list, list, list] = ([], [], [], [])
+        # The largest request a replica could ever hold, in tokens.
+        self._kv_token_capacity = setup.num_kv_blocks * setup.block_size
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> SimulationOutput:
+        if len(self.workload):
+            self.loop.schedule(float(self.workload.arrival_s[0]), ARRIVAL, self._on_arrival)
+        self.loop.run(until=self.horizon_s)
+        self._record_in_flight()
+        n = self._num_arrived
+        w = self.workload
+        table = RequestTable(
+            request_id=np.arange(n, dtype=np.int64),
+            arrival_s=w.arrival_s[:n],
+            prompt_tokens=w.prompt_tokens[:n],
+            output_tokens=w.output_tokens[:n],
+            tokens_generated=self._generated[:n],
+            replica=self._replica[:n],
+            status=self._status[:n],
+            reject_reason=np.array(self._reason[:n], dtype=object),
+            first_scheduled_s=self._first_sched[:n],
+            first_token_s=self._first_token[:n],
+            finish_s=self._finish[:n],
+            max_itl_s=self._max_itl[:n],
+            num_preemptions=self._preempt[:n],
+        )
+        return SimulationOutput(
+            requests=table,
+            timeseries=self.timeseries.build(),
+            sim_time_s=self.loop.now,
+            busy_time_s=np.array([r.busy_time_s for r in self.replicas]),
+            num_steps=sum(r.num_steps for r in self.replicas),
+            num_events=self.loop.num_events,
+        )
+
+    # --------------------------------------------------------------- events
+
+    def _on_arrival(self, now: float, _payload: object) -> None:
+        i = self._num_arrived
+        k = i - self._chunk_start
+        if k >= len(self._chunk[0]):
+            self._load_chunk(i)
+            k = 0
+        prompt, output, priority, arrival = self._chunk
+        seq = Sequence(i, now, prompt[k], output[k], priority[k])
+        reason = self._rejection(seq)
+        if reason:
+            self._status[i] = REJECTED
+            self._reason[i] = reason
+            self._num_done += 1
+        else:
+            r = self.router.route(i, self.replicas)
+            self._replica[i] = r
+            self.replicas[r].submit(seq, now)
+        self._num_arrived = i + 1
+        if k + 1 < len(arrival):
+            self.loop.schedule(arrival[k + 1], ARRIVAL, self._on_arrival)
+        elif i + 1 < len(self.workload):
+            self.loop.schedule(float(self.workload.arrival_s[i + 1]), ARRIVAL, self._on_arrival)
+        if self.progress is not None and (i & 4095) == 0:
+            self.progress.update(now, self._num_done)
+
+    def _on_finished(self, seqs: list[Sequence], now: float) -> None:
+        for seq in seqs:
+            i = seq.rid
+            self._status[i] = FINISHED
+            self._finish[i] = now
+            self._store_progress(seq)
+        self._num_done += len(seqs)
+
+    # -------------------------------------------------------------- helpers
+
+    def _rejection(self, seq: Sequence) -> str:
+        """Why a request can never be served by a replica, or '' if it can."""
+        total = seq.num_prompt + seq.max_output
+        if total > self.setup.max_model_len:
+            return "exceeds_max_model_len"
+        if seq.peak_kv_tokens > self._kv_token_capacity:
+            return "exceeds_kv_capacity"
+        sched = self.setup.scheduler
+        if not sched.chunked_prefill and seq.peak_kv_tokens > sched.max_num_batched_tokens:
+            # Without chunking a recompute after preemption must fit one iteration.
+            return "exceeds_token_budget"
+        return ""
+
+    def _store_progress(self, seq: Sequence) -> None:
+        i = seq.rid
+        self._generated[i] = seq.num_generated
+        self._preempt[i] = seq.num_preemptions
+        if seq.first_scheduled_s >= 0.0:
+            self._first_sched[i] = seq.first_scheduled_s
+        if seq.first_token_s >= 0.0:
+            self._first_token[i] = seq.first_token_s
+        if seq.num_generated >= 2:
+            self._max_itl[i] = seq.max_itl_s
+
+    def _record_in_flight(self) -> None:
+        for replica in self.replicas:
+            for seq in list(replica.scheduler.running) + list(replica.scheduler.waiting):
+                self._store_progress(seq)
+
+    def _load_chunk(self, start: int) -> None:
+        w = self.workload
+        stop = min(start + _CHUNK, len(w))
+        self._chunk_start = start
+        self._chunk = (
+            w.prompt_tokens[start:stop].tolist(),
+            w.output_tokens[start:stop].tolist(),
+            w.priority[start:stop].tolist(),
+            w.arrival_s[start:stop].tolist(),
+        )

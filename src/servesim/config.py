@@ -1,0 +1,246 @@
+"""The scenario: one validated, frozen description of a run.
+
+A scenario YAML file has one section per component; each section is the
+config model owned by that component's package:
+
+=============  ==============================================  =====================
+section        meaning                                         model
+=============  ==============================================  =====================
+``workload``   requests: a trace or a synthetic generator      ``WorkloadConfig``
+``cluster``    replicas, GPU, parallelism, memory settings     ``ClusterConfig``
+``scheduler``  batching limits and queue policy per replica    ``SchedulerConfig``
+``router``     global routing policy                           ``RouterConfig``
+``slo``        latency targets for attainment and goodput      ``SloTargets``
+``perf``       efficiencies of the step-time model             ``StepTimeParams``
+``engine``     simulator knobs that do not change results      ``EngineConfig``
+``catalog``    extra or overriding model / GPU entries         ``CatalogConfig``
+=============  ==============================================  =====================
+
+plus ``name``, ``seed`` and ``horizon_s``.  Every field documents its unit in
+the JSON schema (``servesim config schema``).  Errors are ``ConfigError``
+with one line naming the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from servesim.cluster.routers import RouterConfig
+from servesim.errors import ConfigError
+from servesim.metrics.config import SloTargets
+from servesim.perf.steptime import StepTimeParams
+from servesim.scheduler.config import SchedulerConfig
+from servesim.workload.config import TraceWorkloadConfig, WorkloadConfig
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class ClusterConfig(BaseModel):
+    """The deployment: identical replicas of one model on one GPU type."""
+
+    model_config = _FROZEN
+
+    num_replicas: int = Field(1, ge=1, description="Number of model replicas behind the router (count).")
+    model: str = Field("llama-3-8b", description="Model catalog id (see `servesim catalog`).")
+    hardware: str = Field("h100", description="GPU catalog id (see `servesim catalog`).")
+    tensor_parallel: int = Field(1, ge=1, description="Tensor-parallel degree: GPUs sharing each layer (count).")
+    pipeline_parallel: int = Field(1, ge=1, description="Pipeline-parallel degree: stages of layers (count).")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Fraction of each GPU's memory the engine may use (weights + activations + KV)."
+    )
+    activation_reserve_gb: float | None = Field(
+        None, ge=0, description="Memory reserved per GPU for activations and runtime buffers (GB, 1e9 bytes); null = the model's rule."
+    )
+    block_size: int = Field(16, ge=1, description="Tokens per paged KV-cache block (tokens).")
+    cuda_graphs: bool = Field(True, description="Replay pure-decode iterations as CUDA graphs (else eager launches).")
+    max_model_len: int | None = Field(
+        None, ge=1, description="Longest prompt+output a request may have (tokens); null = the model's context length."
+    )
+
+
+class EngineConfig(BaseModel):
+    """Simulator knobs; none of them changes per-request results."""
+
+    model_config = _FROZEN
+
+    decode_stretch: bool = Field(
+        True,
+        description="Price runs of identical decode iterations in one event (fast); false = one event per iteration (reference).",
+    )
+    timeseries_interval_s: float = Field(
+        1.0, gt=0, description="Sampling period of the queue/batch/KV time series (simulated seconds)."
+    )
+
+
+class CatalogConfig(BaseModel):
+    """Catalog entries added to (or overriding) the built-in models and GPUs."""
+
+    model_config = _FROZEN
+
+    files: list[str] = Field(
+        default_factory=list, description="YAML files with `models:` and/or `hardware:` maps, same schema as the built-ins."
+    )
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Inline model entries by id.")
+    hardware: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Inline GPU entries by id.")
+
+
+class ScenarioConfig(BaseModel):
+    """One run of servesim."""
+
+    model_config = _FROZEN
+
+    name: str = Field("default", description="Scenario name, shown in reports.")
+    seed: int = Field(0, ge=0, description="Seed of every random stream of the run.")
+    horizon_s: float | None = Field(
+        None, gt=0, description="Stop the simulated clock here (seconds); null = run until every request is done."
+    )
+    workload: WorkloadConfig = Field(
+        default_factory=lambda: TraceWorkloadConfig(kind="trace", path="builtin:azure-2023-conv"),
+        description="The requests to replay.",
+    )
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="The deployment.")
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig, description="Per-replica batch scheduler.")
+    router: RouterConfig = Field(default_factory=RouterConfig, description="Global router.")
+    slo: SloTargets = Field(default_factory=SloTargets, description="Latency targets (SLOs).")
+    perf: StepTimeParams = Field(default_factory=StepTimeParams, description="Step-time model efficiencies.")
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="Simulator knobs.")
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig, description="Extra catalog entries.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data (every default filled in)."""
+        return self.model_dump(mode="json")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> ScenarioConfig:
+    """Read a scenario file (None = the default scenario) and apply ``key.path=value`` overrides.
+
+    Relative file paths inside the scenario (trace paths, catalog files) are
+    resolved against the scenario file's folder.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+        _resolve_paths(raw, Path(path).resolve().parent)
+    for item in overrides:
+        apply_override(raw, item)
+    return validate_config(raw)
+
+
+def validate_config(raw: dict[str, Any]) -> ScenarioConfig:
+    """Validate plain data into a ``ScenarioConfig``; ``ConfigError`` on the first problem."""
+    try:
+        return ScenarioConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one ``a.b.c=value`` override in place; the value is parsed as YAML."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r}: expected KEY.PATH=VALUE, e.g. cluster.num_replicas=4")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line for the first error: field path, offending value and what is allowed."""
+    first = err.errors()[0]
+    loc = _field_path(first.get("loc", ()))
+    kind = first.get("type", "")
+    if kind == "extra_forbidden":
+        return f"config error: {loc}: unknown field{_allowed_fields(first.get('loc', ()))}"
+    if kind == "missing":
+        return f"config error: {loc}: required field is missing"
+    value = first.get("input")
+    msg = first.get("msg", "invalid value")
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    shown = "" if isinstance(value, dict) else f" = {value!r}"
+    return f"config error: {loc}{shown}: {msg}"
+
+
+def _field_path(loc: tuple) -> str:
+    # Discriminated unions add the tag ('trace', 'synthetic') to the path; drop it.
+    parts = [str(p) for p in loc if p not in ("trace", "synthetic")]
+    return ".".join(parts) or "<root>"
+
+
+def _allowed_fields(loc: tuple) -> str:
+    model: Any = ScenarioConfig
+    for part in loc[:-1]:
+        if part in ("trace", "synthetic"):
+            from servesim.workload import config as wc
+
+            model = wc.TraceWorkloadConfig if part == "trace" else wc.SyntheticWorkloadConfig
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        annotation = field.annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if model is None:
+            return ""
+    names = list(getattr(model, "model_fields", {}))
+    return f" (allowed: {', '.join(names)})" if names else ""
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"scenario file not found: {path}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read scenario file {path}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}:{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a scenario must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str) and not value.startswith("builtin:") and not Path(value).is_absolute():
+            candidate = base / value
+            if candidate.exists():
+                return str(candidate)
+        return value
+
+    workload = raw.get("workload")
+    if isinstance(workload, dict):
+        if "path" in workload:
+            workload["path"] = resolve(workload["path"])
+        for key in ("prompt_tokens", "output_tokens"):
+            lengths = workload.get(key)
+            if isinstance(lengths, dict) and "trace" in lengths:
+                lengths["trace"] = resolve(lengths["trace"])
+    catalog = raw.get("catalog")
+    if isinstance(catalog, dict) and isinstance(catalog.get("files"), list):
+        catalog["files"] = [resolve(f) for f in catalog["files"]]

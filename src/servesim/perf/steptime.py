@@ -1,0 +1,297 @@
+"""Step-time model v1: seconds one engine step takes, from the batch's shape.
+
+A pure function of (batch shape, model, hardware, parallelism, efficiencies).
+``StepTimeModel`` folds everything but the shape into constants at
+construction, so ``time_s`` is a few dozen float operations.
+
+What one step costs (all on one GPU of a TP group, summed over PP stages):
+
+* ``gemm_s``: linear layers (QKV/O projections, MLPs, MoE experts, lm_head),
+  each group at the roofline ``max(FLOPs / (peak * gemm_efficiency),
+  weight bytes / (bandwidth * mem_bw_efficiency))`` with ``2 * tokens *
+  params`` FLOPs.  MoE: a batch of ``T`` tokens, ``k`` of ``E`` experts each,
+  touches ``E * (1 - (1 - k/E)**T)`` distinct experts in expectation; their
+  weights are what is read.  The lm_head runs on one row per sequence.
+* ``elementwise_s``: activation traffic of the non-GEMM kernels (norms,
+  residual adds, rotary, KV-cache writes, activation function), memory-bound.
+* ``attention_prefill_s``: ``max(pairs * FLOPs per pair / (peak * eff),
+  KV bytes of the chunks' contexts / (bandwidth * eff))``.
+* ``attention_decode_s``: ``decode_kv_tokens`` times the larger of the
+  per-token KV read time and per-token attention FLOP time (MLA decode is
+  near the compute roof).
+* ``communication_s``: TP all-reduces (two per layer, ring cost
+  ``2 * (tp-1)/tp * bytes / (link * eff) + latency``) and PP activation
+  sends between stages.
+* ``overhead_s``: CUDA-graph steps (pure decode, like vLLM) pay a fixed GPU
+  cost per layer.  Steps with prefill run eager: the CPU launches kernels
+  while the GPU runs them, so the step takes ``max(GPU time, CPU launch
+  time)``; ``overhead_s`` is the part not covered by GPU work.  Both add
+  ``fixed_step_overhead_s``.
+
+Simplification: pipeline parallelism is priced for a single microbatch
+passing through every stage, so a step is the sum over stages (the layers'
+time plus the sends); pipelining of several microbatches is not modelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from servesim.errors import ConfigError
+from servesim.perf.batch_shape import BatchShape
+from servesim.perf.hardware_spec import HardwareSpec
+from servesim.perf.model_spec import ModelSpec
+from servesim.perf.sharding import check_parallelism, kv_share_per_gpu, pipeline_hops
+from servesim.perf.steptime_params import StepTimeParams
+
+__all__ = ["BatchShape", "StepTime", "StepTimeModel", "StepTimeParams"]
+
+# Activations (hidden states sent between GPUs, elementwise traffic) are bf16.
+_ACT_BYTES = 2
+
+
+@dataclass(frozen=True, slots=True)
+class StepTime:
+    """One step's time split into named parts, seconds.
+
+    ``total_s`` is exactly ``gemm_s + elementwise_s + attention_prefill_s +
+    attention_decode_s + communication_s + overhead_s`` (summed in that
+    order) and equals ``StepTimeModel.time_s`` bit for bit.
+    """
+
+    gemm_s: float
+    elementwise_s: float
+    attention_prefill_s: float
+    attention_decode_s: float
+    communication_s: float
+    overhead_s: float
+    total_s: float
+    graphed: bool
+
+
+class StepTimeModel:
+    """Prices steps of one replica: one model on ``tp * pp`` GPUs of one kind.
+
+    ``cuda_graphs``: pure-decode steps replay a CUDA graph (no CPU launch
+    cost); steps with any prefill run eager either way.
+    ``weight_bytes_per_param``: 2 = bf16, 1 = fp8/int8 (GEMMs then use the
+    FP8 peak where the GPU has one).  ``kv_bytes_per_elem``: KV-cache element
+    size.  Raises ``ConfigError`` / ``DeploymentError`` for impossible setups.
+    """
+
+    __slots__ = (
+        "model", "hardware", "tensor_parallel", "pipeline_parallel", "params", "cuda_graphs",
+        "_dense_s_per_token", "_dense_weight_s",
+        "_moe", "_num_experts", "_expert_miss", "_expert_s_per_token", "_expert_weight_s_per_expert",
+        "_lm_s_per_seq", "_lm_weight_s", "_elementwise_s_per_token",
+        "_pair_s", "_prefill_kv_s", "_decode_kv_s",
+        "_comm_s_per_token", "_comm_fixed_s",
+        "_gpu_overhead_s", "_graphed_overhead_s", "_eager_base_s", "_eager_per_call_s", "_fixed_s",
+    )
+
+    def __init__(
+        self,
+        model: ModelSpec,
+        hardware: HardwareSpec,
+        tensor_parallel: int = 1,
+        pipeline_parallel: int = 1,
+        params: StepTimeParams | None = None,
+        cuda_graphs: bool = True,
+        weight_bytes_per_param: float = 2,
+        kv_bytes_per_elem: float = 2,
+    ) -> None:
+        check_parallelism(model, tensor_parallel, pipeline_parallel)
+        if not weight_bytes_per_param > 0 or not kv_bytes_per_elem > 0:
+            raise ConfigError(
+                "weight_bytes_per_param and kv_bytes_per_elem must be > 0, "
+                f"got {weight_bytes_per_param!r} and {kv_bytes_per_elem!r}"
+            )
+        p = params if params is not None else StepTimeParams()
+        self.model, self.hardware, self.params = model, hardware, p
+        self.tensor_parallel, self.pipeline_parallel = tensor_parallel, pipeline_parallel
+        self.cuda_graphs = bool(cuda_graphs)
+        self._init_linear(model, hardware, p, tensor_parallel, weight_bytes_per_param)
+        self._init_attention(model, hardware, p, tensor_parallel, kv_bytes_per_elem)
+        self._init_communication(model, hardware, p, tensor_parallel, pipeline_parallel)
+        layers = model.num_layers
+        self._gpu_overhead_s = layers * p.per_layer_gpu_overhead_s
+        self._fixed_s = p.fixed_step_overhead_s
+        self._graphed_overhead_s = self._gpu_overhead_s + self._fixed_s
+        self._eager_base_s = layers * p.per_layer_launch_eager_s
+        self._eager_per_call_s = layers * p.per_seq_attention_launch_s
+
+    # ------------------------------------------------------------ constants
+    def _init_linear(self, model: ModelSpec, hw: HardwareSpec, p: StepTimeParams, tp: int, wbytes: float) -> None:
+        flops = hw.gemm_peak_flops_s(wbytes) * p.gemm_efficiency
+        bw = hw.mem_bw_bytes_s * p.mem_bw_efficiency
+        # Weights every token uses, whole model, this rank's 1/tp slice.
+        dense = (
+            model.num_layers * model.attention_linear_params
+            + model.num_dense_layers * model.dense_mlp_params
+            + model.num_moe_layers * (model.shared_expert_params + model.router_params)
+        ) / tp
+        self._dense_s_per_token = 2 * dense / flops
+        self._dense_weight_s = dense * wbytes / bw
+        self._moe = model.is_moe
+        expert = model.num_moe_layers * model.expert_params / tp  # one expert, all MoE layers
+        self._num_experts = float(model.num_experts)
+        self._expert_miss = 1.0 - model.experts_per_token / model.num_experts if model.is_moe else 1.0
+        self._expert_s_per_token = 2 * model.experts_per_token * expert / flops
+        self._expert_weight_s_per_expert = expert * wbytes / bw
+        head = model.embedding_params / tp  # lm_head, vocab-parallel over TP
+        self._lm_s_per_seq = 2 * head / flops
+        self._lm_weight_s = head * wbytes / bw
+        self._elementwise_s_per_token = (
+            model.num_layers * _elementwise_elems_per_token_layer(model, tp) * _ACT_BYTES / bw
+        )
+
+    def _init_attention(self, model: ModelSpec, hw: HardwareSpec, p: StepTimeParams, tp: int, kvbytes: float) -> None:
+        flops = hw.bf16_flops_s * p.attn_flops_efficiency
+        bw = hw.mem_bw_bytes_s * p.attn_bw_efficiency
+        layers = model.num_layers
+        kv_bytes_per_token = layers * model.kv_elems_per_token_per_layer * kvbytes * kv_share_per_gpu(model, tp)
+        self._pair_s = layers * model.attention_flops_per_pair / tp / flops
+        self._prefill_kv_s = kv_bytes_per_token / bw
+        decode_flop_s = layers * model.decode_attention_flops_per_kv_token / tp / flops
+        self._decode_kv_s = max(kv_bytes_per_token / bw, decode_flop_s)
+
+    def _init_communication(
+        self, model: ModelSpec, hw: HardwareSpec, p: StepTimeParams, tp: int, pp: int
+    ) -> None:
+        token_bytes = model.hidden_size * _ACT_BYTES
+        per_token = fixed = 0.0
+        if tp > 1:
+            link = hw.scaleup_bytes_s if tp <= hw.gpus_per_node else hw.internode_bytes_s
+            ring = 2 * (tp - 1) / tp
+            per_token += 2 * model.num_layers * ring * token_bytes / (link * p.link_efficiency)
+            fixed += 2 * model.num_layers * p.allreduce_latency_s
+        if pp > 1:
+            intra, inter = pipeline_hops(tp, pp, hw.gpus_per_node)
+            per_token += token_bytes * (
+                intra / (hw.scaleup_bytes_s * p.link_efficiency)
+                + inter / (hw.internode_bytes_s * p.link_efficiency)
+            )
+            fixed += (pp - 1) * p.p2p_latency_s
+        self._comm_s_per_token = per_token
+        self._comm_fixed_s = fixed
+
+    # ------------------------------------------------------------- hot path
+    def time_s(self, shape: BatchShape) -> float:
+        """Seconds the step takes; 0.0 for a step with no tokens.
+
+        Same arithmetic, in the same order, as ``breakdown`` and
+        ``decode_times_s`` (tests hold them bit-identical).
+        """
+        t = shape.num_tokens
+        if t == 0:
+            return 0.0
+        gemm = t * self._dense_s_per_token
+        if gemm < self._dense_weight_s:
+            gemm = self._dense_weight_s
+        if self._moe:
+            routed = t * self._expert_s_per_token
+            touched = self._num_experts * (1.0 - self._expert_miss**t) * self._expert_weight_s_per_expert
+            gemm += routed if routed > touched else touched
+        head = shape.num_seqs * self._lm_s_per_seq
+        gemm += head if head > self._lm_weight_s else self._lm_weight_s
+        work = gemm + t * self._elementwise_s_per_token
+        pairs = shape.prefill_attn_pairs * self._pair_s
+        ctx = shape.prefill_kv_tokens * self._prefill_kv_s
+        work += pairs if pairs > ctx else ctx
+        work += shape.decode_kv_tokens * self._decode_kv_s
+        work += t * self._comm_s_per_token + self._comm_fixed_s
+        if self.cuda_graphs and shape.num_prefill_seqs == 0:
+            return work + self._graphed_overhead_s
+        calls = shape.num_prefill_seqs + (1 if shape.num_decode_seqs else 0)
+        exposed = self._eager_base_s + calls * self._eager_per_call_s - work
+        gpu = self._gpu_overhead_s
+        return work + ((exposed if exposed > gpu else gpu) + self._fixed_s)
+
+    # ----------------------------------------------------------- the parts
+    def _gemm_s(self, t: int, num_seqs: int) -> float:
+        gemm = t * self._dense_s_per_token
+        if gemm < self._dense_weight_s:
+            gemm = self._dense_weight_s
+        if self._moe:
+            routed = t * self._expert_s_per_token
+            touched = self._num_experts * (1.0 - self._expert_miss**t) * self._expert_weight_s_per_expert
+            gemm += routed if routed > touched else touched
+        head = num_seqs * self._lm_s_per_seq
+        gemm += head if head > self._lm_weight_s else self._lm_weight_s
+        return gemm
+
+    def breakdown(self, shape: BatchShape) -> StepTime:
+        """The step's time by component (see the module docstring)."""
+        t = shape.num_tokens
+        graphed = self.cuda_graphs and shape.num_prefill_seqs == 0
+        if t == 0:
+            return StepTime(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, graphed)
+        gemm = self._gemm_s(t, shape.num_seqs)
+        elementwise = t * self._elementwise_s_per_token
+        pairs = shape.prefill_attn_pairs * self._pair_s
+        ctx = shape.prefill_kv_tokens * self._prefill_kv_s
+        prefill = pairs if pairs > ctx else ctx
+        decode = shape.decode_kv_tokens * self._decode_kv_s
+        comm = t * self._comm_s_per_token + self._comm_fixed_s
+        work = gemm + elementwise + prefill + decode + comm
+        if graphed:
+            overhead = self._graphed_overhead_s
+        else:
+            calls = shape.num_prefill_seqs + (1 if shape.num_decode_seqs else 0)
+            exposed = self._eager_base_s + calls * self._eager_per_call_s - work
+            gpu = self._gpu_overhead_s
+            overhead = (exposed if exposed > gpu else gpu) + self._fixed_s
+        total = gemm + elementwise + prefill + decode + comm + overhead
+        return StepTime(gemm, elementwise, prefill, decode, comm, overhead, total, graphed)
+
+    def decode_times_s(self, num_decode_seqs: int, decode_kv_tokens: np.ndarray) -> np.ndarray:
+        """``time_s`` of pure-decode steps, vectorised over their KV sizes.
+
+        Element ``i`` equals ``time_s(BatchShape(n, n, 0, 0, 0, n,
+        decode_kv_tokens[i]))`` bit for bit, with ``n = num_decode_seqs``.
+        Returns a float64 array of ``decode_kv_tokens``'s shape, seconds.
+        """
+        kv = np.asarray(decode_kv_tokens)
+        n = num_decode_seqs
+        if n == 0:
+            return np.zeros(kv.shape, dtype=np.float64)
+        # Everything but the KV read is the same for every element: the same
+        # scalar expressions as time_s, then the array tail in its order.
+        work = self._gemm_s(n, n) + n * self._elementwise_s_per_token
+        pairs = 0 * self._pair_s
+        ctx = 0 * self._prefill_kv_s
+        work += pairs if pairs > ctx else ctx
+        total = work + kv * self._decode_kv_s
+        total = total + (n * self._comm_s_per_token + self._comm_fixed_s)
+        if self.cuda_graphs:
+            return total + self._graphed_overhead_s
+        exposed = self._eager_base_s + 1 * self._eager_per_call_s - total
+        return total + (np.maximum(exposed, self._gpu_overhead_s) + self._fixed_s)
+
+    def __repr__(self) -> str:
+        return (
+            f"StepTimeModel({self.model.id} on {self.tensor_parallel * self.pipeline_parallel} x "
+            f"{self.hardware.id}, tp={self.tensor_parallel}, pp={self.pipeline_parallel}, "
+            f"cuda_graphs={self.cuda_graphs})"
+        )
+
+
+def _elementwise_elems_per_token_layer(model: ModelSpec, tp: int) -> float:
+    """Activation elements one token's non-GEMM kernels read plus write in one layer, per GPU.
+
+    Assumes fused kernels touching each tensor once: two RMSNorms (read +
+    write the hidden state), two residual adds (two reads, one write), rotary
+    embedding on queries and keys (read + write), the KV-cache write (read +
+    write new K/V), and the gated activation (read gate and up, write one).
+    Norms and adds run on the full hidden state on every TP rank; the rest
+    is split by TP.
+    """
+    if model.attention == "mla":
+        rotary = model.num_heads * model.qk_rope_head_dim + model.qk_rope_head_dim  # type: ignore[operator]
+    else:
+        rotary = (model.num_heads + model.num_kv_heads) * model.head_dim  # type: ignore[operator]
+    kv_write = model.kv_elems_per_token_per_layer * kv_share_per_gpu(model, tp) * tp
+    sharded = 2 * rotary + 2 * kv_write + 3 * model.mlp_width_per_token
+    return 10 * model.hidden_size + sharded / tp

@@ -1,0 +1,146 @@
+"""A readable terminal rendering of a run summary (the dict from ``summarize``)."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+# (summary key, row label) for the latency table, in display order.
+_LATENCIES = (
+    ("ttft_s", "TTFT"),
+    ("tpot_s", "TPOT"),
+    ("e2e_s", "E2E"),
+    ("queue_delay_s", "Queue delay"),
+    ("max_itl_s", "Max ITL"),
+)
+_LATENCY_STATS = ("mean", "p50", "p90", "p99", "max")
+
+
+def render_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+    """Print ``summary`` to ``console`` (a new stdout ``Console`` when None).
+
+    Sections: run header, latency table (milliseconds), throughput, SLO
+    (only when a target is set), utilization and cost.  Missing values
+    print as ``-``.  Tolerates a summary lacking optional sections.
+    """
+    console = console if console is not None else Console()
+    console.print(_header(summary))
+    console.print(_latency_table(summary))
+    console.print(_throughput(summary))
+    slo = summary.get("slo") or {}
+    if any(v is not None for v in (slo.get("targets") or {}).values()):
+        console.print(_slo(slo))
+    console.print(_utilization(summary))
+    console.print(_cost(summary.get("cost") or {}))
+
+
+def summary_text(summary: dict[str, Any], width: int = 100) -> str:
+    """``render_summary`` output as plain text (no colour codes), ``width`` columns."""
+    buf = StringIO()
+    render_summary(summary, Console(file=buf, width=width, color_system=None, force_terminal=False))
+    return buf.getvalue()
+
+
+def _fmt(x: float | int | None, digits: int = 2, scale: float = 1.0, suffix: str = "") -> str:
+    """``x * scale`` with ``digits`` decimals and a suffix; ``-`` for None."""
+    if x is None:
+        return "-"
+    return f"{x * scale:,.{digits}f}{suffix}"
+
+
+def _money(x: float | None) -> str:
+    """Dollars; sub-dollar amounts keep 4 decimals so small runs do not show $0.00."""
+    if x is None:
+        return "-"
+    return f"${x:,.2f}" if abs(x) >= 1 else f"${x:.4f}"
+
+
+def _pct(x: float | None) -> str:
+    """A fraction as a percentage with one decimal."""
+    return _fmt(x, 1, 100.0, "%")
+
+
+def _header(s: dict[str, Any]) -> str:
+    horizon = s.get("horizon_s")
+    sim = _fmt(s.get("sim_time_s"), 2, suffix=" s")
+    if horizon is not None:
+        sim += f" (horizon {_fmt(horizon, 2, suffix=' s')})"
+    return (
+        f"[bold]Run summary[/bold]\n"
+        f"requests {s.get('num_requests', 0):,}  finished {s.get('num_finished', 0):,}  "
+        f"rejected {s.get('num_rejected', 0):,}  in flight {s.get('num_in_flight', 0):,}\n"
+        f"sim time {sim}  wall time {_fmt(s.get('wall_time_s'), 2, suffix=' s')}  "
+        f"steps {s.get('num_steps', 0):,}  "
+        f"speed {_fmt(s.get('simulated_requests_per_wall_s'), 1, suffix=' req/wall-s')}"
+        + _reasons(s.get("rejected_by_reason") or {})
+    )
+
+
+def _reasons(reasons: dict[str, int]) -> str:
+    if not reasons:
+        return ""
+    return "\nrejected by reason: " + ", ".join(f"{escape(k)} {v:,}" for k, v in reasons.items())
+
+
+def _latency_table(s: dict[str, Any]) -> Table:
+    table = Table(title="Latency (ms)", title_justify="left")
+    table.add_column("metric")
+    table.add_column("n", justify="right")
+    for stat in _LATENCY_STATS:
+        table.add_column(stat, justify="right")
+    for key, label in _LATENCIES:
+        d = s.get(key) or {}
+        table.add_row(label, f"{d.get('count', 0):,}", *(_fmt(d.get(k), 2, 1e3) for k in _LATENCY_STATS))
+    return table
+
+
+def _throughput(s: dict[str, Any]) -> str:
+    return (
+        f"[bold]Throughput[/bold] over span {_fmt(s.get('span_s'), 2, suffix=' s')}: "
+        f"{_fmt(s.get('requests_per_s'))} req/s  "
+        f"{_fmt(s.get('input_tokens_per_s'), 1)} input tok/s  "
+        f"{_fmt(s.get('output_tokens_per_s'), 1)} output tok/s"
+    )
+
+
+def _slo(slo: dict[str, Any]) -> str:
+    names = {"ttft_s": "TTFT", "tpot_s": "TPOT", "e2e_s": "E2E"}
+    targets = ", ".join(
+        f"{names.get(k, k)} <= {_fmt(v, 1, 1e3, ' ms')}"
+        for k, v in (slo.get("targets") or {}).items()
+        if v is not None
+    )
+    return (
+        f"[bold]SLO[/bold] {targets}: attainment {_pct(slo.get('attainment'))} "
+        f"({slo.get('num_met', 0):,} met)  goodput {_fmt(slo.get('goodput_rps'))} req/s"
+    )
+
+
+def _utilization(s: dict[str, Any]) -> str:
+    u = s.get("utilization") or {}
+    per = u.get("per_replica") or []
+    line = f"[bold]Utilization[/bold] mean {_pct(u.get('mean'))}"
+    if len(per) > 1:
+        # Many replicas would flood the terminal; the range is what matters.
+        known = [x for x in per if x is not None]
+        if known:
+            line += f" (min {_pct(min(known))}, max {_pct(max(known))} over {len(per)} replicas)"
+    return (
+        f"{line}  mean batch {_fmt(s.get('mean_running_batch'), 1)}  "
+        f"peak queue {_fmt(s.get('peak_queue_len'), 0)}  peak KV {_pct(s.get('peak_kv_usage'))}  "
+        f"preemptions {s.get('num_preemptions', 0):,}"
+    )
+
+
+def _cost(c: dict[str, Any]) -> str:
+    line = f"[bold]Cost[/bold] {_fmt(c.get('gpu_hours'), 3)} GPU-h"
+    if c.get("usd") is not None:
+        line += (
+            f"  {_money(c.get('usd'))} at {_money(c.get('price_usd_per_gpu_hr'))}/GPU-h  "
+            f"{_money(c.get('usd_per_million_output_tokens'))} per 1M output tokens"
+        )
+    return line

@@ -1,0 +1,286 @@
+"""The replica batch scheduler: continuous batching under a token budget.
+
+One call to ``schedule`` decides one iteration, the way vLLM's v1 scheduler
+does:
+
+1. Running sequences, in order, each take the tokens they still need (a
+   decode takes one; a partially computed prompt takes what the budget
+   allows).  When KV blocks run out, the queue policy names a victim that is
+   preempted by recompute: its blocks are freed, its progress is reset and it
+   goes back to the waiting queue.
+2. If nothing was preempted, waiting sequences are admitted in queue order
+   while the token budget, ``max_num_seqs`` and free KV blocks allow;
+   with chunked prefill a prompt larger than the remaining budget is split.
+
+The scheduler decides and keeps counters; it never measures time.  The
+replica asks the performance model for the step's duration and reports the
+step's end through ``on_step_done`` (or ``apply_decode_steps`` for a run of
+identical decode iterations, see ``decode_stretch_limit``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from servesim.kvcache.manager import KVCacheManager
+from servesim.perf.batch_shape import BatchShape
+from servesim.scheduler.config import SchedulerConfig
+from servesim.scheduler.queues import QUEUE_POLICIES
+from servesim.scheduler.sequence import Sequence
+
+
+class BatchPlan:
+    """What one iteration computes: ``num_new[i]`` tokens of ``seqs[i]``.
+
+    ``preempted`` lists sequences preempted while planning; ``shape`` is the
+    batch summary the performance model prices; ``is_pure_decode`` is True
+    when every scheduled sequence decodes exactly one token.
+    """
+
+    __slots__ = ("seqs", "num_new", "preempted", "shape", "is_pure_decode")
+
+    def __init__(
+        self, seqs: list[Sequence], num_new: list[int], preempted: list[Sequence], shape: BatchShape, is_pure_decode: bool
+    ) -> None:
+        self.seqs = seqs
+        self.num_new = num_new
+        self.preempted = preempted
+        self.shape = shape
+        self.is_pure_decode = is_pure_decode
+
+
+class BatchScheduler:
+    """Waiting queue + running batch of one replica, over a ``KVCacheManager``."""
+
+    def __init__(self, config: SchedulerConfig, kv: KVCacheManager) -> None:
+        self.config = config
+        self.kv = kv
+        self.waiting = QUEUE_POLICIES[config.policy]()
+        self.running: list[Sequence] = []
+        self._max_tokens = config.max_num_batched_tokens
+        self._max_seqs = config.max_num_seqs
+        self._chunked = config.chunked_prefill
+        self.num_preemptions = 0
+
+    # ------------------------------------------------------------------ public
+
+    def add(self, seq: Sequence) -> None:
+        """Queue a newly arrived sequence."""
+        self.waiting.push(seq)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
+
+    def schedule(self, now: float) -> BatchPlan | None:
+        """Plan the next iteration starting at ``now``; None when there is nothing to run."""
+        seqs: list[Sequence] = []
+        num_new: list[int] = []
+        preempted: list[Sequence] = []
+        budget = self._schedule_running(seqs, num_new, preempted, self._max_tokens)
+        if not preempted:
+            self._admit_waiting(now, seqs, num_new, budget)
+        if not seqs:
+            return None
+        return self._make_plan(seqs, num_new, preempted)
+
+    def on_step_done(self, plan: BatchPlan, end_s: float) -> list[Sequence]:
+        """Apply a finished iteration ending at ``end_s``; returns the sequences that finished.
+
+        Each scheduled sequence gains ``num_new`` computed tokens; one whose
+        computed tokens reach its token count samples an output token at
+        ``end_s``.  Finished sequences free their blocks and leave the batch.
+        """
+        finished: list[Sequence] = []
+        for seq, n in zip(plan.seqs, plan.num_new):
+            seq.num_computed += n
+            if seq.num_computed == seq.num_prompt + seq.num_generated:
+                seq.num_generated += 1
+                if seq.first_token_s < 0.0:
+                    seq.first_token_s = end_s
+                else:
+                    gap = end_s - seq.last_token_s
+                    if gap > seq.max_itl_s:
+                        seq.max_itl_s = gap
+                seq.last_token_s = end_s
+                if seq.num_generated >= seq.max_output:
+                    finished.append(seq)
+        self._retire(finished)
+        return finished
+
+    # ----------------------------------------------------- decode stretches
+
+    def decode_stretch_limit(self, plan: BatchPlan) -> int:
+        """How many consecutive iterations would repeat ``plan`` unchanged (>= 1).
+
+        ``plan`` must be the plan just returned by ``schedule``.  A pure
+        decode plan that holds every running sequence repeats until the first
+        sequence finishes (that iteration included) or until the free KV
+        blocks could not cover one more token for every sequence.  Nothing
+        else can change it: the waiting head was not admitted, and neither
+        the token budget nor the free blocks grow while it repeats.  Arrivals
+        are the replica's concern (it cuts the stretch short).
+        """
+        if not plan.is_pure_decode or plan.preempted or len(plan.seqs) != len(self.running):
+            return 1
+        seqs = plan.seqs
+        limit = min(s.max_output - s.num_generated for s in seqs)
+        if limit <= 1:
+            return 1
+        # Tokens in cache before this iteration, and blocks held after its allocation.
+        kv = self.kv
+        cached = np.fromiter((s.num_computed for s in seqs), np.int64, len(seqs))
+        held = np.fromiter((kv.num_blocks_of(s.rid) for s in seqs), np.int64, len(seqs))
+        free = kv.num_free_blocks
+        block = kv.block_size
+
+        def extra_blocks(k: int) -> int:
+            # Blocks beyond those held that k iterations need: iteration j
+            # (0-based) stores cached + j + 1 tokens.
+            need = -(-(cached + k) // block) - held
+            return int(need[need > 0].sum())
+
+        if extra_blocks(limit) <= free:
+            return limit
+        lo, hi = 1, limit  # extra_blocks(lo) == 0 <= free; extra_blocks(hi) > free
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if extra_blocks(mid) <= free:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def apply_decode_steps(self, plan: BatchPlan, end_s: np.ndarray) -> list[Sequence]:
+        """Apply ``len(end_s)`` repetitions of a pure decode ``plan``, ending at ``end_s``.
+
+        Equivalent, sequence by sequence, to calling ``schedule`` and
+        ``on_step_done`` once per iteration; ``len(end_s)`` must not exceed
+        ``decode_stretch_limit(plan)``.  Returns the sequences that finished.
+        """
+        steps = len(end_s)
+        first_end = float(end_s[0])
+        last_end = float(end_s[-1])
+        # Longest gap inside the stretch: consecutive iterations' ends.
+        inner_gap = float(np.max(np.diff(end_s))) if steps > 1 else 0.0
+        kv = self.kv
+        finished: list[Sequence] = []
+        for seq in plan.seqs:
+            seq.num_computed += steps
+            if steps > 1 and not kv.allocate_slots(seq.rid, seq.num_computed):
+                raise AssertionError(f"decode stretch of {steps} steps ran out of KV blocks for {seq!r}")
+            seq.num_generated += steps
+            gap = first_end - seq.last_token_s
+            if inner_gap > gap:
+                gap = inner_gap
+            if gap > seq.max_itl_s:
+                seq.max_itl_s = gap
+            seq.last_token_s = last_end
+            if seq.num_generated >= seq.max_output:
+                finished.append(seq)
+        self._retire(finished)
+        return finished
+
+    # ---------------------------------------------------------------- private
+
+    def _schedule_running(
+        self, seqs: list[Sequence], num_new: list[int], preempted: list[Sequence], budget: int
+    ) -> int:
+        """Give each running sequence its tokens, preempting on KV shortage; returns the budget left."""
+        running = self.running
+        kv = self.kv
+        i = 0
+        while i < len(running) and budget > 0:
+            seq = running[i]
+            n = seq.num_prompt + seq.num_generated - seq.num_computed
+            if n > budget:
+                n = budget
+            while not kv.allocate_slots(seq.rid, seq.num_computed + n):
+                v = self.waiting.victim_index(running)
+                victim = running.pop(v)
+                self._preempt(victim)
+                preempted.append(victim)
+                if v < i:
+                    # The victim was already planned this iteration: take it back.
+                    k = next(j for j, s in enumerate(seqs) if s is victim)
+                    budget += num_new[k]
+                    del seqs[k], num_new[k]
+                    i -= 1
+                if victim is seq:
+                    break
+            else:
+                seqs.append(seq)
+                num_new.append(n)
+                budget -= n
+                i += 1
+        return budget
+
+    def _admit_waiting(self, now: float, seqs: list[Sequence], num_new: list[int], budget: int) -> None:
+        """Move waiting sequences into the batch while budget, seat and blocks allow."""
+        waiting = self.waiting
+        running = self.running
+        kv = self.kv
+        while budget > 0 and len(waiting) and len(running) < self._max_seqs:
+            seq = waiting.peek()
+            n = seq.num_prompt + seq.num_generated - seq.num_computed
+            if n > budget:
+                if not self._chunked:
+                    break
+                n = budget
+            if not kv.allocate_slots(seq.rid, seq.num_computed + n):
+                break
+            waiting.pop()
+            running.append(seq)
+            seqs.append(seq)
+            num_new.append(n)
+            budget -= n
+            if seq.first_scheduled_s < 0.0:
+                seq.first_scheduled_s = now
+
+    def _preempt(self, seq: Sequence) -> None:
+        """Preempt by recompute: drop the KV cache and requeue."""
+        self.kv.free(seq.rid)
+        seq.num_computed = 0
+        seq.num_preemptions += 1
+        self.num_preemptions += 1
+        self.waiting.push_preempted(seq)
+
+    def _retire(self, finished: list[Sequence]) -> None:
+        if not finished:
+            return
+        for seq in finished:
+            self.kv.free(seq.rid)
+        self.running = [s for s in self.running if s.num_generated < s.max_output]
+
+    @staticmethod
+    def _make_plan(seqs: list[Sequence], num_new: list[int], preempted: list[Sequence]) -> BatchPlan:
+        """Summarise the batch into the shape the performance model prices."""
+        num_tokens = 0
+        num_prefill = 0
+        pairs = 0
+        prefill_kv = 0
+        decode_kv = 0
+        for seq, q in zip(seqs, num_new):
+            c = seq.num_computed
+            num_tokens += q
+            if q == 1 and seq.num_generated and c + 1 == seq.num_prompt + seq.num_generated:
+                decode_kv += c + 1
+            else:
+                num_prefill += 1
+                pairs += q * c + q * (q + 1) // 2
+                prefill_kv += c + q
+        num_seqs = len(seqs)
+        shape = BatchShape(
+            num_tokens=num_tokens,
+            num_seqs=num_seqs,
+            num_prefill_seqs=num_prefill,
+            prefill_attn_pairs=pairs,
+            prefill_kv_tokens=prefill_kv,
+            num_decode_seqs=num_seqs - num_prefill,
+            decode_kv_tokens=decode_kv,
+        )
+        return BatchPlan(seqs, num_new, preempted, shape, num_prefill == 0)

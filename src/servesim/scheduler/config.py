@@ -1,0 +1,34 @@
+"""Configuration of a replica's batch scheduler."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SchedulerConfig(BaseModel):
+    """Continuous batching with a token budget, like vLLM's v1 scheduler."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_num_seqs: int = Field(256, ge=1, description="Most sequences in one running batch (count).")
+    max_num_batched_tokens: int = Field(
+        8192, ge=1, description="Token budget of one iteration: new tokens computed across all sequences (tokens)."
+    )
+    chunked_prefill: bool = Field(
+        True, description="Split a prompt over several iterations when it exceeds the remaining token budget."
+    )
+    policy: Literal["fcfs", "priority"] = Field(
+        "fcfs",
+        description="Waiting-queue order: 'fcfs' by arrival; 'priority' by request priority (smaller first), then arrival.",
+    )
+
+    @model_validator(mode="after")
+    def _budget_covers_batch(self) -> "SchedulerConfig":
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(
+                f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= max_num_seqs "
+                f"({self.max_num_seqs}) so that every running sequence can decode in one iteration"
+            )
+        return self

@@ -1,0 +1,114 @@
+"""Turn a ``WorkloadConfig`` into a ``Workload``.
+
+Trace workloads: read the trace, then apply, in this order,
+
+1. the window ``[window_start_s, window_end_s)`` on trace time (seconds after
+   the trace's first arrival), re-based so the window starts at 0;
+2. rate scaling: arrival times divided by ``rate_scale``;
+3. sampling: each request kept with probability ``sample_fraction``, drawn
+   from the stream ``workload.sample``;
+4. ``max_requests``: the earliest requests that remain.
+
+So ``max_requests`` counts requests after sampling, and the window is given
+in the trace's own time, before rescaling.
+
+Synthetic workloads draw arrivals, prompt lengths and output lengths from
+three separate streams (``workload.arrivals``, ``workload.prompt_tokens``,
+``workload.output_tokens``), so changing one distribution leaves the draws
+of the others unchanged.  The same seed always gives the same workload.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from servesim.core.rng import RandomStreams
+from servesim.errors import ConfigError, TraceError
+from servesim.workload import synthetic as gen
+from servesim.workload import transforms
+from servesim.workload.config import (
+    ArrivalConfig,
+    LengthConfig,
+    SyntheticWorkloadConfig,
+    TraceWorkloadConfig,
+)
+from servesim.workload.request import Workload
+from servesim.workload.traces import read_trace
+
+
+def build_workload(cfg: TraceWorkloadConfig | SyntheticWorkloadConfig, streams: RandomStreams) -> Workload:
+    """Build the workload ``cfg`` describes, drawing randomness from ``streams``.
+
+    Raises TraceError when a trace cannot be read or nothing is left after
+    windowing/sampling, ConfigError for a config of unknown type.
+    """
+    if isinstance(cfg, TraceWorkloadConfig):
+        return _build_trace(cfg, streams)
+    if isinstance(cfg, SyntheticWorkloadConfig):
+        return _build_synthetic(cfg, streams)
+    raise ConfigError(f"workload: unknown config type {type(cfg).__name__}; expected kind 'trace' or 'synthetic'")
+
+
+# --------------------------------------------------------------------------- trace
+
+
+def _build_trace(cfg: TraceWorkloadConfig, streams: RandomStreams) -> Workload:
+    workload = read_trace(
+        cfg.path,
+        cfg.format,
+        cfg.on_bad_row,
+        burstgpt_failed=cfg.burstgpt_failed,
+        burstgpt_model=cfg.burstgpt_model,
+        burstgpt_log_type=cfg.burstgpt_log_type,
+    )
+    span_s = float(workload.arrival_s[-1])
+    workload = transforms.window(workload, cfg.window_start_s, cfg.window_end_s)
+    if len(workload) == 0:
+        raise TraceError(
+            f"trace {cfg.path}: window [{cfg.window_start_s}, {cfg.window_end_s}) s holds no request "
+            f"(the trace's arrivals span 0 to {span_s:.3f} s)"
+        )
+    workload = transforms.scale_rate(workload, cfg.rate_scale)
+    workload = transforms.sample(workload, cfg.sample_fraction, streams.stream("workload.sample"))
+    if len(workload) == 0:
+        raise TraceError(f"trace {cfg.path}: sample_fraction={cfg.sample_fraction} kept no request")
+    return transforms.truncate(workload, cfg.max_requests)
+
+
+# --------------------------------------------------------------------------- synthetic
+
+
+def _build_synthetic(cfg: SyntheticWorkloadConfig, streams: RandomStreams) -> Workload:
+    n = cfg.num_requests
+    gaps = _gaps(cfg.arrival, streams.stream("workload.arrivals"), n)
+    pools: dict[str, Workload] = {}  # one read per empirical trace in this call
+    prompt = _lengths(cfg.prompt_tokens, streams.stream("workload.prompt_tokens"), n, pools)
+    output = _lengths(cfg.output_tokens, streams.stream("workload.output_tokens"), n, pools)
+    a = cfg.arrival
+    rate = f"{a.rate_rps:g}rps" + (f",cv={a.cv:g}" if a.process == "gamma" else "")
+    return Workload.from_arrays(
+        gen.arrivals_from_gaps(gaps), prompt, output, source=f"synthetic:{a.process}({rate})"
+    )
+
+
+def _gaps(arrival: ArrivalConfig, rng: np.random.Generator, n: int) -> np.ndarray:
+    if arrival.process == "poisson":
+        return gen.poisson_gaps(rng, n, arrival.rate_rps)
+    if arrival.process == "gamma":
+        return gen.gamma_gaps(rng, n, arrival.rate_rps, arrival.cv)
+    return gen.constant_gaps(n, arrival.rate_rps)
+
+
+def _lengths(cfg: LengthConfig, rng: np.random.Generator, n: int, pools: dict[str, Workload]) -> np.ndarray:
+    if cfg.dist == "fixed":
+        drawn = gen.fixed_lengths(n, cfg.value)
+    elif cfg.dist == "uniform":
+        drawn = gen.uniform_lengths(rng, n, cfg.low, cfg.high)
+    elif cfg.dist == "lognormal":
+        drawn = gen.lognormal_lengths(rng, n, cfg.median, cfg.sigma)
+    else:
+        if cfg.trace not in pools:
+            pools[cfg.trace] = read_trace(cfg.trace)
+        source = pools[cfg.trace]
+        drawn = gen.empirical_lengths(rng, n, source.prompt_tokens if cfg.column == "prompt" else source.output_tokens)
+    return gen.clip_lengths(drawn, cfg.min, cfg.max)

@@ -1,0 +1,223 @@
+"""Validated, frozen configuration of a workload: a trace or a synthetic generator.
+
+``WorkloadConfig`` is a union discriminated on ``kind``:
+
+    kind: trace      -> TraceWorkloadConfig      (replay a trace file)
+    kind: synthetic  -> SyntheticWorkloadConfig  (arrival process + length distributions)
+
+Validation errors are ``ValueError``s inside pydantic, so a scenario loader
+sees them with their full field path; ``parse_workload_config`` turns them
+into a one-line ``ConfigError`` for callers that hold a bare dict.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from servesim.errors import ConfigError
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class TraceWorkloadConfig(BaseModel):
+    """Replay a trace file, optionally windowed, rescaled in time and sampled.
+
+    The builder applies, in order: window, rate scaling, sampling,
+    ``max_requests`` (see ``servesim.workload.builder``).
+    """
+
+    model_config = _FROZEN
+
+    kind: Literal["trace"] = Field(description="Selects this config: replay a trace.")
+    path: str = Field(
+        min_length=1,
+        description="Trace file path, or 'builtin:azure-2023-conv' for the trace shipped with servesim.",
+    )
+    format: Literal["auto", "azure2023", "azure2024", "burstgpt", "mooncake"] = Field(
+        "auto",
+        description="Trace format; 'auto' detects it from the extension (.jsonl = mooncake) or the CSV header.",
+    )
+    window_start_s: float | None = Field(
+        None,
+        ge=0,
+        description="Start of the replayed window in seconds of trace time after the trace's first arrival "
+        "(inclusive); None = from the first arrival. Kept arrivals are re-based so the window starts at 0.",
+    )
+    window_end_s: float | None = Field(
+        None,
+        gt=0,
+        description="End of the replayed window in seconds of trace time after the trace's first arrival "
+        "(exclusive); None = to the end of the trace.",
+    )
+    rate_scale: float = Field(
+        1.0,
+        gt=0,
+        description="Arrival-rate multiplier (dimensionless): arrival times are divided by it, so 2.0 doubles the rate.",
+    )
+    sample_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Probability (0 < f <= 1) of keeping each request, drawn from the seeded stream 'workload.sample'.",
+    )
+    max_requests: int | None = Field(
+        None, ge=1, description="Keep at most this many requests (the earliest); None = no limit."
+    )
+    on_bad_row: Literal["skip", "error"] = Field(
+        "skip",
+        description="What a malformed trace row does: 'skip' counts it by reason in Workload.skipped, "
+        "'error' stops with a message naming file, line, column and value.",
+    )
+    burstgpt_failed: Literal["skip", "keep"] = Field(
+        "skip",
+        description="BurstGPT failed requests (Response tokens = 0): 'skip' leaves them out, "
+        "'keep' replays them with 1 output token.",
+    )
+    burstgpt_model: str | None = Field(
+        None, description="BurstGPT only: keep rows whose Model is this (e.g. 'ChatGPT', 'GPT-4'); None = all."
+    )
+    burstgpt_log_type: str | None = Field(
+        None,
+        description="BurstGPT only: keep rows whose Log Type is this ('Conversation log' or 'API log'); None = all.",
+    )
+
+    @model_validator(mode="after")
+    def _window_is_ordered(self) -> "TraceWorkloadConfig":
+        start, end = self.window_start_s, self.window_end_s
+        if start is not None and end is not None and end <= start:
+            raise ValueError(
+                f"window_end_s={end} must be greater than window_start_s={start} (the window is [start, end) in seconds)"
+            )
+        return self
+
+
+class ArrivalConfig(BaseModel):
+    """When synthetic requests arrive: a renewal process of independent gaps."""
+
+    model_config = _FROZEN
+
+    process: Literal["poisson", "gamma", "constant"] = Field(
+        description="Inter-arrival gaps: 'poisson' exponential, 'gamma' with coefficient of variation cv, "
+        "'constant' evenly spaced."
+    )
+    rate_rps: float = Field(gt=0, description="Mean arrival rate in requests per second.")
+    cv: float = Field(
+        1.0,
+        gt=0,
+        description="Gamma only: coefficient of variation of the gaps (std/mean, dimensionless); 1 = Poisson, "
+        ">1 burstier, <1 more regular.",
+    )
+
+    @model_validator(mode="after")
+    def _cv_only_for_gamma(self) -> "ArrivalConfig":
+        if self.process != "gamma" and "cv" in self.model_fields_set and self.cv != 1.0:
+            raise ValueError(f"cv={self.cv} is only used with process='gamma', not process={self.process!r}")
+        return self
+
+
+# Which LengthConfig fields each distribution needs, and which it may take.
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "fixed": ("value",),
+    "uniform": ("low", "high"),
+    "lognormal": ("median", "sigma"),
+    "empirical": ("trace", "column"),
+}
+_SHARED = ("dist", "min", "max")
+
+
+class LengthConfig(BaseModel):
+    """A distribution of token counts (prompt or output length), always >= 1.
+
+    Draws are clipped to ``[min, max]`` when those are set, for every dist.
+    """
+
+    model_config = _FROZEN
+
+    dist: Literal["fixed", "uniform", "lognormal", "empirical"] = Field(
+        description="'fixed' = value; 'uniform' = integers low..high; 'lognormal' = rounded lognormal with "
+        "median and sigma; 'empirical' = resample a trace's column."
+    )
+    value: int | None = Field(None, ge=1, description="fixed: the length in tokens.")
+    low: int | None = Field(None, ge=1, description="uniform: smallest length in tokens (inclusive).")
+    high: int | None = Field(None, ge=1, description="uniform: largest length in tokens (inclusive).")
+    median: float | None = Field(None, gt=0, description="lognormal: median length in tokens.")
+    sigma: float | None = Field(
+        None, ge=0, description="lognormal: standard deviation of the natural log of the length (dimensionless)."
+    )
+    min: int | None = Field(None, ge=1, description="Optional lower clip in tokens, any dist.")
+    max: int | None = Field(None, ge=1, description="Optional upper clip in tokens, any dist.")
+    trace: str | None = Field(
+        None,
+        min_length=1,
+        description="empirical: trace to resample (file path or 'builtin:azure-2023-conv'; format auto-detected).",
+    )
+    column: Literal["prompt", "output"] | None = Field(
+        None, description="empirical: which lengths to resample: 'prompt' or 'output' tokens."
+    )
+
+    @model_validator(mode="after")
+    def _fields_match_dist(self) -> "LengthConfig":
+        needed = _NEEDS[self.dist]
+        for name in needed:
+            if getattr(self, name) is None:
+                raise ValueError(f"dist={self.dist!r} needs field {name!r} (got {name}=None)")
+        for name in _NEEDS_ALL:
+            if name not in needed and name not in _SHARED and getattr(self, name) is not None:
+                raise ValueError(
+                    f"field {name}={getattr(self, name)!r} is not used by dist={self.dist!r} "
+                    f"(it takes {', '.join(needed)}, and optionally min, max)"
+                )
+        if self.dist == "uniform" and self.low > self.high:
+            raise ValueError(f"uniform needs low <= high (got low={self.low}, high={self.high})")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min={self.min} must be <= max={self.max}")
+        return self
+
+
+_NEEDS_ALL = tuple(name for names in _NEEDS.values() for name in names)
+
+
+class SyntheticWorkloadConfig(BaseModel):
+    """Generate requests: a renewal arrival process and independent lengths.
+
+    Each part draws from its own seeded stream ('workload.arrivals',
+    'workload.prompt_tokens', 'workload.output_tokens'); priorities are 0.
+    """
+
+    model_config = _FROZEN
+
+    kind: Literal["synthetic"] = Field(description="Selects this config: generate requests.")
+    num_requests: int = Field(ge=1, description="Number of requests to generate (count).")
+    arrival: ArrivalConfig = Field(description="Arrival process (rate in requests per second).")
+    prompt_tokens: LengthConfig = Field(description="Prompt length distribution, in tokens.")
+    output_tokens: LengthConfig = Field(description="Output length distribution, in tokens.")
+
+
+WorkloadConfig = Annotated[Union[TraceWorkloadConfig, SyntheticWorkloadConfig], Field(discriminator="kind")]
+
+_ADAPTER: TypeAdapter = TypeAdapter(WorkloadConfig)
+
+
+def parse_workload_config(data: Any) -> TraceWorkloadConfig | SyntheticWorkloadConfig:
+    """Validate a plain dict (e.g. from YAML) into a workload config.
+
+    Raises ConfigError with one line naming the first bad field's path, its
+    value and the problem, e.g.
+    ``workload.prompt_tokens: dist='uniform' needs field 'low' (got low=None)``.
+    """
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = list(first["loc"])
+        if loc and loc[0] in ("trace", "synthetic"):
+            loc = loc[1:]  # pydantic's union tag, not a field the user wrote
+        where = ".".join(str(p) for p in ("workload", *loc))
+        message = first["msg"].removeprefix("Value error, ")
+        value = first.get("input")
+        # Our own ValueErrors already name field and value; a whole dict
+        # (a missing field's parent) would not fit on one line.
+        shown = "" if first["type"] == "value_error" or isinstance(value, (dict, list)) else f" (value {value!r})"
+        raise ConfigError(f"{where}: {message}{shown}") from None

@@ -1,0 +1,135 @@
+"""Terminal summary text and the progress reporters."""
+
+from __future__ import annotations
+
+import math
+from io import StringIO
+
+from rich.console import Console
+
+from servesim.metrics import (
+    FINISHED,
+    REJECTED,
+    RequestTable,
+    RunInfo,
+    SloTargets,
+    TimeSeries,
+    summarize,
+)
+from servesim.report import NullProgress, Progress, RichProgress, render_summary, summary_text
+
+NAN = math.nan
+
+
+def run_summary(slo: SloTargets = SloTargets(ttft_s=0.5, tpot_s=0.1), price: float | None = 2.0):
+    """Two finished requests and one rejected; span 0..4 s on 1 replica x 2 GPUs.
+
+    ttft [0.25, 1.0] -> mean 625 ms; tpot [(2-0.25)/7 = 0.25, (4-2)/1 = 2.0];
+    e2e [2.0, 3.0]; queue delay [0.125, 0.5].
+    """
+    requests = RequestTable(
+        request_id=[0, 1, 2],
+        arrival_s=[0.0, 1.0, 1.5],
+        prompt_tokens=[100, 200, 50],
+        output_tokens=[8, 2, 4],
+        tokens_generated=[8, 2, 0],
+        replica=[0, 0, -1],
+        status=[FINISHED, FINISHED, REJECTED],
+        reject_reason=["", "", "[queue] full"],
+        first_scheduled_s=[0.125, 1.5, NAN],
+        first_token_s=[0.25, 2.0, NAN],
+        finish_s=[2.0, 4.0, NAN],
+        max_itl_s=[0.3, 2.0, NAN],
+        num_preemptions=[0, 1, 0],
+    )
+    ts = TimeSeries(
+        time_s=[0.0, 1.0], replica=[0, 0], queue_len=[1, 4], running=[1, 2],
+        kv_used_blocks=[1, 3], kv_total_blocks=[4, 4],
+    )
+    info = RunInfo(
+        sim_time_s=4.0, horizon_s=None, wall_time_s=0.25, num_replicas=1, gpus_per_replica=2,
+        busy_time_s=[3.0], num_steps=17, price_usd_per_gpu_hr=price,
+    )
+    return summarize(requests, ts, info, slo)
+
+
+def test_text_contains_the_key_numbers():
+    text = summary_text(run_summary())
+    for expected in (
+        "requests 3", "finished 2", "rejected 1", "in flight 0",
+        "sim time 4.00 s", "wall time 0.25 s", "steps 17",
+        "[queue] full 1",  # reason printed literally, not taken as markup
+        "TTFT", "TPOT", "E2E", "Queue delay", "Max ITL",
+        "625.00",  # mean TTFT in ms
+        "1,125.00",  # mean TPOT (250 + 2000) / 2 ms
+        "2,500.00",  # mean E2E in ms
+        "0.50 req/s",  # 2 finished over the 4 s span
+        "75.0 input tok/s",  # (100 + 200) / 4
+        "2.5 output tok/s",  # (8 + 2) / 4
+        # Request 0 misses tpot (250 ms > 100 ms), request 1 misses ttft.
+        "attainment 0.0% (0 met)",
+    ):
+        assert expected in text, (expected, text)
+
+
+def test_slo_line():
+    text = summary_text(run_summary(SloTargets(ttft_s=0.5)))
+    # Only request 0 has ttft <= 500 ms: 1 of 3 requests, 1 per 4 s.
+    assert "TTFT <= 500.0 ms" in text
+    assert "attainment 33.3% (1 met)" in text
+    assert "goodput 0.25 req/s" in text
+
+
+def test_no_slo_section_without_targets():
+    assert "SLO" not in summary_text(run_summary(SloTargets()))
+
+
+def test_utilization_and_cost_lines():
+    text = summary_text(run_summary())
+    assert "Utilization mean 75.0%" in text  # 3 s busy of 4 s
+    assert "peak queue 4" in text and "peak KV 75.0%" in text and "preemptions 1" in text
+    # 1 replica x 2 GPUs x 4 s = 0.002 GPU-h (rounded), $2/GPU-h.
+    assert "0.002 GPU-h" in text and "at $2.00/GPU-h" in text
+    # 8 GPU-s = 1/450 GPU-h -> $0.0044; 10 output tokens -> $444.44 per million.
+    assert "$0.0044 at" in text and "$444.44 per 1M output tokens" in text
+    assert "$" not in summary_text(run_summary(price=None)).split("Cost")[1]
+
+
+def test_missing_values_render_as_dash():
+    text = summary_text({})
+    assert "Run summary" in text and "TTFT" in text and " - " in text
+
+
+def test_render_to_given_console():
+    buf = StringIO()
+    render_summary(run_summary(), Console(file=buf, width=120, color_system=None))
+    assert "Latency (ms)" in buf.getvalue()
+
+
+def test_null_progress_satisfies_protocol():
+    p = NullProgress()
+    assert isinstance(p, Progress)
+    p.update(1.0, 5)
+    p.close()
+
+
+def test_rich_progress_stays_silent_on_short_runs():
+    buf = StringIO()
+    p = RichProgress(100, None, delay_s=3600.0, console=Console(file=buf, force_terminal=True))
+    assert isinstance(p, Progress)
+    for i in range(10):
+        p.update(float(i), i)
+    p.close()
+    assert not p.started and buf.getvalue() == ""
+
+
+def test_rich_progress_draws_after_delay_and_closes_once():
+    buf = StringIO()
+    with RichProgress(10, 60.0, delay_s=0.0, console=Console(file=buf, force_terminal=True, width=100)) as p:
+        p.update(12.5, 4)
+        p.update(30.0, 10)
+        assert p.started
+    p.close()  # second close is harmless
+    p.update(40.0, 10)  # updates after close are ignored
+    out = buf.getvalue()
+    assert "10/10" in out and "30.0 / 60.0 s" in out
