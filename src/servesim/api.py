@@ -84,6 +84,7 @@ def build_deployment(config: ScenarioConfig, catalog: Catalog | None = None) -> 
         gpu_memory_utilization=cluster.gpu_memory_utilization,
         block_size=cluster.block_size,
         activation_reserve_gb=cluster.activation_reserve_gb,
+        max_num_batched_tokens=config.scheduler.max_num_batched_tokens,
     )
     step_model = StepTimeModel(
         model,

@@ -171,6 +171,11 @@ def format_validation_error(err: ValidationError) -> str:
         return f"config error: {loc}: unknown field{_allowed_fields(first.get('loc', ()))}"
     if kind == "missing":
         return f"config error: {loc}: required field is missing"
+    if kind == "union_tag_not_found":
+        return f"config error: {loc}.kind: required field is missing (allowed: {_workload_kinds()})"
+    if kind == "union_tag_invalid":
+        tag = first.get("ctx", {}).get("tag")
+        return f"config error: {loc}.kind = {tag!r}: unknown kind (allowed: {_workload_kinds()})"
     value = first.get("input")
     msg = first.get("msg", "invalid value")
     if msg.startswith("Value error, "):
@@ -179,27 +184,35 @@ def format_validation_error(err: ValidationError) -> str:
     return f"config error: {loc}{shown}: {msg}"
 
 
+def _workload_models() -> dict[str, type[BaseModel]]:
+    from servesim.workload import config as wc
+
+    return {"trace": wc.TraceWorkloadConfig, "synthetic": wc.SyntheticWorkloadConfig}
+
+
+def _workload_kinds() -> str:
+    return ", ".join(_workload_models())
+
+
 def _field_path(loc: tuple) -> str:
-    # Discriminated unions add the tag ('trace', 'synthetic') to the path; drop it.
-    parts = [str(p) for p in loc if p not in ("trace", "synthetic")]
+    # The workload union adds its tag ('trace', 'synthetic') right after
+    # 'workload'; drop it there only ('trace' is also a LengthConfig field).
+    parts = [str(p) for i, p in enumerate(loc) if not (i == 1 and loc[0] == "workload" and p in _workload_models())]
     return ".".join(parts) or "<root>"
 
 
 def _allowed_fields(loc: tuple) -> str:
     model: Any = ScenarioConfig
-    for part in loc[:-1]:
-        if part in ("trace", "synthetic"):
-            from servesim.workload import config as wc
-
-            model = wc.TraceWorkloadConfig if part == "trace" else wc.SyntheticWorkloadConfig
+    for i, part in enumerate(loc[:-1]):
+        if i == 1 and loc[0] == "workload" and part in _workload_models():
+            model = _workload_models()[part]
             continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
             return ""
         annotation = field.annotation
+        # None for a non-model field (e.g. the workload union, resolved by its tag next).
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-        if model is None:
-            return ""
     names = list(getattr(model, "model_fields", {}))
     return f" (allowed: {', '.join(names)})" if names else ""
 

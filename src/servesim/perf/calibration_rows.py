@@ -50,8 +50,10 @@ class StepRow:
         parts = []
         if self.prefill_lens:
             lens = self.prefill_lens
-            same = len(set(lens)) == 1
-            parts.append(f"prefill {len(lens)}x{lens[0]}" if same and len(lens) > 1 else f"prefill {'+'.join(map(str, lens))}")
+            if len(lens) > 1 and len(set(lens)) == 1:
+                parts.append(f"prefill {len(lens)}x{lens[0]}")
+            else:
+                parts.append(f"prefill {'+'.join(map(str, lens))}")
         if self.decode_batch:
             parts.append(f"decode {self.decode_batch}x{self.decode_ctx}")
         return " + ".join(parts) + (" graphed" if self.graphed else " eager")

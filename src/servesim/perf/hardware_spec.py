@@ -7,8 +7,6 @@ GB means 1e9 bytes, as in vendor sheets.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _GIGA = 1e9
@@ -22,7 +20,7 @@ class HardwareSpec(BaseModel):
 
     id: str = Field(min_length=1, description="catalog id, e.g. 'h100'")
     name: str = Field(min_length=1, description="display name")
-    vendor: Literal["nvidia", "amd", "other"]
+    vendor: str = Field(min_length=1, description="maker, e.g. 'nvidia', 'amd'")
     memory_gb: float = Field(gt=0, description="usable device memory, GB (1e9 bytes)")
     mem_bw_gbs: float = Field(gt=0, description="peak memory bandwidth, GB/s")
     bf16_tflops: float = Field(gt=0, description="dense BF16 tensor peak, TFLOP/s")

@@ -115,8 +115,10 @@ def plan_memory(
     (GB per GPU) overrides ``default_activation_reserve_bytes``.
     ``ConfigError`` for out-of-range arguments.
     """
-    _check_args(gpu_memory_utilization, block_size, weight_bytes_per_param, kv_bytes_per_elem,
-                activation_reserve_gb, max_num_batched_tokens)
+    _check_args(
+        gpu_memory_utilization, block_size, weight_bytes_per_param, kv_bytes_per_elem,
+        activation_reserve_gb, max_num_batched_tokens,
+    )
     check_parallelism(model, tensor_parallel, pipeline_parallel)
     tp, pp = tensor_parallel, pipeline_parallel
     budget = hardware.memory_bytes * gpu_memory_utilization
@@ -129,9 +131,7 @@ def plan_memory(
     kv_bytes = budget - weights - reserve
     num_blocks = math.floor(kv_bytes / (block_size * per_token)) if kv_bytes > 0 else 0
 
-    where = (
-        f"{model.id} does not fit on {tp * pp} x {hardware.id} (tp={tp}, pp={pp})"
-    )
+    where = f"{model.id} does not fit on {tp * pp} x {hardware.id} (tp={tp}, pp={pp})"
     budget_text = (
         f"budget is {budget / _GB:.1f} GB (gpu_memory_utilization={gpu_memory_utilization:g} "
         f"of {hardware.memory_gb:g} GB)"

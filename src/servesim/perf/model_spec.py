@@ -92,7 +92,9 @@ class ModelSpec(BaseModel):
                     f"first_dense_layers: must be below num_layers ({self.num_layers}), got {self.first_dense_layers}"
                 )
         elif self.experts_per_token or self.num_shared_experts or self.first_dense_layers:
-            raise ValueError("num_experts: experts_per_token/num_shared_experts/first_dense_layers need num_experts > 0")
+            raise ValueError(
+                "num_experts: experts_per_token, num_shared_experts and first_dense_layers need num_experts > 0"
+            )
         return self
 
     # ----------------------------------------------------------------- layout

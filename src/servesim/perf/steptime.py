@@ -23,10 +23,11 @@ What one step costs (all on one GPU of a TP group, summed over PP stages):
   ``2 * (tp-1)/tp * bytes / (link * eff) + latency``) and PP activation
   sends between stages.
 * ``overhead_s``: CUDA-graph steps (pure decode, like vLLM) pay a fixed GPU
-  cost per layer.  Steps with prefill run eager: the CPU launches kernels
-  while the GPU runs them, so the step takes ``max(GPU time, CPU launch
-  time)``; ``overhead_s`` is the part not covered by GPU work.  Both add
-  ``fixed_step_overhead_s``.
+  cost per layer.  Steps with prefill (and every step without graphs) run
+  eager: the GPU pays a larger per-layer cost (each kernel's launch
+  latency), and the CPU launches kernels while the GPU runs them, so the
+  step takes ``max(GPU time, CPU launch time)``; ``overhead_s`` is the part
+  not covered by GPU work.  Both add ``fixed_step_overhead_s``.
 
 Simplification: pipeline parallelism is priced for a single microbatch
 passing through every stage, so a step is the sum over stages (the layers'
@@ -88,7 +89,7 @@ class StepTimeModel:
         "_lm_s_per_seq", "_lm_weight_s", "_elementwise_s_per_token",
         "_pair_s", "_prefill_kv_s", "_decode_kv_s",
         "_comm_s_per_token", "_comm_fixed_s",
-        "_gpu_overhead_s", "_graphed_overhead_s", "_eager_base_s", "_eager_per_call_s", "_fixed_s",
+        "_eager_gpu_overhead_s", "_graphed_overhead_s", "_eager_base_s", "_eager_per_call_s", "_fixed_s",
     )
 
     def __init__(
@@ -116,9 +117,9 @@ class StepTimeModel:
         self._init_attention(model, hardware, p, tensor_parallel, kv_bytes_per_elem)
         self._init_communication(model, hardware, p, tensor_parallel, pipeline_parallel)
         layers = model.num_layers
-        self._gpu_overhead_s = layers * p.per_layer_gpu_overhead_s
+        self._eager_gpu_overhead_s = layers * p.per_layer_overhead_eager_s
         self._fixed_s = p.fixed_step_overhead_s
-        self._graphed_overhead_s = self._gpu_overhead_s + self._fixed_s
+        self._graphed_overhead_s = layers * p.per_layer_overhead_graphed_s + self._fixed_s
         self._eager_base_s = layers * p.per_layer_launch_eager_s
         self._eager_per_call_s = layers * p.per_seq_attention_launch_s
 
@@ -206,7 +207,7 @@ class StepTimeModel:
             return work + self._graphed_overhead_s
         calls = shape.num_prefill_seqs + (1 if shape.num_decode_seqs else 0)
         exposed = self._eager_base_s + calls * self._eager_per_call_s - work
-        gpu = self._gpu_overhead_s
+        gpu = self._eager_gpu_overhead_s
         return work + ((exposed if exposed > gpu else gpu) + self._fixed_s)
 
     # ----------------------------------------------------------- the parts
@@ -241,7 +242,7 @@ class StepTimeModel:
         else:
             calls = shape.num_prefill_seqs + (1 if shape.num_decode_seqs else 0)
             exposed = self._eager_base_s + calls * self._eager_per_call_s - work
-            gpu = self._gpu_overhead_s
+            gpu = self._eager_gpu_overhead_s
             overhead = (exposed if exposed > gpu else gpu) + self._fixed_s
         total = gemm + elementwise + prefill + decode + comm + overhead
         return StepTime(gemm, elementwise, prefill, decode, comm, overhead, total, graphed)
@@ -268,7 +269,7 @@ class StepTimeModel:
         if self.cuda_graphs:
             return total + self._graphed_overhead_s
         exposed = self._eager_base_s + 1 * self._eager_per_call_s - total
-        return total + (np.maximum(exposed, self._gpu_overhead_s) + self._fixed_s)
+        return total + (np.maximum(exposed, self._eager_gpu_overhead_s) + self._fixed_s)
 
     def __repr__(self) -> str:
         return (

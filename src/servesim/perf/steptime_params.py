@@ -19,12 +19,14 @@ class StepTimeParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     gemm_efficiency: float = Field(
-        0.8,
+        0.7,
         gt=0,
         le=1,
         description=(
-            "Fraction of the dense tensor peak (FLOP/s) that compute-bound linear layers reach; "
-            "0.8 = the calibration card's measured 8192^3 BF16 GEMM (791 of 989 TFLOP/s)."
+            "Fraction of the dense tensor peak (FLOP/s) that compute-bound linear layers reach.  "
+            "The calibration card's square 8192^3 BF16 GEMM reaches 0.80 (791 of 989 TFLOP/s), a best "
+            "case; a layer's GEMMs are narrower (K and N of 1024-28672 for 7-8B models) and lose "
+            "roughly a tenth more to tile and wave quantisation and epilogues, hence 0.7."
         ),
     )
     mem_bw_efficiency: float = Field(
@@ -55,14 +57,24 @@ class StepTimeParams(BaseModel):
             "(decode; cached prefixes of prefill chunks); 0.9 = the measured copy rate."
         ),
     )
-    per_layer_gpu_overhead_s: float = Field(
+    per_layer_overhead_graphed_s: float = Field(
         85e-6,
         ge=0,
         description=(
-            "GPU-side fixed cost of one layer's kernels (launch latency inside a CUDA graph, ramp-up, "
-            "tail), seconds per layer per step; paid in both modes.  85 us = about 30 kernels of an "
-            "unfused layer at ~3 us each (aiconfigurator adds 3 us per memory-bound op); it is what "
-            "separates the calibration's graphed batch-1 decode (7.8 ms) from its weight-streaming time."
+            "GPU-side fixed cost of one layer's kernels when replayed as a CUDA graph (launch latency, "
+            "ramp-up, tail), seconds per layer per step.  85 us = about 30 kernels of an unfused layer "
+            "at ~3 us each (aiconfigurator adds 3 us per memory-bound op); it is what separates the "
+            "calibration's graphed batch-1 decode (7.8 ms) from its weight-streaming time (5.0 ms)."
+        ),
+    )
+    per_layer_overhead_eager_s: float = Field(
+        170e-6,
+        ge=0,
+        description=(
+            "GPU-side fixed cost of one layer's kernels when launched one by one (eager), seconds per "
+            "layer per step: the graphed cost plus each kernel's own launch latency, ~3 us more per "
+            "kernel.  In the calibration, GPU-bound eager decode steps run ~2.8 ms (87 us per layer) "
+            "above the same steps graphed."
         ),
     )
     per_layer_launch_eager_s: float = Field(
