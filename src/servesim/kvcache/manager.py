@@ -52,7 +52,13 @@ class KVCacheManager:
         blocks.  Never shrinks a request's allocation.
         """
         held = self._blocks.get(request_id)
-        have = 0 if held is None else len(held)
+        if held is not None:
+            have = len(held)
+            # Fast path (most decode steps): the tokens fit in the blocks held.
+            if num_tokens <= have * self.block_size:
+                return True
+        else:
+            have = 0
         need = -(-num_tokens // self.block_size) - have
         if need <= 0:
             return True

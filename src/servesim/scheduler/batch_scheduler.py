@@ -133,10 +133,14 @@ class BatchScheduler:
             return 1
         # Tokens in cache before this iteration, and blocks held after its allocation.
         kv = self.kv
-        cached = np.fromiter((s.num_computed for s in seqs), np.int64, len(seqs))
-        held = np.fromiter((kv.num_blocks_of(s.rid) for s in seqs), np.int64, len(seqs))
         free = kv.num_free_blocks
         block = kv.block_size
+        # Cheap bound first: each sequence needs at most ceil(limit / block)
+        # more blocks than it holds now.
+        if free >= len(seqs) * (-(-limit // block)):
+            return limit
+        cached = np.fromiter((s.num_computed for s in seqs), np.int64, len(seqs))
+        held = np.fromiter((kv.num_blocks_of(s.rid) for s in seqs), np.int64, len(seqs))
 
         def extra_blocks(k: int) -> int:
             # Blocks beyond those held that k iterations need: iteration j

@@ -1,0 +1,392 @@
+"""The command line: commands through CliRunner, the error exit path through real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from servesim.cli import app
+
+STATS_KEYS = ("mean", "p50", "p90", "p99")
+
+SMALL = {
+    "name": "cli-small",
+    "seed": 4,
+    "workload": {
+        "kind": "synthetic",
+        "num_requests": 200,
+        "arrival": {"process": "poisson", "rate_rps": 5.0},
+        "prompt_tokens": {"dist": "uniform", "low": 50, "high": 1500},
+        "output_tokens": {"dist": "uniform", "low": 5, "high": 200},
+    },
+    "cluster": {"num_replicas": 2},
+    "slo": {"ttft_s": 0.5},
+}
+
+# Azure rows: three good ones (at 0 s, 2.5 s and 10 s) and one of each kind of bad row.
+AZURE_CSV = """TIMESTAMP,ContextTokens,GeneratedTokens
+2023-11-16 18:00:00.0000000,100,10
+not a time,10,10
+2023-11-16 18:00:01.0000000,abc,5
+2023-11-16 18:00:02.5000000,300,30
+2023-11-16 18:00:03.0000000,100,0
+2023-11-16 18:00:04.0000000,,5
+2023-11-16 18:00:05.0000000,1,2,3
+2023-11-16 18:00:06.0000000,-5,3
+2023-11-16 18:00:10.0000000,200,20
+"""
+AZURE_SKIPPED = {
+    "unparseable_timestamp": 1,
+    "unparseable_number": 1,
+    "zero_output_tokens": 1,
+    "missing_field": 1,
+    "wrong_column_count": 1,
+    "negative_value": 1,
+}
+
+# Mooncake: timestamps in ms; one blank line (ignored), one non-JSON line and
+# one zero-prompt line (skipped).  Kept blocks 1,2 | 1,3 | 1,2,4 | 5,5: nine
+# occurrences of five ids, so four reuses (the 2nd and 3rd 1, the 2nd 2, the
+# 2nd 5); the skipped line's block 9 does not count.
+MOONCAKE_LINES = [
+    '{"timestamp": 1000, "input_length": 1000, "output_length": 10, "hash_ids": [1, 2]}',
+    '{"timestamp": 1500, "input_length": 600, "output_length": 5, "hash_ids": [1, 3]}',
+    "",
+    "this is not json",
+    '{"timestamp": 3000, "input_length": 1500, "output_length": 7, "hash_ids": [1, 2, 4]}',
+    '{"timestamp": 3500, "input_length": 0, "output_length": 7, "hash_ids": [9]}',
+    '{"timestamp": 5000, "input_length": 900, "output_length": 3, "hash_ids": [5, 5]}',
+]
+
+
+def write_yaml(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def invoke(*args: str, env: dict | None = None):
+    """Run the app in-process; a ServesimError or crash is re-raised rather than hidden."""
+    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    return result
+
+
+def servesim(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m servesim`` in a subprocess, through ``main()``."""
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "servesim", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """Exit 2, exactly one stderr line starting with 'error:', no traceback; returns the line."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    assert proc.stderr.endswith("\n")
+    assert proc.stdout == ""
+    return lines[0]
+
+
+@pytest.fixture
+def small_scenario(tmp_path) -> Path:
+    return write_yaml(tmp_path / "small.yaml", SMALL)
+
+
+# --------------------------------------------------------------------------- run
+
+
+def test_run_json_and_out(small_scenario, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("run", str(small_scenario), "--json", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["num_requests"] == 200
+    assert summary["num_finished"] + summary["num_rejected"] + summary["num_in_flight"] == 200
+    assert summary["num_in_flight"] == 0
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        assert set(STATS_KEYS) <= set(summary[key])
+        assert all(isinstance(summary[key][k], float) for k in STATS_KEYS)
+    assert summary["output_tokens_per_s"] > 0
+    assert summary["wall_time_s"] > 0
+
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.yaml",
+        "requests.parquet",
+        "summary.json",
+        "timeseries.parquet",
+    ]
+    written = json.loads((out / "summary.json").read_text())
+    for key in ("num_requests", "num_finished", "num_rejected", "ttft_s", "tpot_s", "e2e_s",
+                "output_tokens_per_s", "wall_time_s"):
+        assert key in written
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        assert set(STATS_KEYS) <= set(written[key])
+    # What was printed is what was written.
+    assert written == summary
+    requests = pq.read_table(out / "requests.parquet")
+    assert requests.num_rows == 200
+    assert {"ttft_s", "tpot_s", "e2e_s", "queue_delay_s", "max_itl_s", "num_preemptions"} <= set(requests.column_names)
+    timeseries = pq.read_table(out / "timeseries.parquet")
+    assert timeseries.num_rows > 0 and "kv_used_blocks" in timeseries.column_names
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["name"] == "cli-small" and config["cluster"]["num_replicas"] == 2
+    assert config["scheduler"]["max_num_seqs"] >= 1  # defaults filled in
+
+
+def test_run_overrides_reach_the_run(small_scenario):
+    result = invoke("run", str(small_scenario), "--json", "--set", "workload.num_requests=50",
+                    "--set", "cluster.num_replicas=1")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["num_requests"] == 50 and summary["num_replicas"] == 1
+
+
+def test_run_table_output(small_scenario, tmp_path):
+    out = tmp_path / "table-out"
+    result = invoke("run", str(small_scenario), "--out", str(out), env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "TTFT" in result.stdout and "E2E" in result.stdout
+    assert f"outputs written to {out}/" in result.stdout
+    assert (out / "summary.json").is_file()
+
+
+def test_run_default_scenario_json():
+    # The only run of the full default scenario in the test suite (a few seconds).
+    result = invoke("run", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["num_requests"] == 19366
+    assert summary["num_in_flight"] == 0  # no horizon: the run drains
+    assert summary["num_finished"] + summary["num_rejected"] == 19366
+    assert summary["num_replicas"] == 1 and summary["gpus_per_replica"] == 1
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_config_show_applies_overrides(small_scenario):
+    result = invoke("config", "show", str(small_scenario), "--set", "cluster.num_replicas=4",
+                    "--set", "slo.tpot_s=0.05")
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.stdout)
+    assert shown["cluster"]["num_replicas"] == 4
+    assert shown["slo"] == {"ttft_s": 0.5, "tpot_s": 0.05, "e2e_s": None}
+    assert shown["workload"]["num_requests"] == 200
+    assert list(shown)[:3] == ["name", "seed", "horizon_s"]  # field order, not sorted
+
+
+def test_config_show_default_round_trips():
+    from servesim.config import ScenarioConfig
+
+    result = invoke("config", "show")
+    assert result.exit_code == 0
+    assert ScenarioConfig.model_validate(yaml.safe_load(result.stdout)) == ScenarioConfig()
+
+
+def test_config_schema_is_json():
+    result = invoke("config", "schema")
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "ScenarioConfig"
+    assert "cluster" in schema["properties"] and "ClusterConfig" in schema["$defs"]
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+def test_catalog_json():
+    result = invoke("catalog", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    models = {m["id"]: m for m in data["models"]}
+    hardware = {h["id"]: h for h in data["hardware"]}
+    assert "llama-3-8b" in models and "llama-3-70b" in models
+    assert "h100" in hardware and "l4" in hardware
+    assert models["llama-3-8b"]["layers"] == 32
+
+
+def test_catalog_table():
+    result = invoke("catalog", env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    assert "llama-3-8b" in result.stdout
+    assert "h100" in result.stdout
+
+
+def test_catalog_includes_scenario_entries(tmp_path):
+    from importlib import resources
+
+    shipped = yaml.safe_load(resources.files("servesim").joinpath("data", "models.yaml").read_text())
+    entry = {**shipped["models"]["llama-3-8b"], "name": "My 8B"}
+    scenario = write_yaml(tmp_path / "s.yaml", {"catalog": {"models": {"my-8b": entry}}})
+    result = invoke("catalog", str(scenario), "--json")
+    assert result.exit_code == 0, result.output
+    models = {m["id"]: m for m in json.loads(result.stdout)["models"]}
+    assert models["my-8b"]["name"] == "My 8B" and "llama-3-8b" in models
+
+
+# --------------------------------------------------------------------------- trace stats
+
+
+def test_trace_stats_azure_with_bad_rows(tmp_path):
+    trace = tmp_path / "azure.csv"
+    trace.write_text(AZURE_CSV)
+    result = invoke("trace", "stats", str(trace), "--json")
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert stats["num_requests"] == 3
+    assert stats["skipped"] == dict(sorted(AZURE_SKIPPED.items()))
+    assert stats["num_skipped"] == 6
+    assert stats["span_s"] == 10.0
+    assert stats["mean_rate_rps"] == pytest.approx(2 / 10)
+    assert stats["peak_rate_rps_60s"] == pytest.approx(3 / 60)
+    assert stats["prompt_tokens"] == {"mean": 200.0, "p50": 200.0, "p90": 280.0, "p99": 298.0, "max": 300}
+    assert stats["output_tokens"]["max"] == 30
+    assert stats["source"] == f"azure:{trace}"
+
+
+def test_trace_stats_azure_text(tmp_path):
+    trace = tmp_path / "azure.csv"
+    trace.write_text(AZURE_CSV)
+    result = invoke("trace", "stats", str(trace), env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "requests" in result.stdout and "wrong_column_count 1" in result.stdout
+
+
+def test_trace_stats_mooncake_prefix_reuse(tmp_path):
+    trace = tmp_path / "mc.jsonl"
+    trace.write_text("\n".join(MOONCAKE_LINES) + "\n")
+    result = invoke("trace", "stats", str(trace), "--json")
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert stats["num_requests"] == 4
+    assert stats["skipped"] == {"invalid_json": 1, "zero_prompt_tokens": 1}
+    assert stats["span_s"] == 4.0  # 1000 ms to 5000 ms
+    assert stats["prefix_block_size"] == 512
+    # Occurrences: 1,2 | 1,3 | 1,2,4 | 5,5 = 9 blocks, ids {1,2,3,4,5}: 4 reuses.
+    assert stats["num_prefix_blocks"] == 9
+    assert stats["num_unique_prefix_blocks"] == 5
+    assert stats["prefix_reuse_fraction"] == pytest.approx(4 / 9)
+
+
+def test_trace_stats_builtin():
+    result = invoke("trace", "stats", "builtin:azure-2023-conv", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["num_requests"] == 19366
+
+
+# --------------------------------------------------------------------------- errors (subprocess)
+
+
+def test_error_unknown_model():
+    line = assert_one_line_error(servesim("run", "--set", "cluster.model=llama-9b"))
+    assert line.startswith("error: unknown model 'llama-9b'; known: ")
+    assert "llama-3-8b" in line
+
+
+def test_error_unknown_gpu():
+    line = assert_one_line_error(servesim("run", "--set", "cluster.hardware=z100"))
+    assert line.startswith("error: unknown hardware 'z100'; known: ")
+    assert "h100" in line
+
+
+def test_error_model_does_not_fit():
+    line = assert_one_line_error(servesim("run", "--set", "cluster.model=llama-3-70b", "--set", "cluster.hardware=l4"))
+    assert "llama-3-70b does not fit on 1 x l4" in line
+
+
+def test_error_malformed_config(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\ncluster:\n  num_replicas: 1\n   model: llama-3-8b\n")
+    line = assert_one_line_error(servesim("run", str(path)))
+    assert line.startswith(f"error: {path}: line 4: ")
+
+
+def test_error_bad_field_value(tmp_path):
+    line = assert_one_line_error(servesim("config", "show", "--set", "cluster.num_replicas=0"))
+    assert line.startswith("error: config error: cluster.num_replicas = 0: ")
+
+
+def test_error_scenario_missing(tmp_path):
+    line = assert_one_line_error(servesim("run", str(tmp_path / "nope.yaml")))
+    assert line == f"error: scenario file not found: {tmp_path / 'nope.yaml'}"
+
+
+def test_error_trace_file_missing(tmp_path):
+    line = assert_one_line_error(servesim("trace", "stats", "nope.csv", cwd=tmp_path))
+    assert line == "error: trace file not found: nope.csv"
+    # The same through a scenario.
+    scenario = write_yaml(tmp_path / "s.yaml", {"workload": {"kind": "trace", "path": "missing.csv"}})
+    line = assert_one_line_error(servesim("run", str(scenario), "--json", cwd=tmp_path))
+    assert line == "error: trace file not found: missing.csv"
+
+
+def test_error_trace_with_only_bad_rows(tmp_path):
+    trace = tmp_path / "bad.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:00:00.0000000,0,5\nxx,5,5\n")
+    line = assert_one_line_error(servesim("trace", "stats", str(trace)))
+    assert line == (
+        f"error: trace {trace} has no usable row "
+        "(2 rows read; skipped: unparseable_timestamp=1, zero_prompt_tokens=1)"
+    )
+
+
+def test_error_bad_row_with_on_bad_row_error(tmp_path):
+    (tmp_path / "azure.csv").write_text(AZURE_CSV)
+    scenario = write_yaml(
+        tmp_path / "s.yaml",
+        {"workload": {"kind": "trace", "path": "azure.csv", "on_bad_row": "error"}},
+    )
+    line = assert_one_line_error(servesim("run", str(scenario), "--json"))
+    # The first bad row is on line 3, a timestamp.
+    trace = tmp_path / "azure.csv"
+    assert line.startswith(f"error: trace {trace} line 3, column 'TIMESTAMP': value 'not a time' is not allowed")
+    assert "(unparseable_timestamp)" in line and "on_bad_row=skip" in line
+
+
+def test_error_bad_row_mooncake(tmp_path):
+    (tmp_path / "mc.jsonl").write_text("\n".join(MOONCAKE_LINES) + "\n")
+    scenario = write_yaml(
+        tmp_path / "s.yaml",
+        {"workload": {"kind": "trace", "path": "mc.jsonl", "on_bad_row": "error"}},
+    )
+    line = assert_one_line_error(servesim("run", str(scenario)))
+    assert line.startswith(f"error: trace {tmp_path / 'mc.jsonl'} line 4, column '(line)': value 'this is not json'")
+
+
+def test_error_bad_trace_option():
+    line = assert_one_line_error(servesim("trace", "stats", "builtin:azure-2023-conv", "--format", "csv"))
+    assert line.startswith("error: option: format = 'csv': ")
+
+
+def test_usage_errors_keep_click_behaviour():
+    proc = servesim("run", "--no-such-option")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "No such option" in proc.stderr
+
+
+def test_main_in_process(capsys):
+    from servesim.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["config", "show", "--set", "cluster.num_replica=2"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: config error: cluster.num_replica: unknown field (allowed: ")
+    assert err.count("\n") == 1
