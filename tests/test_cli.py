@@ -221,11 +221,14 @@ def test_catalog_json():
     assert models["llama-3-8b"]["layers"] == 32
 
 
-def test_catalog_table():
-    result = invoke("catalog", env={"COLUMNS": "250"})
+@pytest.mark.parametrize("columns", [None, "250"])
+def test_catalog_table_shows_every_id(columns):
+    # None: piped output, where rich assumes 80 columns; ids must not be cut.
+    data = json.loads(invoke("catalog", "--json").stdout)
+    result = invoke("catalog", env={"COLUMNS": columns})
     assert result.exit_code == 0
-    assert "llama-3-8b" in result.stdout
-    assert "h100" in result.stdout
+    for row in data["models"] + data["hardware"]:
+        assert row["id"] in result.stdout
 
 
 def test_catalog_includes_scenario_entries(tmp_path):
@@ -390,3 +393,18 @@ def test_main_in_process(capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: config error: cluster.num_replica: unknown field (allowed: ")
     assert err.count("\n") == 1
+
+
+def test_error_out_is_a_file(small_scenario, tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    line = assert_one_line_error(servesim("run", str(small_scenario), "--json", "--out", str(target)))
+    assert line == f"error: option --out {target}: exists and is not a folder"
+    assert target.read_text() == "not a folder"
+
+
+def test_error_out_cannot_be_created(small_scenario, tmp_path):
+    (tmp_path / "file").write_text("x")
+    target = tmp_path / "file" / "sub"
+    line = assert_one_line_error(servesim("run", str(small_scenario), "--json", "--out", str(target)))
+    assert line.startswith(f"error: option --out {target}: cannot write outputs: ")

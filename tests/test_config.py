@@ -307,8 +307,16 @@ def test_bad_choice_lists_the_choices():
     assert "'round_robin'" in message and "'least_outstanding'" in message
 
 
-def test_workload_without_kind_names_the_kinds():
-    message = config_error(path=None, overrides=["workload.rate_scale=4"])
+def test_workload_override_without_a_scenario_refines_the_default_trace():
+    cfg = load_config(None, ["workload.rate_scale=4"])
+    assert cfg.workload.kind == "trace" and cfg.workload.path == "builtin:azure-2023-conv"
+    assert cfg.workload.rate_scale == 4.0
+
+
+def test_workload_without_kind_names_the_kinds(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("workload:\n  rate_scale: 4\n")
+    message = config_error(path=path)
     assert message == "config error: workload.kind: required field is missing (allowed: trace, synthetic)"
 
 

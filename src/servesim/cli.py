@@ -14,7 +14,7 @@ from typing import List, Optional
 import typer
 import yaml
 
-from servesim.errors import ServesimError
+from servesim.errors import ConfigError, ServesimError
 
 app = typer.Typer(
     add_completion=False,
@@ -45,10 +45,16 @@ def run(
     from servesim.report.table import render_summary
 
     config = load_config(scenario, overrides or [])
+    if out is not None and out.exists() and not out.is_dir():
+        # Fail before a possibly long run, not after it.
+        raise ConfigError(f"option --out {out}: exists and is not a folder")
     show_bar = progress and not as_json
     result = simulate(config, progress=(lambda n: RichProgress(n, config.horizon_s)) if show_bar else None)
     if out is not None:
-        result.write(out)
+        try:
+            result.write(out)
+        except OSError as err:
+            raise ConfigError(f"option --out {out}: cannot write outputs: {err.strerror or err}") from None
     if as_json:
         typer.echo(json.dumps(result.summary, indent=2, sort_keys=True))
     else:
@@ -115,7 +121,6 @@ def _trace_config(model, path: str, fmt: str):
     from pydantic import ValidationError
 
     from servesim.config import format_validation_error
-    from servesim.errors import ConfigError
 
     try:
         return model(kind="trace", path=path, format=fmt)

@@ -128,6 +128,11 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     if path is not None:
         raw = _read_yaml(Path(path))
         _resolve_paths(raw, Path(path).resolve().parent)
+    overrides = list(overrides)
+    sets_kind = any(item.replace(" ", "").startswith(("workload.kind=", "workload=")) for item in overrides)
+    if overrides and not sets_kind and not isinstance(raw.get("workload"), dict):
+        # Overrides of workload fields refine the default workload.
+        raw["workload"] = ScenarioConfig.model_fields["workload"].default_factory().model_dump(mode="json")
     for item in overrides:
         apply_override(raw, item)
     return validate_config(raw)

@@ -113,6 +113,10 @@ def test_decode_stretches_give_identical_results_to_stepping():
     for name, col in fast.requests.columns().items():
         np.testing.assert_array_equal(col, slow.requests.columns()[name], err_msg=name)
     assert fast.num_steps == slow.num_steps
+    # The sampled time series is the same too: stretches replay their inner samples.
+    assert len(fast.timeseries) > 10
+    for name, col in fast.timeseries.columns().items():
+        np.testing.assert_array_equal(col, slow.timeseries.columns()[name], err_msg=name)
     assert fast.requests.num_preemptions.sum() > 0  # the case exercises preemption too
 
 

@@ -94,3 +94,5 @@ def test_decode_stretches_never_change_per_request_results(rows, cfg, num_blocks
     fast, slow = run(True), run(False)
     for name, col in fast.requests.columns().items():
         np.testing.assert_array_equal(col, slow.requests.columns()[name], err_msg=name)
+    for name, col in fast.timeseries.columns().items():
+        np.testing.assert_array_equal(col, slow.timeseries.columns()[name], err_msg="timeseries " + name)

@@ -44,14 +44,17 @@ class StepPricer(Protocol):
 class _Stretch:
     """A run of identical decode iterations in flight."""
 
-    __slots__ = ("plan", "start_s", "end_s", "num_steps", "token")
+    __slots__ = ("plan", "start_s", "end_s", "num_steps", "token", "num_waiting")
 
-    def __init__(self, plan: BatchPlan, start_s: float, end_s: np.ndarray, num_steps: int, token: int) -> None:
+    def __init__(
+        self, plan: BatchPlan, start_s: float, end_s: np.ndarray, num_steps: int, token: int, num_waiting: int
+    ) -> None:
         self.plan = plan
         self.start_s = start_s
         self.end_s = end_s  # end time of each iteration the stretch may run
         self.num_steps = num_steps  # iterations it will run unless cut
         self.token = token  # event token of its end
+        self.num_waiting = num_waiting  # waiting queue length at its start (unchanged inside it)
 
 
 class Replica:
@@ -141,7 +144,7 @@ class Replica:
         # of them only when nothing else is left (it stays in flight).
         steps = int(np.searchsorted(ends, self._horizon, side="right")) or 1
         token = self.loop.schedule(float(ends[steps - 1]), STEP_DONE, self._on_stretch_done)
-        self._stretch = _Stretch(plan, now, ends, steps, token)
+        self._stretch = _Stretch(plan, now, ends, steps, token, self.scheduler.num_waiting)
 
     def _cut_stretch(self, now: float) -> None:
         """An arrival at ``now``: end the stretch at the first iteration boundary >= now."""
@@ -165,6 +168,8 @@ class Replica:
         stretch = self._stretch
         self._stretch = None
         steps = stretch.num_steps
+        if self._sampler is not None and steps > 1:
+            self._sample_inside(stretch)
         self.num_steps += steps
         self.busy_time_s += now - stretch.start_s
         self.num_tokens_produced += steps * len(stretch.plan.seqs)
@@ -175,6 +180,22 @@ class Replica:
             self.num_outstanding -= len(finished)
             self._on_finished(finished, now)
         self._start_step(now)
+
+    def _sample_inside(self, stretch: _Stretch) -> None:
+        """Take the samples an iteration-by-iteration run would take at the
+        stretch's inner iteration starts (the last one is a real step start)."""
+        inner = stretch.end_s[: stretch.num_steps - 1]
+        j = int(np.searchsorted(inner, self._next_sample, side="left"))
+        running = len(stretch.plan.seqs)
+        total = self.scheduler.kv.num_blocks
+        every = self._sample_every
+        while j < len(inner):
+            t = float(inner[j])
+            # Iteration j + 1 (0-based) starts at t with room for j + 2 tokens more.
+            used = self.scheduler.stretch_blocks_used(stretch.plan, j + 2)
+            self._sampler(t, self.index, stretch.num_waiting, running, used, total)
+            self._next_sample = (t // every + 1.0) * every
+            j = int(np.searchsorted(inner, self._next_sample, side="left"))
 
     def _sample(self, now: float) -> None:
         kv = self.scheduler.kv

@@ -134,7 +134,7 @@ class Simulation:
         )
         return SimulationOutput(
             requests=table,
-            timeseries=self.timeseries.build(),
+            timeseries=_sorted_by_time(self.timeseries.build()),
             sim_time_s=self.loop.now,
             busy_time_s=np.array([r.busy_time_s for r in self.replicas]),
             num_steps=sum(r.num_steps for r in self.replicas),
@@ -217,3 +217,9 @@ class Simulation:
             w.priority[start:stop].tolist(),
             w.arrival_s[start:stop].tolist(),
         )
+
+
+def _sorted_by_time(series: TimeSeries) -> TimeSeries:
+    """Samples ordered by (time, replica): replicas record stretch samples late."""
+    order = np.lexsort((series.replica, series.time_s))
+    return TimeSeries(**{name: col[order] for name, col in series.columns().items()})

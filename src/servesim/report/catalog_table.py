@@ -50,20 +50,23 @@ def catalog_rows(catalog: Catalog) -> dict[str, list[dict[str, Any]]]:
 
 def render_catalog(catalog: Catalog, console: Console | None = None) -> None:
     """Print the model and GPU tables."""
-    console = console or Console()
+    # Wide enough for every column header even when piped (rich assumes 80).
+    console = console or Console(width=max(110, Console().width))
     rows = catalog_rows(catalog)
     models = Table(title="Models")
-    for col in ("id", "name", "params (B)", "active (B)", "layers", "hidden", "attention", "KV B/token", "experts", "context"):
-        models.add_column(col, justify="left" if col in ("id", "name", "attention") else "right")
+    models.add_column("id", no_wrap=True)
+    for col in ("params B", "active B", "layers", "hidden", "attn", "KV KB/tok", "experts", "context"):
+        models.add_column(col, justify="left" if col == "attn" else "right", no_wrap=True)
     for m in rows["models"]:
         models.add_row(
-            m["id"], m["name"], f"{m['params_b']:.1f}", f"{m['active_params_b']:.1f}", str(m["layers"]),
-            str(m["hidden_size"]), m["attention"], f"{m['kv_bytes_per_token']:,.0f}", str(m["experts"] or "-"),
+            m["id"], f"{m['params_b']:.1f}", f"{m['active_params_b']:.1f}", str(m["layers"]),
+            str(m["hidden_size"]), m["attention"], f"{m['kv_bytes_per_token'] / 1024:.1f}", str(m["experts"] or "-"),
             f"{m['max_context']:,}",
         )
     gpus = Table(title="GPUs")
-    for col in ("id", "name", "memory GB", "HBM GB/s", "BF16 TFLOP/s", "FP8 TFLOP/s", "link GB/s/dir", "TDP W", "$/GPU-h"):
-        gpus.add_column(col, justify="left" if col in ("id", "name") else "right")
+    gpus.add_column("id", no_wrap=True)
+    for col in ("name", "mem GB", "HBM GB/s", "BF16 TF/s", "FP8 TF/s", "link GB/s", "TDP W", "$/GPU-h"):
+        gpus.add_column(col, justify="left" if col == "name" else "right", no_wrap=col != "name")
     for h in rows["hardware"]:
         gpus.add_row(
             h["id"], h["name"], f"{h['memory_gb']:g}", f"{h['mem_bw_gbs']:,.0f}", f"{h['bf16_tflops']:,.0f}",

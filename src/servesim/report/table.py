@@ -27,7 +27,8 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
     (only when a target is set), utilization and cost.  Missing values
     print as ``-``.  Tolerates a summary lacking optional sections.
     """
-    console = console if console is not None else Console()
+    # At least 100 columns even when piped (rich assumes 80), so rows do not wrap.
+    console = console if console is not None else Console(width=max(100, Console().width))
     console.print(_header(summary))
     console.print(_latency_table(summary))
     console.print(_throughput(summary))

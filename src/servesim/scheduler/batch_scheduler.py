@@ -159,6 +159,21 @@ class BatchScheduler:
                 hi = mid
         return lo
 
+    def stretch_blocks_used(self, plan: BatchPlan, num_steps: int) -> int:
+        """KV blocks in use once ``num_steps`` iterations of a pure decode ``plan`` hold their tokens.
+
+        Call before ``apply_decode_steps``: that is the pool's state when the
+        ``num_steps``-th iteration (1-based) has been planned.
+        """
+        kv = self.kv
+        block = kv.block_size
+        extra = 0
+        for seq in plan.seqs:
+            need = -(-(seq.num_computed + num_steps) // block) - kv.num_blocks_of(seq.rid)
+            if need > 0:
+                extra += need
+        return kv.num_used_blocks + extra
+
     def apply_decode_steps(self, plan: BatchPlan, end_s: np.ndarray) -> list[Sequence]:
         """Apply ``len(end_s)`` repetitions of a pure decode ``plan``, ending at ``end_s``.
 
