@@ -86,8 +86,13 @@ def _build_synthetic(cfg: SyntheticWorkloadConfig, streams: RandomStreams) -> Wo
     output = _lengths(cfg.output_tokens, streams.stream("workload.output_tokens"), n, pools)
     a = cfg.arrival
     rate = f"{a.rate_rps:g}rps" + (f",cv={a.cv:g}" if a.process == "gamma" else "")
+    priority = None
+    if cfg.priority_mix is not None:
+        levels = sorted(cfg.priority_mix)
+        shares = np.array([cfg.priority_mix[k] for k in levels])
+        priority = np.asarray(levels, np.int64)[streams.stream("workload.priority").choice(len(levels), n, p=shares)]
     return Workload.from_arrays(
-        gen.arrivals_from_gaps(gaps), prompt, output, source=f"synthetic:{a.process}({rate})"
+        gen.arrivals_from_gaps(gaps), prompt, output, priority, source=f"synthetic:{a.process}({rate})"
     )
 
 

@@ -183,7 +183,8 @@ class SyntheticWorkloadConfig(BaseModel):
     """Generate requests: a renewal arrival process and independent lengths.
 
     Each part draws from its own seeded stream ('workload.arrivals',
-    'workload.prompt_tokens', 'workload.output_tokens'); priorities are 0.
+    'workload.prompt_tokens', 'workload.output_tokens', 'workload.priority');
+    priorities are 0 unless ``priority_mix`` is set.
     """
 
     model_config = _FROZEN
@@ -193,6 +194,18 @@ class SyntheticWorkloadConfig(BaseModel):
     arrival: ArrivalConfig = Field(description="Arrival process (rate in requests per second).")
     prompt_tokens: LengthConfig = Field(description="Prompt length distribution, in tokens.")
     output_tokens: LengthConfig = Field(description="Output length distribution, in tokens.")
+    priority_mix: dict[int, float] | None = Field(
+        None,
+        description="Share of requests per priority level, e.g. {0: 0.2, 1: 0.8} (smaller = more urgent; shares sum to 1); null = all 0.",
+    )
+
+    @model_validator(mode="after")
+    def _mix_sums_to_one(self) -> "SyntheticWorkloadConfig":
+        mix = self.priority_mix
+        if mix is not None:
+            if not mix or any(share < 0 for share in mix.values()) or abs(sum(mix.values()) - 1.0) > 1e-9:
+                raise ValueError(f"priority_mix = {mix!r}: shares must be >= 0 and sum to 1")
+        return self
 
 
 WorkloadConfig = Annotated[Union[TraceWorkloadConfig, SyntheticWorkloadConfig], Field(discriminator="kind")]
