@@ -21,6 +21,8 @@ from servesim.errors import ConfigError
 from servesim.metrics.records import RequestTable, RunInfo, TimeSeries
 from servesim.metrics.summary import summarize
 from servesim.perf.catalog import Catalog
+from servesim.perf.hardware_spec import HardwareSpec
+from servesim.perf.model_spec import ModelSpec
 from servesim.perf.memory import MemoryPlan, plan_memory
 from servesim.perf.steptime import StepTimeModel
 from servesim.workload.builder import build_workload
@@ -31,8 +33,8 @@ from servesim.workload.request import Workload
 class Deployment:
     """The resolved pieces of a deployment: catalog entries, memory plan, step model."""
 
-    model: Any
-    hardware: Any
+    model: ModelSpec
+    hardware: HardwareSpec
     memory: MemoryPlan
     step_model: StepTimeModel
     max_model_len: int
@@ -111,8 +113,9 @@ def simulate(
     None for the default scenario.  ``workload`` replaces the configured one
     (handy for hand-built tests); ``progress`` is called with the number of
     requests and returns an object with ``update(sim_time_s, done)`` and
-    ``close()`` (see ``servesim.report.progress``); ``step_model`` replaces the step-time model
-    (any object with ``time_s(shape)`` and ``decode_times_s(n, kv_tokens)``).
+    ``close()`` (see ``servesim.report.progress``); ``step_model`` replaces
+    the step-time model (any object with ``time_s(shape)`` and
+    ``decode_times_s(n, kv_tokens)``).
     Raises a ``ServesimError`` subclass for bad input and ``InvariantError``
     if the run's books do not balance.
     """
@@ -121,31 +124,15 @@ def simulate(
     deployment = build_deployment(config)
     if workload is None:
         workload = build_workload(config.workload, RandomStreams(config.seed))
-    cluster = config.cluster
     bar = progress(len(workload)) if progress is not None else None
-    setup = ReplicaSetup(
-        num_kv_blocks=deployment.memory.num_kv_blocks,
-        block_size=cluster.block_size,
-        max_model_len=deployment.max_model_len,
-        scheduler=config.scheduler,
-    )
-    sim = Simulation(
-        workload,
-        setup,
-        cluster.num_replicas,
-        make_router(config.router),
-        step_model or deployment.step_model,
-        horizon_s=config.horizon_s,
-        decode_stretch=config.engine.decode_stretch,
-        timeseries_interval_s=config.engine.timeseries_interval_s,
-        progress=bar,
-    )
+    sim = _make_simulation(config, deployment, workload, step_model or deployment.step_model, bar)
     try:
         out = sim.run()
     finally:
         if bar is not None:
             bar.close()
     check_conservation(out.requests, sim.replicas)
+    cluster = config.cluster
     info = RunInfo(
         sim_time_s=out.sim_time_s,
         horizon_s=config.horizon_s,
@@ -154,11 +141,33 @@ def simulate(
         gpus_per_replica=cluster.tensor_parallel * cluster.pipeline_parallel,
         busy_time_s=out.busy_time_s,
         num_steps=out.num_steps,
-        price_usd_per_gpu_hr=getattr(deployment.hardware, "price_usd_per_gpu_hr", None),
+        price_usd_per_gpu_hr=deployment.hardware.price_usd_per_gpu_hr,
         workload_skipped=dict(workload.skipped),
     )
     summary = summarize(out.requests, out.timeseries, info, config.slo)
     return Result(config, summary, out.requests, out.timeseries, info, deployment)
+
+
+def _make_simulation(config: ScenarioConfig, deployment: Deployment, workload: Workload, step_model: Any, bar: Any) -> Simulation:
+    """Wire the configured replicas, router and engine knobs around ``workload``."""
+    cluster = config.cluster
+    setup = ReplicaSetup(
+        num_kv_blocks=deployment.memory.num_kv_blocks,
+        block_size=cluster.block_size,
+        max_model_len=deployment.max_model_len,
+        scheduler=config.scheduler,
+    )
+    return Simulation(
+        workload,
+        setup,
+        cluster.num_replicas,
+        make_router(config.router),
+        step_model,
+        horizon_s=config.horizon_s,
+        decode_stretch=config.engine.decode_stretch,
+        timeseries_interval_s=config.engine.timeseries_interval_s,
+        progress=bar,
+    )
 
 
 def _as_config(config: ScenarioConfig | dict[str, Any] | str | Path | None) -> ScenarioConfig:
