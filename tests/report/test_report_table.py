@@ -133,3 +133,12 @@ def test_rich_progress_draws_after_delay_and_closes_once():
     p.update(40.0, 10)  # updates after close are ignored
     out = buf.getvalue()
     assert "10/10" in out and "30.0 / 60.0 s" in out
+
+
+def test_skipped_workload_rows_and_rejections_are_listed_by_reason():
+    summary = dict(run_summary())
+    summary["workload_skipped"] = {"unparseable_number": 2, "zero_output_tokens": 1}
+    summary["rejected_by_reason"] = {"exceeds_kv_capacity": 3}
+    text = summary_text(summary)
+    assert "workload rows skipped: unparseable_number 2, zero_output_tokens 1" in text
+    assert "rejected by reason: exceeds_kv_capacity 3" in text

@@ -77,14 +77,15 @@ def _header(s: dict[str, Any]) -> str:
         f"sim time {sim}  wall time {_fmt(s.get('wall_time_s'), 2, suffix=' s')}  "
         f"steps {s.get('num_steps', 0):,}  "
         f"speed {_fmt(s.get('simulated_requests_per_wall_s'), 1, suffix=' req/wall-s')}"
-        + _reasons(s.get("rejected_by_reason") or {})
+        + _reasons("rejected by reason", s.get("rejected_by_reason") or {})
+        + _reasons("workload rows skipped", s.get("workload_skipped") or {})
     )
 
 
-def _reasons(reasons: dict[str, int]) -> str:
+def _reasons(label: str, reasons: dict[str, int]) -> str:
     if not reasons:
         return ""
-    return "\nrejected by reason: " + ", ".join(f"{escape(k)} {v:,}" for k, v in reasons.items())
+    return f"\n{label}: " + ", ".join(f"{escape(k)} {v:,}" for k, v in reasons.items())
 
 
 def _latency_table(s: dict[str, Any]) -> Table:
