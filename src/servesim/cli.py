@@ -83,6 +83,14 @@ def config_schema() -> None:
     typer.echo(json.dumps(ScenarioConfig.model_json_schema(), indent=2))
 
 
+@config_app.command("docs")
+def config_docs() -> None:
+    """Print the Markdown reference of every scenario field (docs/scenarios.md)."""
+    from servesim.report.config_docs import scenario_docs_markdown
+
+    typer.echo(scenario_docs_markdown(), nl=False)
+
+
 @app.command()
 def catalog(
     scenario: Optional[Path] = typer.Argument(None, help="Scenario whose extra catalog entries to include."),
