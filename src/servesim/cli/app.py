@@ -1,7 +1,7 @@
-"""The ``servesim`` command line: a thin layer over the Python API.
+"""The typer application and the scenario, catalog and trace commands.
 
-User mistakes (``ServesimError``) print one line, ``error: ...``, and exit
-with status 2; anything else is a bug and keeps its traceback.
+Command groups that grow large live in their own ``servesim.cli.*_cmds``
+module, imported at the bottom of this file so that they register on ``app``.
 """
 
 from __future__ import annotations
