@@ -21,6 +21,7 @@ from servesim.errors import ConfigError
 from servesim.metrics.records import RequestTable, RunInfo, TimeSeries
 from servesim.metrics.summary import summarize
 from servesim.perf.catalog import Catalog
+from servesim.perf.dtypes import KV_BYTES_PER_ELEM, WEIGHT_FORMATS
 from servesim.perf.hardware_spec import HardwareSpec
 from servesim.perf.model_spec import ModelSpec
 from servesim.perf.memory import MemoryPlan, plan_memory
@@ -85,6 +86,8 @@ def build_deployment(config: ScenarioConfig, catalog: Catalog | None = None) -> 
         pipeline_parallel=cluster.pipeline_parallel,
         gpu_memory_utilization=cluster.gpu_memory_utilization,
         block_size=cluster.block_size,
+        weight_bytes_per_param=WEIGHT_FORMATS[cluster.weight_dtype].bytes_per_param,
+        kv_bytes_per_elem=KV_BYTES_PER_ELEM[cluster.kv_cache_dtype],
         activation_reserve_gb=cluster.activation_reserve_gb,
         max_num_batched_tokens=config.scheduler.max_num_batched_tokens,
     )
@@ -95,6 +98,8 @@ def build_deployment(config: ScenarioConfig, catalog: Catalog | None = None) -> 
         pipeline_parallel=cluster.pipeline_parallel,
         params=config.perf,
         cuda_graphs=cluster.cuda_graphs,
+        weight_bytes_per_param=WEIGHT_FORMATS[cluster.weight_dtype].bytes_per_param,
+        kv_bytes_per_elem=KV_BYTES_PER_ELEM[cluster.kv_cache_dtype],
     )
     max_len = cluster.max_model_len or model.max_context
     return Deployment(model, hardware, memory, step_model, max_len)

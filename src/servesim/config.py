@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from servesim.cluster.routers import RouterConfig
 from servesim.errors import ConfigError
 from servesim.metrics.config import SloTargets
+from servesim.perf.dtypes import KvCacheDtype, WeightDtype
 from servesim.perf.steptime import StepTimeParams
 from servesim.scheduler.config import SchedulerConfig
 from servesim.workload.config import TraceWorkloadConfig, WorkloadConfig
@@ -57,6 +58,11 @@ class ClusterConfig(BaseModel):
     )
     block_size: int = Field(16, ge=1, description="Tokens per paged KV-cache block (tokens).")
     cuda_graphs: bool = Field(True, description="Replay pure-decode iterations as CUDA graphs (else eager launches).")
+    weight_dtype: WeightDtype = Field(
+        "bf16",
+        description="Weight format: bf16/fp16 (2 bytes), fp8 or int8 (W8A8, 1 byte), int4 (W4A16 weight-only, 0.5 byte).",
+    )
+    kv_cache_dtype: KvCacheDtype = Field("bf16", description="KV-cache format: bf16/fp16 (2 bytes per element) or fp8 (1 byte).")
     max_model_len: int | None = Field(
         None, ge=1, description="Longest prompt+output a request may have (tokens); null = the model's context length."
     )

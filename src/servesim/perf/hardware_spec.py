@@ -72,6 +72,18 @@ class HardwareSpec(BaseModel):
             return self.fp8_tflops * _TERA
         return self.bf16_flops_s
 
+    def tensor_flops_s(self, compute: str) -> float:
+        """Dense tensor peak for a compute format ('bf16', 'fp8', 'int8'), FLOP/s (or OP/s).
+
+        A format the chip lacks falls back to the BF16 rate (the weights are
+        dequantised before the MMA), see ``servesim.perf.dtypes``.
+        """
+        if compute == "fp8" and self.fp8_tflops is not None:
+            return self.fp8_tflops * _TERA
+        if compute == "int8" and self.int8_tops is not None:
+            return self.int8_tops * _TERA
+        return self.bf16_flops_s
+
     @property
     def scaleup_bytes_s(self) -> float:
         """Per-direction bandwidth between GPUs of one node, bytes/s (PCIe if no link)."""
