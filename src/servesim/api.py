@@ -76,6 +76,7 @@ def build_catalog(config: ScenarioConfig) -> Catalog:
 def build_deployment(config: ScenarioConfig, catalog: Catalog | None = None) -> Deployment:
     """Resolve the model and GPU, plan memory (raises ``DeploymentError`` if it does not fit)."""
     catalog = catalog or build_catalog(config)
+    config = _calibrated(config)
     cluster = config.cluster
     model = catalog.model(cluster.model)
     hardware = catalog.hardware(cluster.hardware)
@@ -100,6 +101,7 @@ def build_deployment(config: ScenarioConfig, catalog: Catalog | None = None) -> 
         cuda_graphs=cluster.cuda_graphs,
         weight_bytes_per_param=WEIGHT_FORMATS[cluster.weight_dtype].bytes_per_param,
         kv_bytes_per_elem=KV_BYTES_PER_ELEM[cluster.kv_cache_dtype],
+        gemm_compute=WEIGHT_FORMATS[cluster.weight_dtype].compute,
     )
     max_len = cluster.max_model_len or model.max_context
     return Deployment(model, hardware, memory, step_model, max_len)
@@ -124,7 +126,9 @@ def simulate(
     Raises a ``ServesimError`` subclass for bad input and ``InvariantError``
     if the run's books do not balance.
     """
-    config = _as_config(config)
+    # Calibrated here too, so that result.config (and the config.yaml it
+    # writes) holds the parameters the run used.
+    config = _calibrated(_as_config(config))
     started = time.perf_counter()
     deployment = build_deployment(config)
     if workload is None:
@@ -173,6 +177,21 @@ def _make_simulation(config: ScenarioConfig, deployment: Deployment, workload: W
         timeseries_interval_s=config.engine.timeseries_interval_s,
         progress=bar,
     )
+
+
+def _calibrated(config: ScenarioConfig) -> ScenarioConfig:
+    """``config`` with ``perf`` = its calibration file's values under the fields set explicitly in ``perf``.
+
+    Every field of the returned ``perf`` counts as set, so calibrating again
+    (or re-running the config a run wrote) changes nothing.
+    """
+    if config.calibration is None:
+        return config
+    from servesim.perf.calibration_file import apply_calibration, load_calibration
+
+    calibration = load_calibration(config.calibration)
+    where = f"calibration file {config.calibration}"
+    return config.model_copy(update={"perf": apply_calibration(config.perf, calibration, config.cluster.hardware, where)})
 
 
 def _as_config(config: ScenarioConfig | dict[str, Any] | str | Path | None) -> ScenarioConfig:

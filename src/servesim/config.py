@@ -16,7 +16,8 @@ section        meaning                                         model
 ``catalog``    extra or overriding model / GPU entries         ``CatalogConfig``
 =============  ==============================================  =====================
 
-plus ``name``, ``seed`` and ``horizon_s``.  Every field documents its unit in
+plus ``name``, ``seed``, ``horizon_s`` and ``calibration`` (a calibration file
+whose fitted values become the ``perf`` defaults).  Every field documents its unit in
 the JSON schema (``servesim config schema``).  Errors are ``ConfigError``
 with one line naming the field, the value and what is allowed.
 """
@@ -113,6 +114,13 @@ class ScenarioConfig(BaseModel):
     router: RouterConfig = Field(default_factory=RouterConfig, description="Global router.")
     slo: SloTargets = Field(default_factory=SloTargets, description="Latency targets (SLOs).")
     perf: StepTimeParams = Field(default_factory=StepTimeParams, description="Step-time model efficiencies.")
+    calibration: str | None = Field(
+        None,
+        description=(
+            "Calibration YAML written by `servesim calibrate` (path; relative to the scenario file): its fitted "
+            "values replace the `perf` defaults, fields set under `perf` still win. Must be fitted for cluster.hardware."
+        ),
+    )
     engine: EngineConfig = Field(default_factory=EngineConfig, description="Simulator knobs.")
     catalog: CatalogConfig = Field(default_factory=CatalogConfig, description="Extra catalog entries.")
 
@@ -265,6 +273,8 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
             lengths = workload.get(key)
             if isinstance(lengths, dict) and "trace" in lengths:
                 lengths["trace"] = resolve(lengths["trace"])
+    if isinstance(raw.get("calibration"), str):
+        raw["calibration"] = resolve(raw["calibration"])
     catalog = raw.get("catalog")
     if isinstance(catalog, dict) and isinstance(catalog.get("files"), list):
         catalog["files"] = [resolve(f) for f in catalog["files"]]

@@ -78,3 +78,22 @@ def test_scenario_dtypes_change_memory_and_speed():
 def test_unknown_dtype_is_one_clear_line():
     with pytest.raises(servesim.ConfigError, match="cluster.weight_dtype = 'fp4'"):
         servesim.simulate(_scenario(weight_dtype="fp4"))
+
+
+def test_int4_weight_only_gemms_run_at_the_bf16_rate():
+    # A compute-bound prefill: INT4 (W4A16) is barely faster than BF16 (only the
+    # bandwidth-bound lm_head row reads fewer bytes), while FP8 (W8A8) runs at
+    # the doubled FP8 rate.
+    from servesim.perf.batch_shape import BatchShape
+    from servesim.perf.steptime import StepTimeModel
+
+    model, gpu = CAT.model("llama-3-8b"), CAT.hardware("h100")
+    shape = BatchShape.build(prefill_chunks=[(0, 8192)])
+
+    def gemm_s(dtype):
+        fmt = WEIGHT_FORMATS[dtype]
+        m = StepTimeModel(model, gpu, weight_bytes_per_param=fmt.bytes_per_param, gemm_compute=fmt.compute)
+        return m.breakdown(shape).gemm_s
+
+    assert gemm_s("int4") == pytest.approx(gemm_s("bf16"), rel=0.01)
+    assert gemm_s("fp8") == pytest.approx(gemm_s("bf16") / 2, rel=0.02)

@@ -147,3 +147,6 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+import servesim.cli.perf_cmds  # noqa: E402,F401
+import servesim.cli.profile_cmds  # noqa: E402,F401

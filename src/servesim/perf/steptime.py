@@ -1,19 +1,25 @@
-"""Step-time model v1: seconds one engine step takes, from the batch's shape.
+"""Step-time model v2: seconds one engine step takes, from the batch's shape.
 
 A pure function of (batch shape, model, hardware, parallelism, efficiencies).
 ``StepTimeModel`` folds everything but the shape into constants at
 construction, so ``time_s`` is a few dozen float operations.
+docs/performance-model.md has the equations with their units and sources.
 
 What one step costs (all on one GPU of a TP group, summed over PP stages):
 
 * ``gemm_s``: linear layers (QKV/O projections, MLPs, MoE experts, lm_head),
-  each group at the roofline ``max(FLOPs / (peak * gemm_efficiency),
-  weight bytes / (bandwidth * mem_bw_efficiency))`` with ``2 * tokens *
-  params`` FLOPs.  MoE: a batch of ``T`` tokens, ``k`` of ``E`` experts each,
-  touches ``E * (1 - (1 - k/E)**T)`` distinct experts in expectation; their
-  weights are what is read.  The lm_head runs on one row per sequence.
+  each group at the roofline ``max(compute, weight bytes / (bandwidth *
+  mem_bw_efficiency))``.  A GEMM of ``M`` rows reaches ``gemm_efficiency *
+  M / (M + gemm_half_tokens)`` of the tensor peak, so its compute time is
+  ``2 * params * (M + gemm_half_tokens) / (peak * gemm_efficiency)``: every
+  GEMM costs as if it had ``gemm_half_tokens`` more rows.  MoE: a batch of
+  ``T`` tokens, ``k`` of ``E`` experts each, touches ``n = E * (1 - (1 -
+  k/E)**T)`` distinct experts in expectation; they compute ``k*T`` rows plus
+  ``n * gemm_half_tokens`` and read ``n`` experts' weights.  The lm_head runs
+  on one row per sequence.
 * ``elementwise_s``: activation traffic of the non-GEMM kernels (norms,
-  residual adds, rotary, KV-cache writes, activation function), memory-bound.
+  residual adds, rotary, KV-cache writes, activation function) at
+  ``elementwise_bw_efficiency`` of the bandwidth.
 * ``attention_prefill_s``: ``max(pairs * FLOPs per pair / (peak * eff),
   KV bytes of the chunks' contexts / (bandwidth * eff))``.
 * ``attention_decode_s``: ``decode_kv_tokens`` times the larger of the
@@ -22,12 +28,15 @@ What one step costs (all on one GPU of a TP group, summed over PP stages):
 * ``communication_s``: TP all-reduces (two per layer, ring cost
   ``2 * (tp-1)/tp * bytes / (link * eff) + latency``) and PP activation
   sends between stages.
-* ``overhead_s``: CUDA-graph steps (pure decode, like vLLM) pay a fixed GPU
-  cost per layer.  Steps with prefill (and every step without graphs) run
-  eager: the GPU pays a larger per-layer cost (each kernel's launch
-  latency), and the CPU launches kernels while the GPU runs them, so the
-  step takes ``max(GPU time, CPU launch time)``; ``overhead_s`` is the part
-  not covered by GPU work.  Both add ``fixed_step_overhead_s``.
+* ``overhead_s``: the GPU pays ``per_layer_overhead_s`` per layer whatever
+  the work (kernel latencies).  CUDA-graph steps (pure decode, like vLLM)
+  pay only that.  Eager steps (any step with prefill, and every step
+  without graphs) also launch every kernel from the CPU: ``cpu = layers *
+  (per_layer_launch_eager_s + calls * per_seq_attention_launch_s)`` with one
+  attention call per prefill sequence plus one for all decodes, and the
+  step takes ``max(cpu, gpu) + (1 - cpu_gpu_overlap) * min(cpu, gpu)``
+  where ``gpu`` is the work plus the per-layer cost.  ``overhead_s`` is the
+  step minus the work.  Both add ``fixed_step_overhead_s``.
 
 Simplification: pipeline parallelism is priced for a single microbatch
 passing through every stage, so a step is the sum over stages (the layers'
@@ -77,19 +86,23 @@ class StepTimeModel:
 
     ``cuda_graphs``: pure-decode steps replay a CUDA graph (no CPU launch
     cost); steps with any prefill run eager either way.
-    ``weight_bytes_per_param``: 2 = bf16, 1 = fp8/int8 (GEMMs then use the
-    FP8 peak where the GPU has one).  ``kv_bytes_per_elem``: KV-cache element
-    size.  Raises ``ConfigError`` / ``DeploymentError`` for impossible setups.
+    ``weight_bytes_per_param``: bytes each weight streams (2 = bf16, 1 =
+    fp8/int8, 0.5 = int4).  ``gemm_compute``: the tensor-core rate GEMMs run
+    at, ``'bf16'``, ``'fp8'`` or ``'int8'`` (``HardwareSpec.tensor_flops_s``);
+    None = from the weight size (1 byte or less: FP8 where the GPU has it).
+    ``kv_bytes_per_elem``: KV-cache element size.  Raises ``ConfigError`` /
+    ``DeploymentError`` for impossible setups.
     """
 
     __slots__ = (
         "model", "hardware", "tensor_parallel", "pipeline_parallel", "params", "cuda_graphs",
-        "_dense_s_per_token", "_dense_weight_s",
-        "_moe", "_num_experts", "_expert_miss", "_expert_s_per_token", "_expert_weight_s_per_expert",
-        "_lm_s_per_seq", "_lm_weight_s", "_elementwise_s_per_token",
+        "_dense_s_per_token", "_dense_fixed_s", "_dense_weight_s",
+        "_moe", "_num_experts", "_expert_miss", "_expert_s_per_token", "_expert_fixed_s",
+        "_expert_weight_s_per_expert",
+        "_lm_s_per_seq", "_lm_fixed_s", "_lm_weight_s", "_elementwise_s_per_token",
         "_pair_s", "_prefill_kv_s", "_decode_kv_s",
         "_comm_s_per_token", "_comm_fixed_s",
-        "_eager_gpu_overhead_s", "_graphed_overhead_s", "_eager_base_s", "_eager_per_call_s", "_fixed_s",
+        "_gpu_overhead_s", "_graphed_overhead_s", "_eager_base_s", "_eager_per_call_s", "_exposed", "_fixed_s",
     )
 
     def __init__(
@@ -102,6 +115,7 @@ class StepTimeModel:
         cuda_graphs: bool = True,
         weight_bytes_per_param: float = 2,
         kv_bytes_per_elem: float = 2,
+        gemm_compute: str | None = None,
     ) -> None:
         check_parallelism(model, tensor_parallel, pipeline_parallel)
         if not weight_bytes_per_param > 0 or not kv_bytes_per_elem > 0:
@@ -113,20 +127,22 @@ class StepTimeModel:
         self.model, self.hardware, self.params = model, hardware, p
         self.tensor_parallel, self.pipeline_parallel = tensor_parallel, pipeline_parallel
         self.cuda_graphs = bool(cuda_graphs)
-        self._init_linear(model, hardware, p, tensor_parallel, weight_bytes_per_param)
+        if gemm_compute is None:
+            gemm_peak = hardware.gemm_peak_flops_s(weight_bytes_per_param)
+        else:
+            gemm_peak = hardware.tensor_flops_s(gemm_compute)
+        self._init_linear(model, hardware, p, tensor_parallel, weight_bytes_per_param, gemm_peak)
         self._init_attention(model, hardware, p, tensor_parallel, kv_bytes_per_elem)
         self._init_communication(model, hardware, p, tensor_parallel, pipeline_parallel)
-        layers = model.num_layers
-        self._eager_gpu_overhead_s = layers * p.per_layer_overhead_eager_s
-        self._fixed_s = p.fixed_step_overhead_s
-        self._graphed_overhead_s = layers * p.per_layer_overhead_graphed_s + self._fixed_s
-        self._eager_base_s = layers * p.per_layer_launch_eager_s
-        self._eager_per_call_s = layers * p.per_seq_attention_launch_s
+        self._init_overheads(model, p)
 
     # ------------------------------------------------------------ constants
-    def _init_linear(self, model: ModelSpec, hw: HardwareSpec, p: StepTimeParams, tp: int, wbytes: float) -> None:
-        flops = hw.gemm_peak_flops_s(wbytes) * p.gemm_efficiency
+    def _init_linear(
+        self, model: ModelSpec, hw: HardwareSpec, p: StepTimeParams, tp: int, wbytes: float, peak: float
+    ) -> None:
+        flops = peak * p.gemm_efficiency
         bw = hw.mem_bw_bytes_s * p.mem_bw_efficiency
+        half = p.gemm_half_tokens
         # Weights every token uses, whole model, this rank's 1/tp slice.
         dense = (
             model.num_layers * model.attention_linear_params
@@ -134,18 +150,22 @@ class StepTimeModel:
             + model.num_moe_layers * (model.shared_expert_params + model.router_params)
         ) / tp
         self._dense_s_per_token = 2 * dense / flops
+        self._dense_fixed_s = half * self._dense_s_per_token
         self._dense_weight_s = dense * wbytes / bw
         self._moe = model.is_moe
         expert = model.num_moe_layers * model.expert_params / tp  # one expert, all MoE layers
         self._num_experts = float(model.num_experts)
         self._expert_miss = 1.0 - model.experts_per_token / model.num_experts if model.is_moe else 1.0
         self._expert_s_per_token = 2 * model.experts_per_token * expert / flops
+        self._expert_fixed_s = half * 2 * expert / flops  # per touched expert
         self._expert_weight_s_per_expert = expert * wbytes / bw
         head = model.embedding_params / tp  # lm_head, vocab-parallel over TP
         self._lm_s_per_seq = 2 * head / flops
+        self._lm_fixed_s = half * self._lm_s_per_seq
         self._lm_weight_s = head * wbytes / bw
         self._elementwise_s_per_token = (
-            model.num_layers * _elementwise_elems_per_token_layer(model, tp) * _ACT_BYTES / bw
+            model.num_layers * _elementwise_elems_per_token_layer(model, tp) * _ACT_BYTES
+            / (hw.mem_bw_bytes_s * p.elementwise_bw_efficiency)
         )
 
     def _init_attention(self, model: ModelSpec, hw: HardwareSpec, p: StepTimeParams, tp: int, kvbytes: float) -> None:
@@ -178,6 +198,15 @@ class StepTimeModel:
         self._comm_s_per_token = per_token
         self._comm_fixed_s = fixed
 
+    def _init_overheads(self, model: ModelSpec, p: StepTimeParams) -> None:
+        layers = model.num_layers
+        self._fixed_s = p.fixed_step_overhead_s
+        self._gpu_overhead_s = layers * p.per_layer_overhead_s
+        self._graphed_overhead_s = self._gpu_overhead_s + self._fixed_s
+        self._eager_base_s = layers * p.per_layer_launch_eager_s
+        self._eager_per_call_s = layers * p.per_seq_attention_launch_s
+        self._exposed = 1.0 - p.cpu_gpu_overlap
+
     # ------------------------------------------------------------- hot path
     def time_s(self, shape: BatchShape) -> float:
         """Seconds the step takes; 0.0 for a step with no tokens.
@@ -188,14 +217,17 @@ class StepTimeModel:
         t = shape.num_tokens
         if t == 0:
             return 0.0
-        gemm = t * self._dense_s_per_token
+        # _gemm_s and breakdown's eager branch, inlined: this is the
+        # simulator's hot path, and a method call costs ~0.1 us.
+        gemm = t * self._dense_s_per_token + self._dense_fixed_s
         if gemm < self._dense_weight_s:
             gemm = self._dense_weight_s
         if self._moe:
-            routed = t * self._expert_s_per_token
-            touched = self._num_experts * (1.0 - self._expert_miss**t) * self._expert_weight_s_per_expert
-            gemm += routed if routed > touched else touched
-        head = shape.num_seqs * self._lm_s_per_seq
+            touched = self._num_experts * (1.0 - self._expert_miss**t)
+            routed = t * self._expert_s_per_token + touched * self._expert_fixed_s
+            read = touched * self._expert_weight_s_per_expert
+            gemm += routed if routed > read else read
+        head = shape.num_seqs * self._lm_s_per_seq + self._lm_fixed_s
         gemm += head if head > self._lm_weight_s else self._lm_weight_s
         work = gemm + t * self._elementwise_s_per_token
         pairs = shape.prefill_attn_pairs * self._pair_s
@@ -205,21 +237,25 @@ class StepTimeModel:
         work += t * self._comm_s_per_token + self._comm_fixed_s
         if self.cuda_graphs and shape.num_prefill_seqs == 0:
             return work + self._graphed_overhead_s
-        calls = shape.num_prefill_seqs + (1 if shape.num_decode_seqs else 0)
-        exposed = self._eager_base_s + calls * self._eager_per_call_s - work
-        gpu = self._eager_gpu_overhead_s
-        return work + ((exposed if exposed > gpu else gpu) + self._fixed_s)
+        cpu = self._eager_base_s + (shape.num_prefill_seqs + (shape.num_decode_seqs > 0)) * self._eager_per_call_s
+        gpu = work + self._gpu_overhead_s
+        if cpu > gpu:
+            overhead = cpu + self._exposed * gpu - work
+        else:
+            overhead = self._gpu_overhead_s + self._exposed * cpu
+        return work + (overhead + self._fixed_s)
 
     # ----------------------------------------------------------- the parts
     def _gemm_s(self, t: int, num_seqs: int) -> float:
-        gemm = t * self._dense_s_per_token
+        gemm = t * self._dense_s_per_token + self._dense_fixed_s
         if gemm < self._dense_weight_s:
             gemm = self._dense_weight_s
         if self._moe:
-            routed = t * self._expert_s_per_token
-            touched = self._num_experts * (1.0 - self._expert_miss**t) * self._expert_weight_s_per_expert
-            gemm += routed if routed > touched else touched
-        head = num_seqs * self._lm_s_per_seq
+            touched = self._num_experts * (1.0 - self._expert_miss**t)
+            routed = t * self._expert_s_per_token + touched * self._expert_fixed_s
+            read = touched * self._expert_weight_s_per_expert
+            gemm += routed if routed > read else read
+        head = num_seqs * self._lm_s_per_seq + self._lm_fixed_s
         gemm += head if head > self._lm_weight_s else self._lm_weight_s
         return gemm
 
@@ -240,10 +276,13 @@ class StepTimeModel:
         if graphed:
             overhead = self._graphed_overhead_s
         else:
-            calls = shape.num_prefill_seqs + (1 if shape.num_decode_seqs else 0)
-            exposed = self._eager_base_s + calls * self._eager_per_call_s - work
-            gpu = self._eager_gpu_overhead_s
-            overhead = (exposed if exposed > gpu else gpu) + self._fixed_s
+            cpu = self._eager_base_s + (shape.num_prefill_seqs + (shape.num_decode_seqs > 0)) * self._eager_per_call_s
+            gpu = work + self._gpu_overhead_s
+            if cpu > gpu:
+                overhead = cpu + self._exposed * gpu - work
+            else:
+                overhead = self._gpu_overhead_s + self._exposed * cpu
+            overhead = overhead + self._fixed_s
         total = gemm + elementwise + prefill + decode + comm + overhead
         return StepTime(gemm, elementwise, prefill, decode, comm, overhead, total, graphed)
 
@@ -268,8 +307,14 @@ class StepTimeModel:
         total = total + (n * self._comm_s_per_token + self._comm_fixed_s)
         if self.cuda_graphs:
             return total + self._graphed_overhead_s
-        exposed = self._eager_base_s + 1 * self._eager_per_call_s - total
-        return total + (np.maximum(exposed, self._eager_gpu_overhead_s) + self._fixed_s)
+        cpu = self._eager_base_s + 1 * self._eager_per_call_s
+        gpu = total + self._gpu_overhead_s
+        overhead = np.where(
+            cpu > gpu,
+            cpu + self._exposed * gpu - total,
+            self._gpu_overhead_s + self._exposed * cpu,
+        )
+        return total + (overhead + self._fixed_s)
 
     def __repr__(self) -> str:
         return (

@@ -1,16 +1,30 @@
-"""``StepTimeParams``: the named efficiencies and overheads of the step-time model.
+"""``StepTimeParams``: the named efficiencies and fixed costs of the step-time model.
 
-Defaults come from physics and public measurements, not from fitting the
-calibration rows; each field's description says where its default comes
-from.  "Calibration" below means ``shared/calibration/h100`` (Llama-3-8B on
-one H100 SXM, PyTorch 2.11): its ``device.json`` measured an 8192^3 BF16 GEMM
-at 791 TFLOP/s (0.80 of the 989 dense peak) and a device-to-device copy at
-3.01 TB/s (0.90 of the 3.35 TB/s peak).
+Two kinds of numbers live here:
+
+* efficiencies, fractions of a hardware peak (dense tensor FLOP/s, memory
+  bandwidth, link bandwidth).  They describe how well kernels use a chip, so
+  they carry over unchanged to every GPU of the catalog: a GPU's achieved
+  rate is its own peak times the fraction;
+* fixed costs in seconds: GPU time per kernel-bearing layer and CPU time to
+  launch kernels.  They are latencies of the driver and of the host's
+  framework, not of the chip's throughput, so they carry over unchanged too.
+
+The defaults of the first ten fields are the H100 calibration, ``servesim
+calibrate`` run on ``shared/calibration/h100/llama-3-8b_steps.csv`` (64 steps
+of a Llama-3-8B-shaped model on one H100 SXM, eager PyTorch 2.11 with CUDA
+graphs for decode; see docs/performance-model.md) and rounded to two or three
+digits; the calibration's priors, which come from physics and public
+measurements only, are in ``servesim.perf.calibrate.PRIORS``.  The last four
+fields (collectives, per-step host time) have no calibration data and keep
+physical defaults.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["FIELD_UNITS", "FITTED_FIELDS", "StepTimeParams"]
 
 
 class StepTimeParams(BaseModel):
@@ -19,88 +33,106 @@ class StepTimeParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     gemm_efficiency: float = Field(
-        0.7,
+        0.77,
         gt=0,
         le=1,
         description=(
-            "Fraction of the dense tensor peak (FLOP/s) that compute-bound linear layers reach.  "
-            "The calibration card's square 8192^3 BF16 GEMM reaches 0.80 (791 of 989 TFLOP/s), a best "
-            "case; a layer's GEMMs are narrower (K and N of 1024-28672 for 7-8B models) and lose "
-            "roughly a tenth more to tile and wave quantisation and epilogues, hence 0.7."
+            "Plateau fraction of the dense tensor peak (FLOP/s) that linear layers reach once a GEMM has "
+            "many rows (tokens).  H100 calibration 0.77; the card's own square 8192^3 BF16 GEMM ran at 0.80."
+        ),
+    )
+    gemm_half_tokens: float = Field(
+        72.0,
+        gt=0,
+        description=(
+            "Rows (tokens) at which a GEMM reaches half of gemm_efficiency: the efficiency at M rows is "
+            "gemm_efficiency * M / (M + gemm_half_tokens), so each GEMM costs as if it had this many extra "
+            "rows (tile padding, pipeline fill, last partial wave).  Tokens; H100 calibration 72."
         ),
     )
     mem_bw_efficiency: float = Field(
-        0.9,
+        0.88,
         gt=0,
         le=1,
         description=(
-            "Fraction of peak memory bandwidth that weight streaming and elementwise kernels reach; "
-            "0.9 = the calibration card's measured copy rate (3.01 of 3.35 TB/s)."
+            "Fraction of peak memory bandwidth at which linear layers stream their weights when memory-bound "
+            "(small batches).  H100 calibration 0.88; the card's device-to-device copy ran at 0.90."
+        ),
+    )
+    elementwise_bw_efficiency: float = Field(
+        0.28,
+        gt=0,
+        le=1,
+        description=(
+            "Fraction of peak memory bandwidth at which the non-GEMM kernels (norms, residual adds, rotary, "
+            "KV-cache writes, activation) move the bytes a fused implementation would move.  Below the copy "
+            "rate when the framework runs them unfused (several passes, fp32 intermediates): H100 "
+            "calibration (eager PyTorch) 0.28; fused serving kernels approach 0.9."
         ),
     )
     attn_flops_efficiency: float = Field(
-        0.6,
+        0.57,
         gt=0,
         le=1,
         description=(
-            "Fraction of the BF16 peak (FLOP/s) that attention kernels reach when compute-bound "
-            "(prefill; MLA decode); 0.6 sits between FlashAttention-2 (~0.35-0.5 on H100) and "
-            "FlashAttention-3/cuDNN (~0.6-0.75) as reported in the FlashAttention-3 paper."
+            "Fraction of the BF16 peak (FLOP/s) that attention reaches when compute-bound (prefill; MLA "
+            "decode).  H100 calibration 0.57, in the FlashAttention-3/cuDNN range (0.6-0.75 of peak for "
+            "long causal sequences per the FlashAttention-3 paper; FlashAttention-2 reaches ~0.35)."
         ),
     )
     attn_bw_efficiency: float = Field(
-        0.9,
+        0.88,
         gt=0,
         le=1,
         description=(
-            "Fraction of peak memory bandwidth that attention reaches when reading the KV cache "
-            "(decode; cached prefixes of prefill chunks); 0.9 = the measured copy rate."
+            "Fraction of peak memory bandwidth at which attention reads the KV cache (decode; cached "
+            "prefixes of prefill chunks).  H100 calibration 0.88."
         ),
     )
-    per_layer_overhead_graphed_s: float = Field(
-        85e-6,
+    per_layer_overhead_s: float = Field(
+        89e-6,
         ge=0,
         description=(
-            "GPU-side fixed cost of one layer's kernels when replayed as a CUDA graph (launch latency, "
-            "ramp-up, tail), seconds per layer per step.  85 us = about 30 kernels of an unfused layer "
-            "at ~3 us each (aiconfigurator adds 3 us per memory-bound op); it is what separates the "
-            "calibration's graphed batch-1 decode (7.8 ms) from its weight-streaming time (5.0 ms)."
-        ),
-    )
-    per_layer_overhead_eager_s: float = Field(
-        170e-6,
-        ge=0,
-        description=(
-            "GPU-side fixed cost of one layer's kernels when launched one by one (eager), seconds per "
-            "layer per step: the graphed cost plus each kernel's own launch latency, ~3 us more per "
-            "kernel.  In the calibration, GPU-bound eager decode steps run ~2.8 ms (87 us per layer) "
-            "above the same steps graphed."
+            "GPU time per layer per step that does not scale with the work: each of a layer's ~30 kernels "
+            "pays a few microseconds of launch latency, ramp-up and tail, graphed or eager.  Seconds per "
+            "layer; H100 calibration 89 us (what separates a batch-1 graphed decode, 7.8 ms, from its "
+            "weight streaming, 5.1 ms)."
         ),
     )
     per_layer_launch_eager_s: float = Field(
-        160e-6,
+        141e-6,
         ge=0,
         description=(
-            "CPU time to launch one layer's non-attention kernels in eager mode, seconds per layer; "
-            "with one attention call it makes the calibration README's ~16-17 ms per 32-layer step."
+            "Host CPU time to launch one layer's kernels other than attention in eager mode, seconds per "
+            "layer (framework dispatch plus driver launch, ~5 us per op).  H100 calibration 141 us."
         ),
     )
     per_seq_attention_launch_s: float = Field(
-        360e-6,
+        362e-6,
         ge=0,
         description=(
-            "CPU time of one attention call per layer in eager mode, seconds; each prefill sequence "
-            "makes its own call, all decode sequences share one.  From the calibration's many-prompt "
-            "prefill rows (per-sequence attention calls); set 0 and fold into per_layer_launch_eager_s "
-            "for engines with one varlen attention call per layer."
+            "Host CPU time of one attention call in one layer in eager mode, seconds.  Each prefill sequence "
+            "makes its own call; all decode sequences share one.  H100 calibration 362 us (the measured engine "
+            "calls attention once per prompt); set 0 and fold it into per_layer_launch_eager_s for engines "
+            "with one variable-length attention call per layer."
+        ),
+    )
+    cpu_gpu_overlap: float = Field(
+        0.87,
+        ge=0,
+        le=1,
+        description=(
+            "In eager steps, the fraction of the shorter of CPU launch time and GPU time that runs "
+            "concurrently with the longer: step = max + (1 - overlap) * min.  1 = perfect overlap; below 1 "
+            "where launches start the step, synchronise or wait.  H100 calibration 0.87."
         ),
     )
     fixed_step_overhead_s: float = Field(
         0.0,
         ge=0,
         description=(
-            "Per-step CPU time outside the forward pass (scheduling, sampling, output), seconds.  "
-            "0 because the calibration rows time only the forward pass; serving engines add ~1 ms."
+            "Per-step CPU time outside the forward pass (scheduling, sampling, output), seconds.  0 because "
+            "the calibration rows time only the forward pass; serving engines add ~1 ms."
         ),
     )
     allreduce_latency_s: float = Field(
@@ -118,7 +150,36 @@ class StepTimeParams(BaseModel):
         gt=0,
         le=1,
         description=(
-            "Fraction of per-direction link bandwidth that collectives and sends reach; "
-            "0.8 = aiconfigurator's bandwidth derate, close to NCCL ring bus bandwidth on NVLink."
+            "Fraction of per-direction link bandwidth that collectives and sends reach; 0.8 = aiconfigurator's "
+            "bandwidth derate, close to NCCL ring bus bandwidth on NVLink."
         ),
     )
+
+
+# The fields ``servesim calibrate`` fits (the rest have no calibration data).
+FITTED_FIELDS: tuple[str, ...] = (
+    "gemm_efficiency",
+    "gemm_half_tokens",
+    "mem_bw_efficiency",
+    "elementwise_bw_efficiency",
+    "attn_flops_efficiency",
+    "attn_bw_efficiency",
+    "per_layer_overhead_s",
+    "per_layer_launch_eager_s",
+    "per_seq_attention_launch_s",
+    "cpu_gpu_overlap",
+)
+
+# Unit of each fitted field, as calibration files print it.
+FIELD_UNITS: dict[str, str] = {
+    "gemm_efficiency": "fraction of the dense tensor peak",
+    "gemm_half_tokens": "tokens",
+    "mem_bw_efficiency": "fraction of peak memory bandwidth",
+    "elementwise_bw_efficiency": "fraction of peak memory bandwidth",
+    "attn_flops_efficiency": "fraction of the BF16 peak",
+    "attn_bw_efficiency": "fraction of peak memory bandwidth",
+    "per_layer_overhead_s": "s per layer",
+    "per_layer_launch_eager_s": "s per layer",
+    "per_seq_attention_launch_s": "s per attention call per layer",
+    "cpu_gpu_overlap": "fraction of the shorter of CPU and GPU time",
+}

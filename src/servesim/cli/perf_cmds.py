@@ -1,0 +1,192 @@
+"""Step-time commands: ``predict-steps``, ``validate`` and ``calibrate``.
+
+All three read a steps CSV (``servesim.perf.steprows``) and price each row
+on one GPU of ``--hardware``.  Parameters are the defaults, or a calibration
+file's (``--calibration``) on top of them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from servesim.cli.app import app
+from servesim.errors import ConfigError
+
+HardwareOption = typer.Option(..., "--hardware", help="GPU catalog id the rows ran on (see `servesim catalog`).")
+CalibrationOption = typer.Option(None, "--calibration", help="Calibration YAML from `servesim calibrate` (same GPU).")
+CatalogOption = typer.Option(None, "--catalog", help="Extra catalog YAML with models/hardware entries (repeatable).")
+
+# Output columns of predict-steps: name -> StepTime field (seconds).
+_COMPONENTS = {
+    "predicted_ms": "total_s",
+    "gemm_ms": "gemm_s",
+    "elementwise_ms": "elementwise_s",
+    "attention_prefill_ms": "attention_prefill_s",
+    "attention_decode_ms": "attention_decode_s",
+    "communication_ms": "communication_s",
+    "overhead_ms": "overhead_s",
+}
+
+
+@app.command("predict-steps")
+def predict_steps(
+    steps: Path = typer.Argument(..., help="Steps CSV: model, kind, prefill_lens, decode_batch, decode_ctx, graphed[, num_layers]."),
+    hardware: str = HardwareOption,
+    out: Path = typer.Option(..., "-o", "--out", help="Output CSV: every input column plus predicted_ms and its parts (ms)."),
+    calibration: Optional[Path] = CalibrationOption,
+    catalog_files: Optional[List[Path]] = CatalogOption,
+) -> None:
+    """Predict each step's time (ms) and its named components."""
+    from servesim.perf.steppricer import StepPricer
+    from servesim.perf.steprows import read_steps_csv, write_steps_csv
+
+    table = read_steps_csv(steps)
+    catalog, gpu, params = _setup(hardware, calibration, catalog_files)
+    parts = StepPricer(table.rows, gpu, catalog).breakdowns(params)
+    columns = list(table.columns) + [name for name in _COMPONENTS if name not in table.columns]
+    records = []
+    for raw, part in zip(table.raw, parts):
+        # An input column with one of these names is replaced in place.
+        records.append({**raw, **{name: f"{getattr(part, attr) * 1e3:.6g}" for name, attr in _COMPONENTS.items()}})
+    try:
+        write_steps_csv(out, columns, records)
+    except OSError as err:
+        raise ConfigError(f"option -o {out}: cannot write: {err.strerror or err}") from None
+    typer.echo(f"{len(records)} steps predicted on {hardware}: {out}")
+
+
+@app.command()
+def validate(
+    steps: Path = typer.Argument(..., help="Measured steps CSV (with median_ms)."),
+    hardware: str = HardwareOption,
+    calibration: Optional[Path] = CalibrationOption,
+    out: Optional[Path] = typer.Option(None, "--out", help="Write parity.png, parity.html, predictions.csv and errors.json here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the errors as JSON instead of tables."),
+    logo: bool = typer.Option(False, "--logo", help="Leave-one-group-out: predict each group from a fit on the others."),
+    catalog_files: Optional[List[Path]] = CatalogOption,
+) -> None:
+    """Compare predictions with measured step times: APE per kind and graphed, worst rows, parity plot."""
+    from servesim.perf.calibrate import leave_one_group_out
+    from servesim.perf.steppricer import StepPricer
+    from servesim.perf.steprows import read_steps_csv
+    from servesim.perf.validate import error_slices, errors_as_dict, slice_label, worst_rows
+
+    if logo and calibration is not None:
+        raise ConfigError("options --logo and --calibration exclude each other: --logo fits its own parameters")
+    table = read_steps_csv(steps, require_measured=True)
+    catalog, gpu, params = _setup(hardware, calibration, catalog_files)
+    if logo:
+        predicted = leave_one_group_out(table.rows, gpu, catalog).predicted_s
+        mode = "leave-one-group-out"
+    else:
+        predicted = StepPricer(table.rows, gpu, catalog).times_s(params)
+        mode = f"calibration {calibration}" if calibration is not None else "default parameters"
+    slices = error_slices(table.rows, predicted)
+    worst = worst_rows(table.rows, predicted)
+    report = {"source": str(steps), "hardware": hardware, "mode": mode, **errors_as_dict(slices, worst)}
+    if out is not None:
+        series = [slice_label(row) for row in table.rows]
+        report["files"] = _write_validation(out, table, predicted, series, slices, worst, f"{steps.name} on {hardware} ({mode})")
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    _print_errors(f"{steps.name} on {hardware}, {mode}", slices, worst)
+    if out is not None:
+        typer.echo(f"parity plot and tables written to {out}/")
+
+
+@app.command()
+def calibrate(
+    steps: Path = typer.Argument(..., help="Measured steps CSV (with median_ms)."),
+    hardware: str = HardwareOption,
+    out: Path = typer.Option(..., "-o", "--out", help="Calibration YAML to write."),
+    logo: bool = typer.Option(False, "--logo", help="Also run leave-one-group-out and record its errors."),
+    catalog_files: Optional[List[Path]] = CatalogOption,
+) -> None:
+    """Fit the step-time model's physical parameters to measured steps; write a calibration YAML."""
+    import servesim
+    from servesim.perf.calibrate import NOISE, PRIORS, fit_step_params, leave_one_group_out
+    from servesim.perf.calibration_file import Calibration, calibration_yaml
+    from servesim.perf.steprows import read_steps_csv
+    from servesim.perf.steptime_params import FIELD_UNITS
+    from servesim.perf.validate import error_slices, format_error_table
+
+    table = read_steps_csv(steps, require_measured=True)
+    catalog, gpu, _ = _setup(hardware, None, catalog_files)
+    fit = fit_step_params(table.rows, gpu, catalog)
+    in_sample = error_slices(table.rows, fit.predicted_s)
+    record = {"noise": NOISE, "in_sample": [_slice_dict(s) for s in in_sample]}
+    logo_slices = None
+    if logo:
+        logo_slices = error_slices(table.rows, leave_one_group_out(table.rows, gpu, catalog).predicted_s)
+        record["leave_one_group_out"] = [_slice_dict(s) for s in logo_slices]
+    cal = Calibration(hardware, fit.values, steps.name, fit.num_rows, servesim.__version__, record)
+    try:
+        out.write_text(calibration_yaml(cal), encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"option -o {out}: cannot write: {err.strerror or err}") from None
+    typer.echo(f"{'parameter':28s} {'fitted':>10s} {'prior':>10s}  unit")
+    for name, value in fit.values.items():
+        typer.echo(f"{name:28s} {value:10.4g} {PRIORS[name].center:10.4g}  {FIELD_UNITS[name]}")
+    typer.echo(f"\nin-sample error ({fit.num_rows} rows)\n{format_error_table(in_sample)}")
+    if logo_slices is not None:
+        typer.echo(f"\nleave-one-group-out error\n{format_error_table(logo_slices)}")
+    typer.echo(f"\ncalibration written to {out}")
+
+
+# ---------------------------------------------------------------- helpers
+def _setup(hardware: str, calibration: Optional[Path], catalog_files: Optional[List[Path]]):
+    """The catalog, the GPU and the step-time parameters the options ask for."""
+    from servesim.perf.calibration_file import apply_calibration, load_calibration
+    from servesim.perf.catalog import Catalog
+    from servesim.perf.steptime_params import StepTimeParams
+
+    catalog = Catalog.from_files(catalog_files or [])
+    gpu = catalog.hardware(hardware)
+    params = StepTimeParams()
+    if calibration is not None:
+        where = f"calibration file {calibration}"
+        params = apply_calibration(params, load_calibration(calibration), hardware, where, "--hardware")
+    return catalog, gpu, params
+
+
+def _write_validation(out: Path, table, predicted, series, slices, worst, title: str) -> dict[str, str]:
+    from servesim.perf.steprows import write_steps_csv
+    from servesim.perf.validate import ape_pct, errors_as_dict
+    from servesim.report.parity import write_parity_report
+
+    measured = [row.measured_s for row in table.rows]
+    try:
+        files = write_parity_report(
+            out, [m * 1e3 for m in measured], [p * 1e3 for p in predicted], series, slices, worst, title
+        )
+        ape = ape_pct(predicted, measured)
+        records = [
+            {**raw, "predicted_ms": f"{p * 1e3:.6g}", "ape_pct": f"{a:.3f}"} for raw, p, a in zip(table.raw, predicted, ape)
+        ]
+        columns = list(table.columns) + [c for c in ("predicted_ms", "ape_pct") if c not in table.columns]
+        write_steps_csv(out / "predictions.csv", columns, records)
+        (out / "errors.json").write_text(json.dumps(errors_as_dict(slices, worst), indent=2), encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"option --out {out}: cannot write: {err.strerror or err}") from None
+    return {k: str(v) for k, v in {**files, "csv": out / "predictions.csv", "json": out / "errors.json"}.items()}
+
+
+def _print_errors(title: str, slices, worst) -> None:
+    from servesim.perf.validate import format_error_table, format_worst_rows
+
+    typer.echo(f"{title}\n\n{format_error_table(slices)}\n\nworst rows\n{format_worst_rows(worst)}")
+
+
+def _slice_dict(s) -> dict[str, float | int | str]:
+    return {
+        "label": s.label,
+        "num_rows": s.num_rows,
+        "median_ape_pct": round(s.median_ape_pct, 2),
+        "p90_ape_pct": round(s.p90_ape_pct, 2),
+        "max_ape_pct": round(s.max_ape_pct, 2),
+    }
