@@ -102,6 +102,7 @@ def build_deployment(config: ScenarioConfig, catalog: Catalog | None = None) -> 
         weight_bytes_per_param=WEIGHT_FORMATS[cluster.weight_dtype].bytes_per_param,
         kv_bytes_per_elem=KV_BYTES_PER_ELEM[cluster.kv_cache_dtype],
         gemm_compute=WEIGHT_FORMATS[cluster.weight_dtype].compute,
+        expert_parallel=cluster.expert_parallel,
     )
     max_len = cluster.max_model_len or model.max_context
     return Deployment(model, hardware, memory, step_model, max_len)

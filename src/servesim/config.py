@@ -59,6 +59,10 @@ class ClusterConfig(BaseModel):
     )
     block_size: int = Field(16, ge=1, description="Tokens per paged KV-cache block (tokens).")
     cuda_graphs: bool = Field(True, description="Replay pure-decode iterations as CUDA graphs (else eager launches).")
+    expert_parallel: bool = Field(
+        False,
+        description="MoE only: place experts whole on the tensor-parallel GPUs (EP degree = tensor_parallel) instead of splitting each expert.",
+    )
     weight_dtype: WeightDtype = Field(
         "bf16",
         description="Weight format: bf16/fp16 (2 bytes), fp8 or int8 (W8A8, 1 byte), int4 (W4A16 weight-only, 0.5 byte).",

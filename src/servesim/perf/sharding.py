@@ -42,6 +42,19 @@ def check_parallelism(model: ModelSpec, tensor_parallel: int, pipeline_parallel:
         )
 
 
+def check_expert_parallelism(model: ModelSpec, tensor_parallel: int, expert_parallel: bool) -> None:
+    """Raise ``DeploymentError`` if experts cannot be placed whole on the ``tensor_parallel`` ranks."""
+    if not expert_parallel:
+        return
+    if not model.is_moe:
+        raise DeploymentError(f"{model.id} has no experts: expert_parallel needs a mixture-of-experts model")
+    if model.num_experts % tensor_parallel:
+        raise DeploymentError(
+            f"{model.id} cannot use expert_parallel with tensor_parallel={tensor_parallel}: its "
+            f"{model.num_experts} experts do not split evenly over the ranks"
+        )
+
+
 def kv_share_per_gpu(model: ModelSpec, tensor_parallel: int) -> float:
     """Fraction of one layer's per-token KV cache that each TP rank holds.
 

@@ -53,7 +53,7 @@ from servesim.errors import ConfigError
 from servesim.perf.batch_shape import BatchShape
 from servesim.perf.hardware_spec import HardwareSpec
 from servesim.perf.model_spec import ModelSpec
-from servesim.perf.sharding import check_parallelism, kv_share_per_gpu, pipeline_hops
+from servesim.perf.sharding import check_expert_parallelism, check_parallelism, kv_share_per_gpu, pipeline_hops
 from servesim.perf.steptime_params import StepTimeParams
 
 __all__ = ["BatchShape", "StepTime", "StepTimeModel", "StepTimeParams"]
@@ -90,12 +90,17 @@ class StepTimeModel:
     fp8/int8, 0.5 = int4).  ``gemm_compute``: the tensor-core rate GEMMs run
     at, ``'bf16'``, ``'fp8'`` or ``'int8'`` (``HardwareSpec.tensor_flops_s``);
     None = from the weight size (1 byte or less: FP8 where the GPU has it).
-    ``kv_bytes_per_elem``: KV-cache element size.  Raises ``ConfigError`` /
+    ``kv_bytes_per_elem``: KV-cache element size.  ``expert_parallel``: MoE
+    experts are placed whole on the TP ranks (EP degree = ``tensor_parallel``)
+    rather than split over them; attention stays tensor-parallel and the MoE
+    output is combined with the same all-reduce (vLLM's EP over the TP group;
+    data-parallel attention with all-to-all dispatch is not modelled), and
+    ``params.moe_load_imbalance`` slows the busiest rank.  Raises ``ConfigError`` /
     ``DeploymentError`` for impossible setups.
     """
 
     __slots__ = (
-        "model", "hardware", "tensor_parallel", "pipeline_parallel", "params", "cuda_graphs",
+        "model", "hardware", "tensor_parallel", "pipeline_parallel", "params", "cuda_graphs", "expert_parallel",
         "_dense_s_per_token", "_dense_fixed_s", "_dense_weight_s",
         "_moe", "_num_experts", "_expert_miss", "_expert_s_per_token", "_expert_fixed_s",
         "_expert_weight_s_per_expert",
@@ -116,8 +121,10 @@ class StepTimeModel:
         weight_bytes_per_param: float = 2,
         kv_bytes_per_elem: float = 2,
         gemm_compute: str | None = None,
+        expert_parallel: bool = False,
     ) -> None:
         check_parallelism(model, tensor_parallel, pipeline_parallel)
+        check_expert_parallelism(model, tensor_parallel, expert_parallel)
         if not weight_bytes_per_param > 0 or not kv_bytes_per_elem > 0:
             raise ConfigError(
                 "weight_bytes_per_param and kv_bytes_per_elem must be > 0, "
@@ -131,6 +138,7 @@ class StepTimeModel:
             gemm_peak = hardware.gemm_peak_flops_s(weight_bytes_per_param)
         else:
             gemm_peak = hardware.tensor_flops_s(gemm_compute)
+        self.expert_parallel = bool(expert_parallel)
         self._init_linear(model, hardware, p, tensor_parallel, weight_bytes_per_param, gemm_peak)
         self._init_attention(model, hardware, p, tensor_parallel, kv_bytes_per_elem)
         self._init_communication(model, hardware, p, tensor_parallel, pipeline_parallel)
@@ -156,7 +164,12 @@ class StepTimeModel:
         expert = model.num_moe_layers * model.expert_params / tp  # one expert, all MoE layers
         self._num_experts = float(model.num_experts)
         self._expert_miss = 1.0 - model.experts_per_token / model.num_experts if model.is_moe else 1.0
-        self._expert_s_per_token = 2 * model.experts_per_token * expert / flops
+        # Expert parallelism: each GPU holds E/tp whole experts instead of a
+        # 1/tp slice of every expert.  On average that is the same work and
+        # the same weight bytes per GPU; but the step waits for the GPU whose
+        # experts drew the most tokens, so routed rows scale by the imbalance.
+        imbalance = p.moe_load_imbalance if self.expert_parallel else 1.0
+        self._expert_s_per_token = 2 * model.experts_per_token * expert * imbalance / flops
         self._expert_fixed_s = half * 2 * expert / flops  # per touched expert
         self._expert_weight_s_per_expert = expert * wbytes / bw
         head = model.embedding_params / tp  # lm_head, vocab-parallel over TP

@@ -15,9 +15,9 @@ calibrate`` run on ``shared/calibration/h100/llama-3-8b_steps.csv`` (64 steps
 of a Llama-3-8B-shaped model on one H100 SXM, eager PyTorch 2.11 with CUDA
 graphs for decode; see docs/performance-model.md) and rounded to two or three
 digits; the calibration's priors, which come from physics and public
-measurements only, are in ``servesim.perf.calibrate.PRIORS``.  The last four
-fields (collectives, per-step host time) have no calibration data and keep
-physical defaults.
+measurements only, are in ``servesim.perf.calibrate.PRIORS``.  The last five
+fields (collectives, per-step host time, MoE load imbalance) have no
+calibration data and keep physical defaults.
 """
 
 from __future__ import annotations
@@ -152,6 +152,15 @@ class StepTimeParams(BaseModel):
         description=(
             "Fraction of per-direction link bandwidth that collectives and sends reach; 0.8 = aiconfigurator's "
             "bandwidth derate, close to NCCL ring bus bandwidth on NVLink."
+        ),
+    )
+    moe_load_imbalance: float = Field(
+        1.0,
+        ge=1,
+        description=(
+            "With expert parallelism: routed tokens on the busiest GPU divided by the mean over GPUs "
+            "(1 = perfectly balanced).  The step waits for the busiest GPU, so its expert GEMMs scale by this. "
+            "Without expert parallelism every GPU holds a slice of every expert and the load is balanced."
         ),
     )
 
