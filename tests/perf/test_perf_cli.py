@@ -114,7 +114,7 @@ def test_validate_prints_the_table_and_writes_plot_page_and_tables(tmp_path):
     page = (out / "parity.html").read_text()
     assert "<svg" in page and "<script" not in page and "Worst rows" in page and "prefill eager" in page
     errors = json.loads((out / "errors.json").read_text())
-    assert [s["label"] for s in errors["slices"]] == ["prefill eager", "decode graphed", "decode eager", "mixed eager", "all"]
+    assert [s["label"] for s in errors["slices"]] == ["prefill eager", "decode graphed", "decode eager", "mixed eager", "prefill >=1024 tok", "all"]
     with (out / "predictions.csv").open(newline="") as handle:
         first = next(csv.DictReader(handle))
     assert first["run"] == "r0" and float(first["ape_pct"]) < 0.01

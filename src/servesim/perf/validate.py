@@ -52,6 +52,9 @@ class WorstRow:
     error_pct: float
 
 
+LONG_PREFILL_TOKENS = 1024
+
+
 def ape_pct(predicted_s: np.ndarray, measured_s: np.ndarray) -> np.ndarray:
     """Absolute percentage error of each prediction, percent."""
     measured = np.asarray(measured_s, dtype=np.float64)
@@ -69,6 +72,11 @@ def error_slices(rows: Sequence[StepRow], predicted_s: np.ndarray) -> list[Error
     labels = [slice_label(row) for row in rows]
     order = [f"{kind} {mode}" for kind in KINDS for mode in ("graphed", "eager")]
     out = [_slice(name, ape[[lab == name for lab in labels]]) for name in order if name in labels]
+    # Long prefills (>= 1024 tokens in the step) are where prefill speed
+    # matters for TTFT; issue 3's acceptance target names this slice.
+    long_prefill = [row.kind == "prefill" and row.num_tokens >= LONG_PREFILL_TOKENS for row in rows]
+    if any(long_prefill):
+        out.append(_slice(f"prefill >={LONG_PREFILL_TOKENS} tok", ape[long_prefill]))
     out.append(_slice("all", ape))
     return out
 
