@@ -192,7 +192,7 @@ def test_round_trip_with_every_section_set(tmp_path):
         "scheduler": {"max_num_seqs": 32, "chunked_prefill": False, "policy": "priority"},
         "router": {"policy": "least_outstanding"},
         "slo": {"ttft_s": 0.5, "tpot_s": 0.05, "e2e_s": 10},
-        "engine": {"decode_stretch": False, "timeseries_interval_s": 0.5},
+        "engine": {"fast_path": False, "timeseries_interval_s": 0.5},
         "catalog": {"models": {"tiny": {"name": "Tiny"}}},
     }
     cfg = load_config(write_yaml(tmp_path / "s.yaml", data))

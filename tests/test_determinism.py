@@ -95,7 +95,7 @@ def test_decode_stretch_does_not_change_per_request_results(tmp_path):
     scenario = tmp_path / "s.yaml"
     scenario.write_text(yaml.safe_dump(SCENARIO))
     fast = run_to(tmp_path / "fast", scenario)
-    slow = run_to(tmp_path / "slow", scenario, "engine.decode_stretch=false")
+    slow = run_to(tmp_path / "slow", scenario, "engine.fast_path=false")
     name = "requests.parquet"
     assert (tmp_path / "fast" / name).read_bytes() == (tmp_path / "slow" / name).read_bytes()
     for key in ("num_finished", "ttft_s", "tpot_s", "e2e_s", "span_s", "output_tokens_per_s", "num_steps", "slo"):

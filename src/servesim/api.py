@@ -174,7 +174,7 @@ def _make_simulation(config: ScenarioConfig, deployment: Deployment, workload: W
         make_router(config.router),
         step_model,
         horizon_s=config.horizon_s,
-        decode_stretch=config.engine.decode_stretch,
+        fast_path=config.engine.fast_path,
         timeseries_interval_s=config.engine.timeseries_interval_s,
         progress=bar,
     )

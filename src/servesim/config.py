@@ -78,9 +78,12 @@ class EngineConfig(BaseModel):
 
     model_config = _FROZEN
 
-    decode_stretch: bool = Field(
+    fast_path: bool = Field(
         True,
-        description="Price runs of identical decode iterations in one event (fast); false = one event per iteration (reference).",
+        description=(
+            "Fast path: decoding sequences advance as one lockstep group and runs of identical decode iterations "
+            "are priced in one event; false = the plain iteration-by-iteration reference (same per-request results, slower)."
+        ),
     )
     timeseries_interval_s: float = Field(
         1.0, gt=0, description="Sampling period of the queue/batch/KV time series (simulated seconds)."

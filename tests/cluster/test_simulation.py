@@ -24,7 +24,7 @@ def run(requests, *, num_replicas=1, num_blocks=1000, block_size=16, router=None
         router or RoundRobinRouter(),
         step or LinearStepModel(),
         horizon_s=horizon_s,
-        decode_stretch=stretch,
+        fast_path=stretch,
     )
     out = sim.run()
     check_conservation(out.requests, sim.replicas)
@@ -122,6 +122,6 @@ def test_decode_stretches_give_identical_results_to_stepping():
 
 def test_a_broken_token_book_raises():
     out, sim = run([Request(0.0, 10, 3)])
-    sim.replicas[0].num_tokens_produced += 1
+    sim.replicas[0].scheduler.num_tokens_produced += 1
     with pytest.raises(InvariantError, match="token books"):
         check_conservation(out.requests, sim.replicas)

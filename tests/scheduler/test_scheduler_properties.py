@@ -85,7 +85,7 @@ def test_decode_stretches_never_change_per_request_results(rows, cfg, num_blocks
             num_replicas,
             RoundRobinRouter(),
             LinearStepModel(0.004, 0.0003, 2e-6),
-            decode_stretch=stretch,
+            fast_path=stretch,
         )
         out = sim.run()
         check_conservation(out.requests, sim.replicas)

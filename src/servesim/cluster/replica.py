@@ -13,7 +13,7 @@ last.  An arrival in the middle cuts the stretch at the first iteration
 boundary at or after the arrival, exactly where an iteration-by-iteration
 run would have seen it.  Step ends are accumulated with ``numpy.cumsum``,
 which adds sequentially, so the clock readings equal those of the
-iteration-by-iteration mode (``decode_stretch: false``) bit for bit.
+iteration-by-iteration mode (``fast_path: false``) bit for bit.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Replica:
         step_model: StepPricer,
         on_finished: FinishedCallback,
         *,
-        decode_stretch: bool = True,
+        fast_path: bool = True,
         horizon_s: float | None = None,
         sample_every_s: float = 1.0,
         sampler: Callable[..., None] | None = None,
@@ -78,7 +78,7 @@ class Replica:
         self.scheduler = scheduler
         self.step_model = step_model
         self._on_finished = on_finished
-        self._stretch_enabled = decode_stretch
+        self._stretch_enabled = fast_path
         self._horizon = float("inf") if horizon_s is None else horizon_s
         self._sample_every = sample_every_s
         self._next_sample = 0.0
@@ -89,7 +89,6 @@ class Replica:
         self.num_outstanding = 0
         self.num_steps = 0
         self.busy_time_s = 0.0
-        self.num_tokens_produced = 0
 
     # ------------------------------------------------------------------ public
 
@@ -103,6 +102,11 @@ class Replica:
         elif not self._wake_pending:
             self._wake_pending = True
             self.loop.schedule(now, WAKE, self._on_wake)
+
+    @property
+    def num_tokens_produced(self) -> int:
+        """Output tokens this replica's iterations sampled (the scheduler's own count)."""
+        return self.scheduler.num_tokens_produced
 
     @property
     def num_waiting(self) -> int:
@@ -159,9 +163,6 @@ class Replica:
         plan, start = payload
         self.num_steps += 1
         self.busy_time_s += now - start
-        self.num_tokens_produced += sum(
-            1 for s, n in zip(plan.seqs, plan.num_new) if s.num_computed + n == s.num_prompt + s.num_generated
-        )
         self._finish(self.scheduler.on_step_done(plan, now), now)
 
     def _on_stretch_done(self, now: float, _payload: object) -> None:
@@ -172,7 +173,6 @@ class Replica:
             self._sample_inside(stretch)
         self.num_steps += steps
         self.busy_time_s += now - stretch.start_s
-        self.num_tokens_produced += steps * len(stretch.plan.seqs)
         self._finish(self.scheduler.apply_decode_steps(stretch.plan, stretch.end_s[:steps]), now)
 
     def _finish(self, finished: list[Sequence], now: float) -> None:
@@ -186,7 +186,7 @@ class Replica:
         stretch's inner iteration starts (the last one is a real step start)."""
         inner = stretch.end_s[: stretch.num_steps - 1]
         j = int(np.searchsorted(inner, self._next_sample, side="left"))
-        running = len(stretch.plan.seqs)
+        running = stretch.plan.num_seqs
         total = self.scheduler.kv.num_blocks
         every = self._sample_every
         while j < len(inner):

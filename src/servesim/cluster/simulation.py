@@ -22,6 +22,7 @@ from servesim.core.events import EventLoop
 from servesim.kvcache.manager import KVCacheManager
 from servesim.metrics.records import FINISHED, IN_FLIGHT, REJECTED, RequestTable, TimeSeries, TimeSeriesBuilder
 from servesim.scheduler.batch_scheduler import BatchScheduler
+from servesim.scheduler.lockstep import LockstepScheduler
 from servesim.scheduler.config import SchedulerConfig
 from servesim.scheduler.sequence import Sequence
 from servesim.workload.request import Workload
@@ -66,7 +67,7 @@ class Simulation:
         step_model,
         *,
         horizon_s: float | None = None,
-        decode_stretch: bool = True,
+        fast_path: bool = True,
         timeseries_interval_s: float = 1.0,
         progress: ProgressSink | None = None,
     ) -> None:
@@ -81,10 +82,12 @@ class Simulation:
             Replica(
                 i,
                 self.loop,
-                BatchScheduler(setup.scheduler, KVCacheManager(setup.num_kv_blocks, setup.block_size)),
+                (LockstepScheduler if fast_path else BatchScheduler)(
+                    setup.scheduler, KVCacheManager(setup.num_kv_blocks, setup.block_size)
+                ),
                 step_model,
                 self._on_finished,
-                decode_stretch=decode_stretch,
+                fast_path=fast_path,
                 horizon_s=horizon_s,
                 sample_every_s=timeseries_interval_s,
                 sampler=self.timeseries.append,
@@ -204,6 +207,7 @@ class Simulation:
 
     def _record_in_flight(self) -> None:
         for replica in self.replicas:
+            replica.scheduler.materialize()
             for seq in list(replica.scheduler.running) + list(replica.scheduler.waiting):
                 self._store_progress(seq)
 

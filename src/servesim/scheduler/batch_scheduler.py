@@ -34,19 +34,33 @@ class BatchPlan:
 
     ``preempted`` lists sequences preempted while planning; ``shape`` is the
     batch summary the performance model prices; ``is_pure_decode`` is True
-    when every scheduled sequence decodes exactly one token.
+    when every scheduled sequence decodes exactly one token.  ``num_group``
+    counts further sequences that decode one token each without being listed
+    (the lockstep decode group of ``LockstepScheduler``; 0 here).
     """
 
-    __slots__ = ("seqs", "num_new", "preempted", "shape", "is_pure_decode")
+    __slots__ = ("seqs", "num_new", "preempted", "shape", "is_pure_decode", "num_group")
 
     def __init__(
-        self, seqs: list[Sequence], num_new: list[int], preempted: list[Sequence], shape: BatchShape, is_pure_decode: bool
+        self,
+        seqs: list[Sequence],
+        num_new: list[int],
+        preempted: list[Sequence],
+        shape: BatchShape,
+        is_pure_decode: bool,
+        num_group: int = 0,
     ) -> None:
         self.seqs = seqs
         self.num_new = num_new
         self.preempted = preempted
         self.shape = shape
         self.is_pure_decode = is_pure_decode
+        self.num_group = num_group
+
+    @property
+    def num_seqs(self) -> int:
+        """Sequences in the iteration."""
+        return len(self.seqs) + self.num_group
 
 
 class BatchScheduler:
@@ -61,6 +75,7 @@ class BatchScheduler:
         self._max_seqs = config.max_num_seqs
         self._chunked = config.chunked_prefill
         self.num_preemptions = 0
+        self.num_tokens_produced = 0  # output tokens sampled, all sequences (for the books)
 
     # ------------------------------------------------------------------ public
 
@@ -100,6 +115,7 @@ class BatchScheduler:
             seq.num_computed += n
             if seq.num_computed == seq.num_prompt + seq.num_generated:
                 seq.num_generated += 1
+                self.num_tokens_produced += 1
                 if seq.first_token_s < 0.0:
                     seq.first_token_s = end_s
                 else:
@@ -193,6 +209,7 @@ class BatchScheduler:
             if steps > 1 and not kv.allocate_slots(seq.rid, seq.num_computed):
                 raise AssertionError(f"decode stretch of {steps} steps ran out of KV blocks for {seq!r}")
             seq.num_generated += steps
+            self.num_tokens_produced += steps
             gap = first_end - seq.last_token_s
             if inner_gap > gap:
                 gap = inner_gap
@@ -203,6 +220,9 @@ class BatchScheduler:
                 finished.append(seq)
         self._retire(finished)
         return finished
+
+    def materialize(self) -> None:
+        """Bring every sequence's counters and times up to date (they always are here)."""
 
     # ---------------------------------------------------------------- private
 

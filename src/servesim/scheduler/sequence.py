@@ -26,6 +26,13 @@ class Sequence:
         "last_token_s",
         "max_itl_s",
         "num_preemptions",
+        # Lockstep decode group (servesim.scheduler.lockstep): the step index
+        # at which the sequence joined, its counters then, and an epoch that
+        # invalidates its heap entries when it leaves.
+        "group_join",
+        "group_generated0",
+        "group_computed0",
+        "group_epoch",
     )
 
     def __init__(self, rid: int, arrival_s: float, num_prompt: int, max_output: int, priority: int = 0) -> None:
@@ -41,6 +48,10 @@ class Sequence:
         self.last_token_s = -1.0
         self.max_itl_s = 0.0
         self.num_preemptions = 0
+        self.group_join = -1  # -1: not in a lockstep group
+        self.group_generated0 = 0
+        self.group_computed0 = 0
+        self.group_epoch = 0
 
     @property
     def num_tokens(self) -> int:

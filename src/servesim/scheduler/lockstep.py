@@ -1,0 +1,308 @@
+"""``LockstepScheduler``: the same decisions as ``BatchScheduler``, without
+touching every decoding sequence at every event.
+
+Why it works.  Every running sequence that is past its prompt decodes one
+token in every iteration: running sequences are served in admission order,
+each decode costs one token of a budget of at least ``max_num_seqs``, and at
+most one sequence, the last admitted, can still be part-way through its
+prompt.  So the decoding sequences advance in lockstep, and their counters
+follow from one replica-wide step index:
+
+    computed(g)  = computed0  + (g - join)
+    generated(g) = generated0 + (g - join)
+
+for a sequence that joined the *decode group* at step ``join``.  The
+scheduler keeps group aggregates (size, total context) and two heaps keyed
+by step index: when each member finishes and when it needs its next KV
+block.  Its longest inter-token gap is the largest step gap since it joined,
+read from a ``SuffixMax`` of step gaps.  Planning, booking an iteration and
+booking a decode stretch then cost O(log n) per finishing sequence and per
+block boundary, not O(batch).
+
+When anything would make the members diverge (KV blocks short, so some
+sequence must be preempted), the group is *materialised* (every member's
+counters are written back) and the step is planned by ``BatchScheduler``'s
+own code; the decoders rejoin the group after it.  Tests require identical
+per-request results to ``BatchScheduler`` stepping one iteration at a time.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from servesim.kvcache.manager import KVCacheManager
+from servesim.perf.batch_shape import BatchShape
+from servesim.scheduler.batch_scheduler import BatchPlan, BatchScheduler
+from servesim.scheduler.config import SchedulerConfig
+from servesim.scheduler.sequence import Sequence
+from servesim.scheduler.suffix_max import SuffixMax
+
+# Prune the gap log this often (pushes), keeping what members may still ask.
+_PRUNE_EVERY = 4096
+
+
+class LockstepScheduler(BatchScheduler):
+    """Continuous batching with the decoding sequences kept as one lockstep group."""
+
+    def __init__(self, config: SchedulerConfig, kv: KVCacheManager) -> None:
+        super().__init__(config, kv)
+        self.step_index = 0  # iterations applied so far
+        self._members: dict[int, Sequence] = {}  # rid -> member, in join order
+        self._context = 0  # sum of members' computed tokens at step_index
+        self._finish_heap: list[tuple[int, int, int, Sequence]] = []  # (last step, rid, epoch, seq)
+        self._block_heap: list[tuple[int, int, int, Sequence]] = []  # (step needing a block, rid, epoch, seq)
+        self._gaps = SuffixMax()  # step index -> gap between that step's end and the previous one's
+        self._last_end_s = 0.0
+        self._pushes = 0
+
+    # ------------------------------------------------------------ planning
+
+    def schedule(self, now: float) -> BatchPlan | None:
+        members = self._members
+        running = self.running
+        tail = running[len(members):]
+        budget = self._max_tokens - len(members)
+        due = self._pop_due(self.step_index)
+        kv = self.kv
+        blocks = len(due)
+        tail_seqs: list[Sequence] = []
+        tail_new: list[int] = []
+        for seq in tail:
+            if budget <= 0:
+                break
+            n = seq.num_prompt + seq.num_generated - seq.num_computed
+            if n > budget:
+                n = budget
+            tail_seqs.append(seq)
+            tail_new.append(n)
+            budget -= n
+            blocks += kv.blocks_for(seq.num_computed + n) - kv.num_blocks_of(seq.rid)
+        if blocks > kv.num_free_blocks or any(s.group_join >= 0 for s in tail):
+            # Some sequence must be preempted (or members are not the head of
+            # the running list): plan this iteration the reference way.
+            for entry in due:
+                heapq.heappush(self._block_heap, entry)
+            self.materialize()
+            return BatchScheduler.schedule(self, now)
+        for entry in due:
+            self._grant_block(entry)
+        for seq, n in zip(tail_seqs, tail_new):
+            kv.allocate_slots(seq.rid, seq.num_computed + n)
+        self._admit_waiting(now, tail_seqs, tail_new, budget)
+        if not tail_seqs and not members:
+            return None
+        return self._lockstep_plan(tail_seqs, tail_new)
+
+    def _lockstep_plan(self, seqs: list[Sequence], num_new: list[int]) -> BatchPlan:
+        group = len(self._members)
+        num_tokens = group
+        num_prefill = 0
+        pairs = 0
+        prefill_kv = 0
+        decode_kv = self._context + group
+        for seq, q in zip(seqs, num_new):
+            c = seq.num_computed
+            num_tokens += q
+            if q == 1 and seq.num_generated and c + 1 == seq.num_prompt + seq.num_generated:
+                decode_kv += c + 1
+            else:
+                num_prefill += 1
+                pairs += q * c + q * (q + 1) // 2
+                prefill_kv += c + q
+        num_seqs = len(seqs) + group
+        shape = BatchShape(num_tokens, num_seqs, num_prefill, pairs, prefill_kv, num_seqs - num_prefill, decode_kv)
+        return BatchPlan(seqs, num_new, [], shape, num_prefill == 0, group)
+
+    # ------------------------------------------------------------ booking
+
+    def on_step_done(self, plan: BatchPlan, end_s: float) -> list[Sequence]:
+        g = self.step_index
+        self._push_gap(g, end_s - self._last_end_s)
+        self._last_end_s = end_s
+        self.step_index = g + 1
+        self._context += plan.num_group
+        self.num_tokens_produced += plan.num_group
+        finished = self._pop_finished(g)
+        for seq, n in zip(plan.seqs, plan.num_new):
+            seq.num_computed += n
+            if seq.num_computed == seq.num_prompt + seq.num_generated:
+                seq.num_generated += 1
+                self.num_tokens_produced += 1
+                if seq.first_token_s < 0.0:
+                    seq.first_token_s = end_s
+                else:
+                    gap = end_s - seq.last_token_s
+                    if gap > seq.max_itl_s:
+                        seq.max_itl_s = gap
+                seq.last_token_s = end_s
+                if seq.num_generated >= seq.max_output:
+                    finished.append(seq)
+                else:
+                    self._join(seq)
+        self._retire(finished)
+        return finished
+
+    def decode_stretch_limit(self, plan: BatchPlan) -> int:
+        if plan.seqs or plan.preempted or plan.num_group != len(self.running):
+            return 1
+        g = self.step_index
+        self._clean_heap(self._finish_heap)
+        limit = self._finish_heap[0][0] - g + 1
+        if limit <= 1:
+            return 1
+        free = self.kv.num_free_blocks
+        block = self.kv.block_size
+        if free >= len(self._members) * (-(-limit // block)):
+            return limit
+        if self._blocks_needed(g + 1, g + limit - 1) <= free:
+            return limit
+        lo, hi = 1, limit
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self._blocks_needed(g + 1, g + mid - 1) <= free:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def apply_decode_steps(self, plan: BatchPlan, end_s: np.ndarray) -> list[Sequence]:
+        steps = len(end_s)
+        if plan.seqs:
+            # A plan with listed sequences (planned the reference way, or
+            # with a prompt in it) never stretches: book its one iteration.
+            return self.on_step_done(plan, float(end_s[0]))
+        g = self.step_index
+        last = g + steps - 1
+        self._grant_due_through(last)
+        # Members joined at stretch starts only, so one gap entry (the
+        # stretch's largest) at its first step answers every query.
+        first_gap = float(end_s[0]) - self._last_end_s
+        inner = float(np.max(np.diff(end_s))) if steps > 1 else 0.0
+        self._push_gap(g, first_gap if first_gap > inner else inner)
+        self._last_end_s = float(end_s[-1])
+        self.step_index = g + steps
+        group = plan.num_group
+        self._context += group * steps
+        self.num_tokens_produced += group * steps
+        finished = self._pop_finished(last)
+        self._retire(finished)
+        return finished
+
+    def stretch_blocks_used(self, plan: BatchPlan, num_steps: int) -> int:
+        g = self.step_index
+        return self.kv.num_used_blocks + self._blocks_needed(g + 1, g + num_steps - 1)
+
+    # ------------------------------------------------------- group upkeep
+
+    def materialize(self) -> None:
+        """Write every member's counters and times back and dissolve the group."""
+        for seq in list(self._members.values()):
+            self._leave(seq)
+
+    def _join(self, seq: Sequence) -> None:
+        """``seq`` (just sampled a token, not finished) decodes in lockstep from the next step."""
+        join = self.step_index
+        seq.group_join = join
+        seq.group_generated0 = seq.num_generated
+        seq.group_computed0 = seq.num_computed
+        epoch = seq.group_epoch
+        self._members[seq.rid] = seq
+        self._context += seq.num_computed
+        last_step = join + seq.max_output - seq.num_generated - 1
+        heapq.heappush(self._finish_heap, (last_step, seq.rid, epoch, seq))
+        need = join + self.kv.num_blocks_of(seq.rid) * self.kv.block_size - seq.num_computed
+        heapq.heappush(self._block_heap, (need, seq.rid, epoch, seq))
+
+    def _leave(self, seq: Sequence) -> None:
+        """Materialise a member's counters at ``step_index`` and drop it from the group."""
+        g = self.step_index
+        done = g - seq.group_join
+        seq.num_computed = seq.group_computed0 + done
+        seq.num_generated = seq.group_generated0 + done
+        if done > 0:
+            seq.last_token_s = self._last_end_s
+            gap = self._gaps.max_from(seq.group_join)
+            if gap is not None and gap > seq.max_itl_s:
+                seq.max_itl_s = gap
+        self._context -= seq.num_computed
+        del self._members[seq.rid]
+        seq.group_join = -1
+        seq.group_epoch += 1
+
+    def _pop_finished(self, last_step: int) -> list[Sequence]:
+        """Members whose last token came at or before step ``last_step``, materialised."""
+        heap = self._finish_heap
+        finished = []
+        while heap and heap[0][0] <= last_step:
+            _, _, epoch, seq = heapq.heappop(heap)
+            if epoch == seq.group_epoch and seq.group_join >= 0:
+                self._leave(seq)
+                finished.append(seq)
+        return finished
+
+    def _pop_due(self, step: int) -> list[tuple[int, int, int, Sequence]]:
+        """Pop the valid block-need entries due at or before ``step``."""
+        heap = self._block_heap
+        due = []
+        while heap and heap[0][0] <= step:
+            entry = heapq.heappop(heap)
+            if entry[2] == entry[3].group_epoch and entry[3].group_join >= 0:
+                due.append(entry)
+        return due
+
+    def _grant_block(self, entry: tuple[int, int, int, Sequence]) -> None:
+        """Give a member its next block and re-arm its need ``block_size`` steps later."""
+        step, rid, epoch, seq = entry
+        block = self.kv.block_size
+        if not self.kv.allocate_slots(rid, self.kv.num_blocks_of(rid) * block + 1):
+            raise AssertionError(f"lockstep group ran out of KV blocks for {seq!r}")
+        heapq.heappush(self._block_heap, (step + block, rid, epoch, seq))
+
+    def _grant_due_through(self, last_step: int) -> None:
+        """Grant every block the members need up to step ``last_step`` (a member may need several)."""
+        heap = self._block_heap
+        while heap and heap[0][0] <= last_step:
+            entry = heapq.heappop(heap)
+            if entry[2] == entry[3].group_epoch and entry[3].group_join >= 0:
+                self._grant_block(entry)
+
+    def _blocks_needed(self, first_step: int, last_step: int) -> int:
+        """Blocks the members need for steps ``first_step..last_step`` (beyond those held)."""
+        if last_step < first_step:
+            return 0
+        block = self.kv.block_size
+        total = 0
+        for step, rid, epoch, seq in self._block_heap:
+            # Every due need was granted, so pending needs lie at or after first_step.
+            if epoch == seq.group_epoch and seq.group_join >= 0 and step <= last_step:
+                total += (last_step - step) // block + 1
+        return total
+
+    @staticmethod
+    def _clean_heap(heap: list) -> None:
+        while heap and (heap[0][2] != heap[0][3].group_epoch or heap[0][3].group_join < 0):
+            heapq.heappop(heap)
+
+    def _push_gap(self, step: int, gap: float) -> None:
+        self._gaps.push(step, gap)
+        self._pushes += 1
+        if self._pushes % _PRUNE_EVERY == 0 and self._members:
+            self._gaps.forget_before(min(s.group_join for s in self._members.values()))
+
+    def _retire(self, finished: list[Sequence]) -> None:
+        if not finished:
+            return
+        for seq in finished:
+            self.kv.free(seq.rid)
+        if len(finished) == 1:
+            self.running.remove(finished[0])
+        else:
+            gone = {id(s) for s in finished}
+            self.running = [s for s in self.running if id(s) not in gone]
+
+    def _preempt(self, seq: Sequence) -> None:
+        if seq.group_join >= 0:
+            self._leave(seq)
+        super()._preempt(seq)
