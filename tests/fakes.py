@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 
 class LinearStepModel:
     """Step time = base + per_token * new tokens + per_kv * decode KV tokens (seconds).
@@ -20,5 +18,5 @@ class LinearStepModel:
     def time_s(self, shape) -> float:
         return self.base_s + self.per_token_s * shape.num_tokens + self.per_kv_token_s * shape.decode_kv_tokens
 
-    def decode_times_s(self, num_decode_seqs: int, decode_kv_tokens: np.ndarray) -> np.ndarray:
-        return self.base_s + self.per_token_s * num_decode_seqs + self.per_kv_token_s * np.asarray(decode_kv_tokens)
+    def decode_time_s(self, num_decode_seqs: int, decode_kv_tokens: int) -> float:
+        return self.base_s + self.per_token_s * num_decode_seqs + self.per_kv_token_s * decode_kv_tokens

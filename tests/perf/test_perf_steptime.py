@@ -303,6 +303,16 @@ def test_decode_times_s_equals_time_s_bit_for_bit(model, batch):
     assert times.tolist() == expected
 
 
+@pytest.mark.parametrize("model", MODELS, ids=repr)
+@pytest.mark.parametrize("batch", [1, 2, 7, 64, 256, 1024])
+def test_scalar_decode_time_s_equals_time_s_bit_for_bit(model, batch):
+    # The replica prices decode stretches with the scalar path, one step at a time.
+    rng = np.random.default_rng(batch + 7)
+    for kv in [batch, batch + 1, *rng.integers(batch, batch * 131072, size=300).tolist()]:
+        assert model.decode_time_s(batch, kv) == model.time_s(BatchShape(batch, batch, 0, 0, 0, batch, kv))
+    assert model.decode_time_s(0, 0) == 0.0
+
+
 def test_decode_times_s_of_no_sequences_is_zero():
     assert StepTimeModel(LLAMA_8B, H100).decode_times_s(0, np.array([0, 0])).tolist() == [0.0, 0.0]
 

@@ -8,19 +8,18 @@ and schedules the iteration's end on the event loop.
 Decode stretches.  Most iterations of a busy replica are pure decode steps
 over an unchanged batch.  When the scheduler says a plan will repeat for
 ``k`` iterations (``decode_stretch_limit``), the replica prices all ``k`` at
-once (``decode_times_s``) and schedules a single event at the end of the
+once (``decode_time_s`` per iteration) and schedules one event at the end of the
 last.  An arrival in the middle cuts the stretch at the first iteration
 boundary at or after the arrival, exactly where an iteration-by-iteration
-run would have seen it.  Step ends are accumulated with ``numpy.cumsum``,
-which adds sequentially, so the clock readings equal those of the
-iteration-by-iteration mode (``fast_path: false``) bit for bit.
+run would have seen it.  Step ends are accumulated one add at a time, so the
+clock readings equal those of the iteration-by-iteration mode
+(``fast_path: false``) bit for bit.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from typing import Callable, Protocol
-
-import numpy as np
 
 from servesim.cluster.events import STEP_DONE, WAKE
 from servesim.core.events import EventLoop
@@ -30,6 +29,11 @@ from servesim.scheduler.sequence import Sequence
 
 FinishedCallback = Callable[[list[Sequence], float], None]
 
+# Longest decode stretch priced at once (iterations).  Longer runs of
+# identical iterations continue as further stretches; the cap bounds the work
+# wasted when an arrival cuts a stretch short.
+MAX_STRETCH_STEPS = 32
+
 
 class StepPricer(Protocol):
     """What the replica needs from a step-time model (``servesim.perf.steptime.StepTimeModel``)."""
@@ -37,8 +41,8 @@ class StepPricer(Protocol):
     def time_s(self, shape: BatchShape) -> float:
         """Duration of one iteration of this shape (s)."""
 
-    def decode_times_s(self, num_decode_seqs: int, decode_kv_tokens: np.ndarray) -> np.ndarray:
-        """Durations of pure-decode iterations, one per KV-token total; bit-equal to ``time_s``."""
+    def decode_time_s(self, num_decode_seqs: int, decode_kv_tokens: int) -> float:
+        """Duration of one pure-decode iteration (s); bit-equal to ``time_s`` of its shape."""
 
 
 class _Stretch:
@@ -47,11 +51,11 @@ class _Stretch:
     __slots__ = ("plan", "start_s", "end_s", "num_steps", "token", "num_waiting")
 
     def __init__(
-        self, plan: BatchPlan, start_s: float, end_s: np.ndarray, num_steps: int, token: int, num_waiting: int
+        self, plan: BatchPlan, start_s: float, end_s: list[float], num_steps: int, token: int, num_waiting: int
     ) -> None:
         self.plan = plan
         self.start_s = start_s
-        self.end_s = end_s  # end time of each iteration the stretch may run
+        self.end_s = end_s  # end time of each iteration the stretch may run (list, s)
         self.num_steps = num_steps  # iterations it will run unless cut
         self.token = token  # event token of its end
         self.num_waiting = num_waiting  # waiting queue length at its start (unchanged inside it)
@@ -139,25 +143,35 @@ class Replica:
 
     def _start_decode(self, plan: BatchPlan, now: float) -> None:
         limit = self.scheduler.decode_stretch_limit(plan) if self._stretch_enabled else 1
+        if limit > MAX_STRETCH_STEPS:
+            limit = MAX_STRETCH_STEPS
         shape = plan.shape
         batch = shape.num_decode_seqs
-        kv_tokens = shape.decode_kv_tokens + batch * np.arange(limit, dtype=np.int64)
-        times = self.step_model.decode_times_s(batch, kv_tokens)
-        ends = np.cumsum(np.concatenate(((now,), times)))[1:]
+        kv_tokens = shape.decode_kv_tokens
+        price = self.step_model.decode_time_s
+        horizon = self._horizon
+        ends: list[float] = []
+        end = now
+        for j in range(limit):
+            # Sequential adds, as an iteration-by-iteration run reads its clock.
+            end = end + price(batch, kv_tokens + batch * j)
+            ends.append(end)
+            if end > horizon:
+                break
         # Iterations ending after the horizon never complete; keep the first
         # of them only when nothing else is left (it stays in flight).
-        steps = int(np.searchsorted(ends, self._horizon, side="right")) or 1
-        token = self.loop.schedule(float(ends[steps - 1]), STEP_DONE, self._on_stretch_done)
+        steps = bisect_right(ends, horizon) or 1
+        token = self.loop.schedule(ends[steps - 1], STEP_DONE, self._on_stretch_done)
         self._stretch = _Stretch(plan, now, ends, steps, token, self.scheduler.num_waiting)
 
     def _cut_stretch(self, now: float) -> None:
         """An arrival at ``now``: end the stretch at the first iteration boundary >= now."""
         stretch = self._stretch
-        steps = int(np.searchsorted(stretch.end_s, now, side="left")) + 1
+        steps = bisect_left(stretch.end_s, now) + 1
         if steps < stretch.num_steps:
             self.loop.cancel(stretch.token)
             stretch.num_steps = steps
-            stretch.token = self.loop.schedule(float(stretch.end_s[steps - 1]), STEP_DONE, self._on_stretch_done)
+            stretch.token = self.loop.schedule(stretch.end_s[steps - 1], STEP_DONE, self._on_stretch_done)
 
     def _on_step_done(self, now: float, payload: tuple[BatchPlan, float]) -> None:
         plan, start = payload
@@ -185,17 +199,17 @@ class Replica:
         """Take the samples an iteration-by-iteration run would take at the
         stretch's inner iteration starts (the last one is a real step start)."""
         inner = stretch.end_s[: stretch.num_steps - 1]
-        j = int(np.searchsorted(inner, self._next_sample, side="left"))
+        j = bisect_left(inner, self._next_sample)
         running = stretch.plan.num_seqs
         total = self.scheduler.kv.num_blocks
         every = self._sample_every
         while j < len(inner):
-            t = float(inner[j])
+            t = inner[j]
             # Iteration j + 1 (0-based) starts at t with room for j + 2 tokens more.
             used = self.scheduler.stretch_blocks_used(stretch.plan, j + 2)
             self._sampler(t, self.index, stretch.num_waiting, running, used, total)
             self._next_sample = (t // every + 1.0) * every
-            j = int(np.searchsorted(inner, self._next_sample, side="left"))
+            j = bisect_left(inner, self._next_sample)
 
     def _sample(self, now: float) -> None:
         kv = self.scheduler.kv

@@ -41,6 +41,11 @@ class BlockPool:
         taken.reverse()
         return taken
 
+    def take_one(self) -> int | None:
+        """Take a single block (the common decode case), or None if none is free."""
+        free = self._free
+        return free.pop() if free else None
+
     def release(self, blocks: list[int]) -> None:
         """Return blocks to the pool; the last block of ``blocks`` is reused first."""
         self._free.extend(blocks)

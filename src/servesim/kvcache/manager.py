@@ -71,6 +71,14 @@ class KVCacheManager:
             held.extend(new)
         return True
 
+    def append_block(self, request_id: int) -> bool:
+        """Give a request that holds blocks one more; False (changing nothing) if none is free."""
+        block = self.pool.take_one()
+        if block is None:
+            return False
+        self._blocks[request_id].append(block)
+        return True
+
     def free(self, request_id: int) -> None:
         """Return all of a request's blocks to the pool (no-op if it holds none)."""
         held = self._blocks.pop(request_id, None)

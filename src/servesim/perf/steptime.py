@@ -108,6 +108,7 @@ class StepTimeModel:
         "_pair_s", "_prefill_kv_s", "_decode_kv_s",
         "_comm_s_per_token", "_comm_fixed_s",
         "_gpu_overhead_s", "_graphed_overhead_s", "_eager_base_s", "_eager_per_call_s", "_exposed", "_fixed_s",
+        "_decode_parts",
     )
 
     def __init__(
@@ -143,6 +144,7 @@ class StepTimeModel:
         self._init_attention(model, hardware, p, tensor_parallel, kv_bytes_per_elem)
         self._init_communication(model, hardware, p, tensor_parallel, pipeline_parallel)
         self._init_overheads(model, p)
+        self._decode_parts: dict[int, tuple[float, float]] = {}  # batch size -> decode_time_s constants
 
     # ------------------------------------------------------------ constants
     def _init_linear(
@@ -298,6 +300,39 @@ class StepTimeModel:
             overhead = overhead + self._fixed_s
         total = gemm + elementwise + prefill + decode + comm + overhead
         return StepTime(gemm, elementwise, prefill, decode, comm, overhead, total, graphed)
+
+    def decode_time_s(self, num_decode_seqs: int, decode_kv_tokens: int) -> float:
+        """``time_s`` of one pure-decode step of ``num_decode_seqs`` sequences, bit for bit.
+
+        The simulator prices decode stretches one step at a time with this:
+        everything but the KV read depends on the batch size only and is
+        cached per size, so a call is a handful of float operations.
+        """
+        n = num_decode_seqs
+        if n == 0:
+            return 0.0
+        parts = self._decode_parts.get(n)
+        if parts is None:
+            parts = self._decode_parts[n] = self._decode_constants(n)
+        work, comm = parts
+        total = (work + decode_kv_tokens * self._decode_kv_s) + comm
+        if self.cuda_graphs:
+            return total + self._graphed_overhead_s
+        cpu = self._eager_base_s + 1 * self._eager_per_call_s
+        gpu = total + self._gpu_overhead_s
+        if cpu > gpu:
+            overhead = cpu + self._exposed * gpu - total
+        else:
+            overhead = self._gpu_overhead_s + self._exposed * cpu
+        return total + (overhead + self._fixed_s)
+
+    def _decode_constants(self, n: int) -> tuple[float, float]:
+        # The same expressions, in the same order, as time_s for a pure-decode shape.
+        work = self._gemm_s(n, n) + n * self._elementwise_s_per_token
+        pairs = 0 * self._pair_s
+        ctx = 0 * self._prefill_kv_s
+        work += pairs if pairs > ctx else ctx
+        return work, n * self._comm_s_per_token + self._comm_fixed_s
 
     def decode_times_s(self, num_decode_seqs: int, decode_kv_tokens: np.ndarray) -> np.ndarray:
         """``time_s`` of pure-decode steps, vectorised over their KV sizes.

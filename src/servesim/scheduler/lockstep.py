@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import heapq
 
-import numpy as np
-
 from servesim.kvcache.manager import KVCacheManager
 from servesim.perf.batch_shape import BatchShape
 from servesim.scheduler.batch_scheduler import BatchPlan, BatchScheduler
@@ -167,21 +165,19 @@ class LockstepScheduler(BatchScheduler):
                 hi = mid
         return lo
 
-    def apply_decode_steps(self, plan: BatchPlan, end_s: np.ndarray) -> list[Sequence]:
+    def apply_decode_steps(self, plan: BatchPlan, end_s: list[float]) -> list[Sequence]:
         steps = len(end_s)
         if plan.seqs:
             # A plan with listed sequences (planned the reference way, or
             # with a prompt in it) never stretches: book its one iteration.
-            return self.on_step_done(plan, float(end_s[0]))
+            return self.on_step_done(plan, end_s[0])
         g = self.step_index
         last = g + steps - 1
         self._grant_due_through(last)
         # Members joined at stretch starts only, so one gap entry (the
         # stretch's largest) at its first step answers every query.
-        first_gap = float(end_s[0]) - self._last_end_s
-        inner = float(np.max(np.diff(end_s))) if steps > 1 else 0.0
-        self._push_gap(g, first_gap if first_gap > inner else inner)
-        self._last_end_s = float(end_s[-1])
+        self._push_gap(g, _largest_gap(self._last_end_s, end_s))
+        self._last_end_s = end_s[-1]
         self.step_index = g + steps
         group = plan.num_group
         self._context += group * steps
@@ -255,10 +251,9 @@ class LockstepScheduler(BatchScheduler):
     def _grant_block(self, entry: tuple[int, int, int, Sequence]) -> None:
         """Give a member its next block and re-arm its need ``block_size`` steps later."""
         step, rid, epoch, seq = entry
-        block = self.kv.block_size
-        if not self.kv.allocate_slots(rid, self.kv.num_blocks_of(rid) * block + 1):
+        if not self.kv.append_block(rid):
             raise AssertionError(f"lockstep group ran out of KV blocks for {seq!r}")
-        heapq.heappush(self._block_heap, (step + block, rid, epoch, seq))
+        heapq.heappush(self._block_heap, (step + self.kv.block_size, rid, epoch, seq))
 
     def _grant_due_through(self, last_step: int) -> None:
         """Grant every block the members need up to step ``last_step`` (a member may need several)."""
@@ -306,3 +301,15 @@ class LockstepScheduler(BatchScheduler):
         if seq.group_join >= 0:
             self._leave(seq)
         super()._preempt(seq)
+
+
+def _largest_gap(previous_end_s: float, end_s) -> float:
+    """Largest difference between consecutive ends, the first taken from ``previous_end_s``."""
+    largest = end_s[0] - previous_end_s
+    prev = end_s[0]
+    for end in end_s[1:]:
+        gap = end - prev
+        if gap > largest:
+            largest = gap
+        prev = end
+    return largest
