@@ -10,6 +10,7 @@ arrival with a reason.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +30,9 @@ from servesim.workload.request import Workload
 
 # Rows of the workload converted to Python lists at a time (bounds memory).
 _CHUNK = 65536
+
+# Why a request can never be served; index 0 means "not rejected".
+REJECT_REASONS = ("", "exceeds_max_model_len", "exceeds_kv_capacity", "exceeds_token_budget")
 
 
 class ProgressSink(Protocol):
@@ -94,16 +98,20 @@ class Simulation:
             )
             for i in range(num_replicas)
         ]
+        # Result columns as typed arrays (8 bytes or less per value, not a
+        # Python object each): ten million requests fit in well under 1 GB,
+        # and numpy views them without a copy at the end.
         n = len(workload)
-        self._replica = [-1] * n
-        self._status = [IN_FLIGHT] * n
-        self._reason = [""] * n
-        self._first_sched = [np.nan] * n
-        self._first_token = [np.nan] * n
-        self._finish = [np.nan] * n
-        self._max_itl = [np.nan] * n
-        self._preempt = [0] * n
-        self._generated = [0] * n
+        nan = float("nan")
+        self._replica = array("q", [-1]) * n
+        self._status = array("b", [IN_FLIGHT]) * n
+        self._reason = array("b", [0]) * n  # index into REJECT_REASONS
+        self._first_sched = array("d", [nan]) * n
+        self._first_token = array("d", [nan]) * n
+        self._finish = array("d", [nan]) * n
+        self._max_itl = array("d", [nan]) * n
+        self._preempt = array("q", [0]) * n
+        self._generated = array("q", [0]) * n
         self._num_arrived = 0
         self._num_done = 0
         self._chunk_start = 0
@@ -120,20 +128,21 @@ class Simulation:
         self._record_in_flight()
         n = self._num_arrived
         w = self.workload
+        view = lambda column, dtype: np.frombuffer(column, dtype=dtype)[:n]  # noqa: E731
         table = RequestTable(
             request_id=np.arange(n, dtype=np.int64),
             arrival_s=w.arrival_s[:n],
             prompt_tokens=w.prompt_tokens[:n],
             output_tokens=w.output_tokens[:n],
-            tokens_generated=self._generated[:n],
-            replica=self._replica[:n],
-            status=self._status[:n],
-            reject_reason=np.array(self._reason[:n], dtype=object),
-            first_scheduled_s=self._first_sched[:n],
-            first_token_s=self._first_token[:n],
-            finish_s=self._finish[:n],
-            max_itl_s=self._max_itl[:n],
-            num_preemptions=self._preempt[:n],
+            tokens_generated=view(self._generated, np.int64),
+            replica=view(self._replica, np.int64),
+            status=view(self._status, np.int8),
+            reject_reason=np.array(REJECT_REASONS, dtype=object)[view(self._reason, np.int8)],
+            first_scheduled_s=view(self._first_sched, np.float64),
+            first_token_s=view(self._first_token, np.float64),
+            finish_s=view(self._finish, np.float64),
+            max_itl_s=view(self._max_itl, np.float64),
+            num_preemptions=view(self._preempt, np.int64),
         )
         return SimulationOutput(
             requests=table,
@@ -157,7 +166,7 @@ class Simulation:
         reason = self._rejection(seq)
         if reason:
             self._status[i] = REJECTED
-            self._reason[i] = reason
+            self._reason[i] = REJECT_REASONS.index(reason)
             self._num_done += 1
         else:
             r = self.router.route(i, self.replicas)
