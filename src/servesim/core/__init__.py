@@ -1,6 +1,12 @@
-"""Domain-free simulation machinery: the event kernel and random streams."""
+"""Domain-free simulation machinery: the event kernel and random streams.
+"""
 
-from servesim.core.events import EventLoop
-from servesim.core.rng import RandomStreams
+from servesim._lazy import attach
 
-__all__ = ["EventLoop", "RandomStreams"]
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "EventLoop": "servesim.core.events",
+        "RandomStreams": "servesim.core.rng",
+    },
+)

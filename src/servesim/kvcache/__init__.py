@@ -1,6 +1,12 @@
-"""KV-cache memory: the block pool and per-request block tables."""
+"""KV-cache memory: the block pool and per-request block tables.
+"""
 
-from servesim.kvcache.block_pool import BlockPool
-from servesim.kvcache.manager import KVCacheManager
+from servesim._lazy import attach
 
-__all__ = ["BlockPool", "KVCacheManager"]
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "BlockPool": "servesim.kvcache.block_pool",
+        "KVCacheManager": "servesim.kvcache.manager",
+    },
+)

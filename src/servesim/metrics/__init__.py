@@ -1,34 +1,25 @@
-"""Per-request records, SLO targets and the end-of-run summary."""
+"""Per-request records, SLO targets and the end-of-run summary.
+"""
 
-from servesim.metrics.config import SloTargets
-from servesim.metrics.records import (
-    FINISHED,
-    IN_FLIGHT,
-    REJECTED,
-    STATUS_NAMES,
-    RequestTable,
-    RunInfo,
-    TimeSeries,
-    TimeSeriesBuilder,
+from servesim._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "FINISHED": "servesim.metrics.records",
+        "IN_FLIGHT": "servesim.metrics.records",
+        "PERCENTILES": "servesim.metrics.stats",
+        "REJECTED": "servesim.metrics.records",
+        "RUN_VARYING_KEYS": "servesim.metrics.summary",
+        "RequestTable": "servesim.metrics.records",
+        "RunInfo": "servesim.metrics.records",
+        "STATUS_NAMES": "servesim.metrics.records",
+        "SloTargets": "servesim.metrics.config",
+        "TimeSeries": "servesim.metrics.records",
+        "TimeSeriesBuilder": "servesim.metrics.records",
+        "describe": "servesim.metrics.stats",
+        "deterministic_view": "servesim.metrics.summary",
+        "slo_met": "servesim.metrics.slo",
+        "summarize": "servesim.metrics.summary",
+    },
 )
-from servesim.metrics.slo import slo_met
-from servesim.metrics.stats import PERCENTILES, describe
-from servesim.metrics.summary import RUN_VARYING_KEYS, deterministic_view, summarize
-
-__all__ = [
-    "FINISHED",
-    "IN_FLIGHT",
-    "PERCENTILES",
-    "REJECTED",
-    "RUN_VARYING_KEYS",
-    "STATUS_NAMES",
-    "RequestTable",
-    "RunInfo",
-    "SloTargets",
-    "TimeSeries",
-    "TimeSeriesBuilder",
-    "describe",
-    "deterministic_view",
-    "slo_met",
-    "summarize",
-]

@@ -4,37 +4,30 @@ Public names are re-exported here; the modules behind them are private
 implementation detail and may move.
 """
 
-from servesim.perf.batch_shape import BatchShape
-from servesim.perf.calibrate import fit_step_params, leave_one_group_out, logo_groups
-from servesim.perf.calibration_file import Calibration, apply_calibration, load_calibration
-from servesim.perf.catalog import Catalog
-from servesim.perf.hardware_spec import HardwareSpec
-from servesim.perf.memory import MemoryPlan, default_activation_reserve_bytes, kv_bytes_per_token_per_gpu, plan_memory
-from servesim.perf.model_spec import ModelSpec
-from servesim.perf.steppricer import StepPricer
-from servesim.perf.steprows import StepRow, read_steps_csv
-from servesim.perf.steptime import StepTime, StepTimeModel
-from servesim.perf.steptime_params import StepTimeParams
+from servesim._lazy import attach
 
-__all__ = [
-    "BatchShape",
-    "Calibration",
-    "Catalog",
-    "HardwareSpec",
-    "MemoryPlan",
-    "ModelSpec",
-    "StepPricer",
-    "StepRow",
-    "StepTime",
-    "StepTimeModel",
-    "StepTimeParams",
-    "apply_calibration",
-    "default_activation_reserve_bytes",
-    "fit_step_params",
-    "kv_bytes_per_token_per_gpu",
-    "leave_one_group_out",
-    "load_calibration",
-    "logo_groups",
-    "plan_memory",
-    "read_steps_csv",
-]
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "BatchShape": "servesim.perf.batch_shape",
+        "Calibration": "servesim.perf.calibration_file",
+        "Catalog": "servesim.perf.catalog",
+        "HardwareSpec": "servesim.perf.hardware_spec",
+        "MemoryPlan": "servesim.perf.memory",
+        "ModelSpec": "servesim.perf.model_spec",
+        "StepPricer": "servesim.perf.steppricer",
+        "StepRow": "servesim.perf.steprows",
+        "StepTime": "servesim.perf.steptime",
+        "StepTimeModel": "servesim.perf.steptime",
+        "StepTimeParams": "servesim.perf.steptime_params",
+        "apply_calibration": "servesim.perf.calibration_file",
+        "default_activation_reserve_bytes": "servesim.perf.memory",
+        "fit_step_params": "servesim.perf.calibrate",
+        "kv_bytes_per_token_per_gpu": "servesim.perf.memory",
+        "leave_one_group_out": "servesim.perf.calibrate",
+        "load_calibration": "servesim.perf.calibration_file",
+        "logo_groups": "servesim.perf.calibrate",
+        "plan_memory": "servesim.perf.memory",
+        "read_steps_csv": "servesim.perf.steprows",
+    },
+)

@@ -8,24 +8,25 @@ measured follows ``shared/calibration/README.md``.  PyTorch is optional and
 imported only when the torch backend is chosen.
 """
 
-from servesim.profile.backend import Decoder, RowSkipped, StepBackend, check_profilable, select_backend
-from servesim.profile.rows import PLANS, RowSpec, default_plan, plan_rows, quick_plan
-from servesim.profile.runner import COLUMNS, ProfileResult, profile_steps, write_device_json, write_rows
+from servesim._lazy import attach
 
-__all__ = [
-    "COLUMNS",
-    "PLANS",
-    "Decoder",
-    "ProfileResult",
-    "RowSkipped",
-    "RowSpec",
-    "StepBackend",
-    "check_profilable",
-    "default_plan",
-    "plan_rows",
-    "profile_steps",
-    "quick_plan",
-    "select_backend",
-    "write_device_json",
-    "write_rows",
-]
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "COLUMNS": "servesim.profile.runner",
+        "Decoder": "servesim.profile.backend",
+        "PLANS": "servesim.profile.rows",
+        "ProfileResult": "servesim.profile.runner",
+        "RowSkipped": "servesim.profile.backend",
+        "RowSpec": "servesim.profile.rows",
+        "StepBackend": "servesim.profile.backend",
+        "check_profilable": "servesim.profile.backend",
+        "default_plan": "servesim.profile.rows",
+        "plan_rows": "servesim.profile.rows",
+        "profile_steps": "servesim.profile.runner",
+        "quick_plan": "servesim.profile.rows",
+        "select_backend": "servesim.profile.backend",
+        "write_device_json": "servesim.profile.runner",
+        "write_rows": "servesim.profile.runner",
+    },
+)

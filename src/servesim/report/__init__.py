@@ -1,28 +1,22 @@
-"""Output files, the terminal summary and progress display of a run."""
+"""Output files, the terminal summary and progress display of a run.
+"""
 
-from servesim.metrics.summary import deterministic_view
-from servesim.report.files import (
-    OUTPUT_FILES,
-    requests_arrow,
-    summary_json,
-    timeseries_arrow,
-    write_outputs,
-    write_parquet,
+from servesim._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "NullProgress": "servesim.report.progress",
+        "OUTPUT_FILES": "servesim.report.files",
+        "Progress": "servesim.report.progress",
+        "RichProgress": "servesim.report.progress",
+        "deterministic_view": "servesim.metrics.summary",
+        "render_summary": "servesim.report.table",
+        "requests_arrow": "servesim.report.files",
+        "summary_json": "servesim.report.files",
+        "summary_text": "servesim.report.table",
+        "timeseries_arrow": "servesim.report.files",
+        "write_outputs": "servesim.report.files",
+        "write_parquet": "servesim.report.files",
+    },
 )
-from servesim.report.progress import NullProgress, Progress, RichProgress
-from servesim.report.table import render_summary, summary_text
-
-__all__ = [
-    "OUTPUT_FILES",
-    "NullProgress",
-    "Progress",
-    "RichProgress",
-    "deterministic_view",
-    "render_summary",
-    "requests_arrow",
-    "summary_json",
-    "summary_text",
-    "timeseries_arrow",
-    "write_outputs",
-    "write_parquet",
-]

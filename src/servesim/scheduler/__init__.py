@@ -1,8 +1,17 @@
-"""The replica batch scheduler: queues, preemption and iteration planning."""
+"""The replica batch scheduler: queues, preemption and iteration planning.
+"""
 
-from servesim.scheduler.batch_scheduler import BatchPlan, BatchScheduler
-from servesim.scheduler.config import SchedulerConfig
-from servesim.scheduler.queues import QUEUE_POLICIES, FcfsQueue, PriorityQueue
-from servesim.scheduler.sequence import Sequence
+from servesim._lazy import attach
 
-__all__ = ["BatchPlan", "BatchScheduler", "SchedulerConfig", "QUEUE_POLICIES", "FcfsQueue", "PriorityQueue", "Sequence"]
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "BatchPlan": "servesim.scheduler.batch_scheduler",
+        "BatchScheduler": "servesim.scheduler.batch_scheduler",
+        "FcfsQueue": "servesim.scheduler.queues",
+        "PriorityQueue": "servesim.scheduler.queues",
+        "QUEUE_POLICIES": "servesim.scheduler.queues",
+        "SchedulerConfig": "servesim.scheduler.config",
+        "Sequence": "servesim.scheduler.sequence",
+    },
+)
