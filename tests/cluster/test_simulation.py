@@ -101,15 +101,16 @@ def test_preemption_is_recorded_and_everything_finishes():
     assert sim.replicas[0].scheduler.kv.num_free_blocks == 11
 
 
-def test_decode_stretches_give_identical_results_to_stepping():
+@pytest.mark.parametrize("router", [RoundRobinRouter, LeastOutstandingRouter])
+def test_decode_stretches_give_identical_results_to_stepping(router):
     rng = np.random.default_rng(3)
     reqs = [
         Request(float(a), int(p), int(o))
         for a, p, o in zip(np.cumsum(rng.exponential(0.05, 300)), rng.integers(1, 600, 300), rng.integers(1, 300, 300))
     ]
     step = LinearStepModel(0.005, 0.0002, 1e-7)
-    fast, _ = run(reqs, num_replicas=2, num_blocks=300, step=step, stretch=True, max_num_seqs=32)
-    slow, _ = run(reqs, num_replicas=2, num_blocks=300, step=step, stretch=False, max_num_seqs=32)
+    fast, _ = run(reqs, num_replicas=2, num_blocks=300, step=step, stretch=True, max_num_seqs=32, router=router())
+    slow, _ = run(reqs, num_replicas=2, num_blocks=300, step=step, stretch=False, max_num_seqs=32, router=router())
     for name, col in fast.requests.columns().items():
         np.testing.assert_array_equal(col, slow.requests.columns()[name], err_msg=name)
     assert fast.num_steps == slow.num_steps

@@ -7,7 +7,7 @@ and schedules the iteration's end on the event loop.
 
 Decode stretches.  Most iterations of a busy replica are pure decode steps
 over an unchanged batch.  When the scheduler says a plan will repeat for
-``k`` iterations (``decode_stretch_limit``), the replica prices all ``k`` at
+``k`` iterations (``decode_run``), the replica prices all ``k`` at
 once (``decode_time_s`` per iteration) and schedules one event at the end of the
 last.  An arrival in the middle cuts the stretch at the first iteration
 boundary at or after the arrival, exactly where an iteration-by-iteration
@@ -24,7 +24,7 @@ from typing import Callable, Protocol
 from servesim.cluster.events import STEP_DONE, WAKE
 from servesim.core.events import EventLoop
 from servesim.perf.batch_shape import BatchShape
-from servesim.scheduler.batch_scheduler import BatchPlan, BatchScheduler
+from servesim.scheduler.batch_scheduler import BatchPlan, BatchScheduler, DecodeRun
 from servesim.scheduler.sequence import Sequence
 
 FinishedCallback = Callable[[list[Sequence], float], None]
@@ -48,12 +48,20 @@ class StepPricer(Protocol):
 class _Stretch:
     """A run of identical decode iterations in flight."""
 
-    __slots__ = ("plan", "start_s", "end_s", "num_steps", "token", "num_waiting")
+    __slots__ = ("plan", "run", "start_s", "end_s", "num_steps", "token", "num_waiting")
 
     def __init__(
-        self, plan: BatchPlan, start_s: float, end_s: list[float], num_steps: int, token: int, num_waiting: int
+        self,
+        plan: BatchPlan,
+        run: DecodeRun,
+        start_s: float,
+        end_s: list[float],
+        num_steps: int,
+        token: int,
+        num_waiting: int,
     ) -> None:
         self.plan = plan
+        self.run = run  # what each iteration runs and who finishes when
         self.start_s = start_s
         self.end_s = end_s  # end time of each iteration the stretch may run (list, s)
         self.num_steps = num_steps  # iterations it will run unless cut
@@ -90,7 +98,7 @@ class Replica:
         self._busy = False
         self._wake_pending = False
         self._stretch: _Stretch | None = None
-        self.num_outstanding = 0
+        self._outstanding = 0  # routed here and not finished, as of the last booked event
         self.num_steps = 0
         self.busy_time_s = 0.0
 
@@ -99,13 +107,31 @@ class Replica:
     def submit(self, seq: Sequence, now: float) -> None:
         """Queue an arriving sequence; wake the replica or cut its decode stretch."""
         self.scheduler.add(seq)
-        self.num_outstanding += 1
+        self._outstanding += 1
         if self._busy:
             if self._stretch is not None:
                 self._cut_stretch(now)
         elif not self._wake_pending:
             self._wake_pending = True
             self.loop.schedule(now, WAKE, self._on_wake)
+
+    @property
+    def num_outstanding(self) -> int:
+        """Requests routed here and not finished as of now (what a router sees).
+
+        Sequences finishing inside a decode stretch in flight are booked when
+        it ends; those whose last iteration ended before now are already done.
+        """
+        count = self._outstanding
+        stretch = self._stretch
+        if stretch is not None and stretch.run.finish_steps:
+            now = self.loop.now
+            ends = stretch.end_s
+            for j in stretch.run.finish_steps:
+                if j >= stretch.num_steps or ends[j] >= now:
+                    break
+                count -= 1
+        return count
 
     @property
     def num_tokens_produced(self) -> int:
@@ -142,19 +168,15 @@ class Replica:
             self.loop.schedule(end, STEP_DONE, self._on_step_done, (plan, now))
 
     def _start_decode(self, plan: BatchPlan, now: float) -> None:
-        limit = self.scheduler.decode_stretch_limit(plan) if self._stretch_enabled else 1
-        if limit > MAX_STRETCH_STEPS:
-            limit = MAX_STRETCH_STEPS
-        shape = plan.shape
-        batch = shape.num_decode_seqs
-        kv_tokens = shape.decode_kv_tokens
+        run = self.scheduler.decode_run(plan, MAX_STRETCH_STEPS if self._stretch_enabled else 1)
         price = self.step_model.decode_time_s
+        batch, kv_tokens = run.batch, run.kv_tokens
         horizon = self._horizon
         ends: list[float] = []
         end = now
-        for j in range(limit):
+        for j in range(len(batch)):
             # Sequential adds, as an iteration-by-iteration run reads its clock.
-            end = end + price(batch, kv_tokens + batch * j)
+            end = end + price(batch[j], kv_tokens[j])
             ends.append(end)
             if end > horizon:
                 break
@@ -162,7 +184,7 @@ class Replica:
         # of them only when nothing else is left (it stays in flight).
         steps = bisect_right(ends, horizon) or 1
         token = self.loop.schedule(ends[steps - 1], STEP_DONE, self._on_stretch_done)
-        self._stretch = _Stretch(plan, now, ends, steps, token, self.scheduler.num_waiting)
+        self._stretch = _Stretch(plan, run, now, ends, steps, token, self.scheduler.num_waiting)
 
     def _cut_stretch(self, now: float) -> None:
         """An arrival at ``now``: end the stretch at the first iteration boundary >= now."""
@@ -187,11 +209,11 @@ class Replica:
             self._sample_inside(stretch)
         self.num_steps += steps
         self.busy_time_s += now - stretch.start_s
-        self._finish(self.scheduler.apply_decode_steps(stretch.plan, stretch.end_s[:steps]), now)
+        self._finish(self.scheduler.apply_decode_run(stretch.plan, stretch.run, stretch.end_s[:steps]), now)
 
     def _finish(self, finished: list[Sequence], now: float) -> None:
         if finished:
-            self.num_outstanding -= len(finished)
+            self._outstanding -= len(finished)
             self._on_finished(finished, now)
         self._start_step(now)
 
@@ -200,14 +222,13 @@ class Replica:
         stretch's inner iteration starts (the last one is a real step start)."""
         inner = stretch.end_s[: stretch.num_steps - 1]
         j = bisect_left(inner, self._next_sample)
-        running = stretch.plan.num_seqs
         total = self.scheduler.kv.num_blocks
         every = self._sample_every
         while j < len(inner):
             t = inner[j]
             # Iteration j + 1 (0-based) starts at t with room for j + 2 tokens more.
-            used = self.scheduler.stretch_blocks_used(stretch.plan, j + 2)
-            self._sampler(t, self.index, stretch.num_waiting, running, used, total)
+            used = self.scheduler.run_blocks_used(stretch.plan, stretch.run, j + 2)
+            self._sampler(t, self.index, stretch.num_waiting, stretch.run.batch[j + 1], used, total)
             self._next_sample = (t // every + 1.0) * every
             j = bisect_left(inner, self._next_sample)
 

@@ -184,7 +184,9 @@ class Simulation:
         for seq in seqs:
             i = seq.rid
             self._status[i] = FINISHED
-            self._finish[i] = now
+            # A sequence finishing inside a decode stretch ended before the
+            # stretch did: its last token's time is its finish time.
+            self._finish[i] = seq.last_token_s
             self._store_progress(seq)
         self._num_done += len(seqs)
 

@@ -63,6 +63,26 @@ class BatchPlan:
         return len(self.seqs) + self.num_group
 
 
+class DecodeRun:
+    """A run of pure-decode iterations whose course the scheduler can foretell.
+
+    Iteration ``j`` runs ``batch[j]`` sequences that read ``kv_tokens[j]``
+    KV tokens; ``finish_steps`` lists, in order, the iteration at whose end
+    each finishing sequence samples its last token (one entry per sequence).
+    Only sequences finishing change the batch inside a run.
+    """
+
+    __slots__ = ("batch", "kv_tokens", "finish_steps", "finish_seqs")
+
+    def __init__(
+        self, batch: list[int], kv_tokens: list[int], finish_steps: list[int], finish_seqs: list[Sequence]
+    ) -> None:
+        self.batch = batch
+        self.kv_tokens = kv_tokens
+        self.finish_steps = finish_steps
+        self.finish_seqs = finish_seqs
+
+
 class BatchScheduler:
     """Waiting queue + running batch of one replica, over a ``KVCacheManager``."""
 
@@ -189,6 +209,24 @@ class BatchScheduler:
             if need > 0:
                 extra += need
         return kv.num_used_blocks + extra
+
+    def decode_run(self, plan: BatchPlan, max_steps: int) -> DecodeRun:
+        """The iterations ``plan`` repeats unchanged, at most ``max_steps`` (see ``decode_stretch_limit``)."""
+        steps = min(self.decode_stretch_limit(plan), max_steps) if max_steps > 1 else 1
+        batch = len(plan.seqs)
+        kv0 = plan.shape.decode_kv_tokens
+        finishing = [s for s in plan.seqs if s.max_output - s.num_generated == steps]
+        return DecodeRun(
+            [batch] * steps, [kv0 + batch * j for j in range(steps)], [steps - 1] * len(finishing), finishing
+        )
+
+    def apply_decode_run(self, plan: BatchPlan, run: DecodeRun, end_s: list[float]) -> list[Sequence]:
+        """Book the first ``len(end_s)`` iterations of ``run``; returns the sequences that finished."""
+        return self.apply_decode_steps(plan, end_s)
+
+    def run_blocks_used(self, plan: BatchPlan, run: DecodeRun, num_steps: int) -> int:
+        """KV blocks in use once iteration ``num_steps - 1`` of ``run`` is planned."""
+        return self.stretch_blocks_used(plan, num_steps)
 
     def apply_decode_steps(self, plan: BatchPlan, end_s: np.ndarray) -> list[Sequence]:
         """Apply ``len(end_s)`` repetitions of a pure decode ``plan``, ending at ``end_s``.

@@ -32,7 +32,7 @@ import heapq
 
 from servesim.kvcache.manager import KVCacheManager
 from servesim.perf.batch_shape import BatchShape
-from servesim.scheduler.batch_scheduler import BatchPlan, BatchScheduler
+from servesim.scheduler.batch_scheduler import BatchPlan, BatchScheduler, DecodeRun
 from servesim.scheduler.config import SchedulerConfig
 from servesim.scheduler.sequence import Sequence
 from servesim.scheduler.suffix_max import SuffixMax
@@ -142,21 +142,74 @@ class LockstepScheduler(BatchScheduler):
         self._retire(finished)
         return finished
 
-    def decode_stretch_limit(self, plan: BatchPlan) -> int:
-        if plan.seqs or plan.preempted or plan.num_group != len(self.running):
-            return 1
+    def decode_run(self, plan: BatchPlan, max_steps: int) -> DecodeRun:
+        """The next iterations of a pure group plan: members finish inside the run.
+
+        With nobody waiting the run continues past finishing members (the
+        batch shrinks; nothing else can change it before an arrival, which
+        the replica turns into a cut).  With requests waiting it stops at
+        the first finish, after which one of them may be admitted.  It also
+        stops before the free KV blocks could not cover the members' growth.
+        """
+        if max_steps <= 1 or plan.seqs or plan.preempted or plan.num_group != len(self.running):
+            return DecodeRun([plan.shape.num_decode_seqs], [plan.shape.decode_kv_tokens], *self._finishing_now(plan))
         g = self.step_index
-        self._clean_heap(self._finish_heap)
-        limit = self._finish_heap[0][0] - g + 1
-        if limit <= 1:
-            return 1
+        finishing = self._finishing_through(g + max_steps - 1)
+        members = len(self._members)
+        if len(self.waiting):
+            cap = finishing[0][0] - g + 1 if finishing else max_steps
+        elif len(finishing) == members:
+            cap = finishing[-1][0] - g + 1  # everyone is done by then
+        else:
+            cap = max_steps
+        steps = self._kv_limit(min(cap, max_steps))
+        batch: list[int] = []
+        kv_tokens: list[int] = []
+        finish_steps: list[int] = []
+        finish_seqs: list[Sequence] = []
+        present = members
+        base = self._context  # members' computed tokens at step g
+        i = 0
+        for j in range(steps):
+            batch.append(present)
+            kv_tokens.append(base + present * (j + 1))
+            while i < len(finishing) and finishing[i][0] == g + j:
+                seq = finishing[i][1]
+                finish_steps.append(j)
+                finish_seqs.append(seq)
+                present -= 1
+                base -= seq.group_computed0 + (g - seq.group_join)
+                i += 1
+        return DecodeRun(batch, kv_tokens, finish_steps, finish_seqs)
+
+    def _finishing_now(self, plan: BatchPlan) -> tuple[list[int], list[Sequence]]:
+        """Members whose last token comes from the single iteration ``plan``."""
+        if not plan.num_group:
+            return [], []
+        seqs = [seq for _, seq in self._finishing_through(self.step_index)]
+        return [0] * len(seqs), seqs
+
+    def _finishing_through(self, last_step: int) -> list[tuple[int, Sequence]]:
+        """Valid (finish step, member) pairs up to ``last_step``, in order; the heap is left as it was."""
+        heap = self._finish_heap
+        popped = []
+        while heap and heap[0][0] <= last_step:
+            popped.append(heapq.heappop(heap))
+        for entry in popped:
+            heapq.heappush(heap, entry)
+        return [(e[0], e[3]) for e in popped if e[2] == e[3].group_epoch and e[3].group_join >= 0]
+
+    def _kv_limit(self, cap: int) -> int:
+        """Largest run length <= ``cap`` whose members' new blocks fit in the free blocks."""
+        if cap <= 1:
+            return cap
+        g = self.step_index
         free = self.kv.num_free_blocks
-        block = self.kv.block_size
-        if free >= len(self._members) * (-(-limit // block)):
-            return limit
-        if self._blocks_needed(g + 1, g + limit - 1) <= free:
-            return limit
-        lo, hi = 1, limit
+        if free >= len(self._members) * (-(-cap // self.kv.block_size)):
+            return cap
+        if self._blocks_needed(g + 1, g + cap - 1) <= free:
+            return cap
+        lo, hi = 1, cap
         while hi - lo > 1:
             mid = (lo + hi) // 2
             if self._blocks_needed(g + 1, g + mid - 1) <= free:
@@ -165,7 +218,7 @@ class LockstepScheduler(BatchScheduler):
                 hi = mid
         return lo
 
-    def apply_decode_steps(self, plan: BatchPlan, end_s: list[float]) -> list[Sequence]:
+    def apply_decode_run(self, plan: BatchPlan, run: DecodeRun, end_s: list[float]) -> list[Sequence]:
         steps = len(end_s)
         if plan.seqs:
             # A plan with listed sequences (planned the reference way, or
@@ -174,21 +227,44 @@ class LockstepScheduler(BatchScheduler):
         g = self.step_index
         last = g + steps - 1
         self._grant_due_through(last)
-        # Members joined at stretch starts only, so one gap entry (the
-        # stretch's largest) at its first step answers every query.
-        self._push_gap(g, _largest_gap(self._last_end_s, end_s))
+        previous_end = self._last_end_s
         self._last_end_s = end_s[-1]
         self.step_index = g + steps
-        group = plan.num_group
-        self._context += group * steps
-        self.num_tokens_produced += group * steps
-        finished = self._pop_finished(last)
+        self._context += run.batch[0] * steps  # as if every member stayed; leavers correct it
+        self.num_tokens_produced += sum(run.batch[:steps])
+        finished: list[Sequence] = []
+        if run.finish_steps and run.finish_steps[0] < steps:
+            largest = _running_largest_gap(previous_end, end_s)
+            for j, seq in zip(run.finish_steps, run.finish_seqs):
+                if j >= steps:
+                    break
+                self._leave(seq, at_step=g + j + 1, last_end_s=end_s[j], run_gap=largest[j])
+                finished.append(seq)
+            gap = largest[-1]
+        else:
+            gap = _largest_gap(previous_end, end_s)
+        # Members joined at run starts only, so one gap entry (the run's
+        # largest) at its first step answers every later query.
+        self._push_gap(g, gap)
         self._retire(finished)
         return finished
 
-    def stretch_blocks_used(self, plan: BatchPlan, num_steps: int) -> int:
-        g = self.step_index
-        return self.kv.num_used_blocks + self._blocks_needed(g + 1, g + num_steps - 1)
+    def run_blocks_used(self, plan: BatchPlan, run: DecodeRun, num_steps: int) -> int:
+        """KV blocks in use once iteration ``num_steps - 1`` of ``run`` is planned (members that
+        finished before it have freed theirs)."""
+        step = self.step_index + num_steps - 1
+        block = self.kv.block_size
+        used = self.kv.num_used_blocks
+        for need, rid, epoch, seq in self._block_heap:
+            if epoch != seq.group_epoch or seq.group_join < 0:
+                continue
+            if _finish_step(seq) < step:
+                # Finished (and freed) by then; the blocks it would have been
+                # granted before finishing are not in the pool's count yet.
+                used -= self.kv.num_blocks_of(rid)
+            elif need <= step:
+                used += (step - need) // block + 1
+        return used
 
     # ------------------------------------------------------- group upkeep
 
@@ -211,18 +287,28 @@ class LockstepScheduler(BatchScheduler):
         need = join + self.kv.num_blocks_of(seq.rid) * self.kv.block_size - seq.num_computed
         heapq.heappush(self._block_heap, (need, seq.rid, epoch, seq))
 
-    def _leave(self, seq: Sequence) -> None:
-        """Materialise a member's counters at ``step_index`` and drop it from the group."""
+    def _leave(
+        self, seq: Sequence, at_step: int | None = None, last_end_s: float | None = None, run_gap: float = 0.0
+    ) -> None:
+        """Materialise a member's counters and drop it from the group.
+
+        By default as of ``step_index``; a member finishing inside a decode run
+        leaves as of the step after its last (``at_step``), with that step's
+        end (``last_end_s``) and the run's largest gap up to it (``run_gap``).
+        """
         g = self.step_index
-        done = g - seq.group_join
+        at = g if at_step is None else at_step
+        done = at - seq.group_join
         seq.num_computed = seq.group_computed0 + done
         seq.num_generated = seq.group_generated0 + done
         if done > 0:
-            seq.last_token_s = self._last_end_s
+            seq.last_token_s = self._last_end_s if last_end_s is None else last_end_s
             gap = self._gaps.max_from(seq.group_join)
             if gap is not None and gap > seq.max_itl_s:
                 seq.max_itl_s = gap
-        self._context -= seq.num_computed
+            if run_gap > seq.max_itl_s:
+                seq.max_itl_s = run_gap
+        self._context -= seq.group_computed0 + (g - seq.group_join)
         del self._members[seq.rid]
         seq.group_join = -1
         seq.group_epoch += 1
@@ -260,7 +346,9 @@ class LockstepScheduler(BatchScheduler):
         heap = self._block_heap
         while heap and heap[0][0] <= last_step:
             entry = heapq.heappop(heap)
-            if entry[2] == entry[3].group_epoch and entry[3].group_join >= 0:
+            seq = entry[3]
+            # A member stops needing blocks once it has finished.
+            if entry[2] == seq.group_epoch and seq.group_join >= 0 and entry[0] <= _finish_step(seq):
                 self._grant_block(entry)
 
     def _blocks_needed(self, first_step: int, last_step: int) -> int:
@@ -271,8 +359,11 @@ class LockstepScheduler(BatchScheduler):
         total = 0
         for step, rid, epoch, seq in self._block_heap:
             # Every due need was granted, so pending needs lie at or after first_step.
-            if epoch == seq.group_epoch and seq.group_join >= 0 and step <= last_step:
-                total += (last_step - step) // block + 1
+            if epoch == seq.group_epoch and seq.group_join >= 0:
+                end = _finish_step(seq)
+                end = last_step if last_step < end else end
+                if step <= end:
+                    total += (end - step) // block + 1
         return total
 
     @staticmethod
@@ -313,3 +404,23 @@ def _largest_gap(previous_end_s: float, end_s) -> float:
             largest = gap
         prev = end
     return largest
+
+
+def _running_largest_gap(previous_end_s: float, end_s) -> list[float]:
+    """For each iteration, the largest gap between consecutive ends so far."""
+    out = []
+    largest = end_s[0] - previous_end_s
+    prev = end_s[0]
+    out.append(largest)
+    for end in end_s[1:]:
+        gap = end - prev
+        if gap > largest:
+            largest = gap
+        out.append(largest)
+        prev = end
+    return out
+
+
+def _finish_step(seq: Sequence) -> int:
+    """Step index of a member's last token."""
+    return seq.group_join + seq.max_output - seq.group_generated0 - 1
