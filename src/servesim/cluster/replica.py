@@ -29,10 +29,13 @@ from servesim.scheduler.sequence import Sequence
 
 FinishedCallback = Callable[[list[Sequence], float], None]
 
-# Longest decode stretch priced at once (iterations).  Longer runs of
-# identical iterations continue as further stretches; the cap bounds the work
-# wasted when an arrival cuts a stretch short.
-MAX_STRETCH_STEPS = 32
+# Longest decode stretch (iterations); longer runs continue as further stretches.
+MAX_STRETCH_STEPS = 64
+# Iterations priced ahead at a time.  An arrival usually cuts a stretch after
+# a few iterations, so pricing all of it up front would be wasted work: the
+# stretch is priced in chunks, and its event fires at the end of each priced
+# chunk to price the next (a checkpoint) until the stretch is done.
+PRICE_CHUNK = 8
 
 
 class StepPricer(Protocol):
@@ -46,27 +49,55 @@ class StepPricer(Protocol):
 
 
 class _Stretch:
-    """A run of identical decode iterations in flight."""
+    """A run of pure-decode iterations in flight, priced a chunk at a time."""
 
-    __slots__ = ("plan", "run", "start_s", "end_s", "num_steps", "token", "num_waiting")
+    __slots__ = (
+        "plan", "run", "start_s", "end_s", "num_steps", "token", "num_waiting", "_batch", "_kv_base", "_next_finish",
+    )
 
-    def __init__(
-        self,
-        plan: BatchPlan,
-        run: DecodeRun,
-        start_s: float,
-        end_s: list[float],
-        num_steps: int,
-        token: int,
-        num_waiting: int,
-    ) -> None:
+    def __init__(self, plan: BatchPlan, run: DecodeRun, start_s: float, num_waiting: int) -> None:
         self.plan = plan
         self.run = run  # what each iteration runs and who finishes when
         self.start_s = start_s
-        self.end_s = end_s  # end time of each iteration the stretch may run (list, s)
-        self.num_steps = num_steps  # iterations it will run unless cut
-        self.token = token  # event token of its end
+        self.end_s: list[float] = []  # end time of each iteration priced so far (s)
+        self.num_steps = run.max_steps  # iterations it will run unless cut
+        self.token = -1  # event token of its next checkpoint or end
         self.num_waiting = num_waiting  # waiting queue length at its start (unchanged inside it)
+        # Pricing cursor: batch and KV base of the next iteration to price.
+        self._batch = run.batch0
+        self._kv_base = run.kv0
+        self._next_finish = 0
+
+    def price(self, count: int, price_fn: Callable[[int, int], float], horizon: float) -> None:
+        """Price up to ``count`` more iterations (not past ``num_steps``); stop after the first
+        ending beyond ``horizon`` and shorten the stretch to the iterations that end by then."""
+        ends = self.end_s
+        run = self.run
+        finish_steps, finish_kv = run.finish_steps, run.finish_kv
+        j = len(ends)
+        stop = min(self.num_steps, j + count)
+        end = ends[-1] if ends else self.start_s
+        batch, kv_base, nf = self._batch, self._kv_base, self._next_finish
+        while j < stop:
+            # Sequential adds, as an iteration-by-iteration run reads its clock.
+            end = end + price_fn(batch, kv_base + batch * j)
+            ends.append(end)
+            while nf < len(finish_steps) and finish_steps[nf] == j:
+                batch -= 1
+                kv_base -= finish_kv[nf]
+                nf += 1
+            j += 1
+            if end > horizon:
+                # Iterations ending after the horizon never complete; keep the
+                # first of them only when nothing else is left (in flight).
+                self.num_steps = max(j - 1, 1)
+                break
+        self._batch, self._kv_base, self._next_finish = batch, kv_base, nf
+
+    @property
+    def event_time_s(self) -> float:
+        """When its event fires: the end of the last iteration it runs, or of the priced chunk."""
+        return self.end_s[min(self.num_steps, len(self.end_s)) - 1]
 
 
 class Replica:
@@ -128,7 +159,8 @@ class Replica:
             now = self.loop.now
             ends = stretch.end_s
             for j in stretch.run.finish_steps:
-                if j >= stretch.num_steps or ends[j] >= now:
+                # Unpriced iterations lie after now (see _cut_stretch).
+                if j >= len(ends) or j >= stretch.num_steps or ends[j] >= now:
                     break
                 count -= 1
         return count
@@ -169,31 +201,25 @@ class Replica:
 
     def _start_decode(self, plan: BatchPlan, now: float) -> None:
         run = self.scheduler.decode_run(plan, MAX_STRETCH_STEPS if self._stretch_enabled else 1)
-        price = self.step_model.decode_time_s
-        batch, kv_tokens = run.batch, run.kv_tokens
-        horizon = self._horizon
-        ends: list[float] = []
-        end = now
-        for j in range(len(batch)):
-            # Sequential adds, as an iteration-by-iteration run reads its clock.
-            end = end + price(batch[j], kv_tokens[j])
-            ends.append(end)
-            if end > horizon:
-                break
-        # Iterations ending after the horizon never complete; keep the first
-        # of them only when nothing else is left (it stays in flight).
-        steps = bisect_right(ends, horizon) or 1
-        token = self.loop.schedule(ends[steps - 1], STEP_DONE, self._on_stretch_done)
-        self._stretch = _Stretch(plan, run, now, ends, steps, token, self.scheduler.num_waiting)
+        stretch = _Stretch(plan, run, now, self.scheduler.num_waiting)
+        stretch.price(PRICE_CHUNK, self.step_model.decode_time_s, self._horizon)
+        stretch.token = self.loop.schedule(stretch.event_time_s, STEP_DONE, self._on_stretch_done)
+        self._stretch = stretch
 
     def _cut_stretch(self, now: float) -> None:
-        """An arrival at ``now``: end the stretch at the first iteration boundary >= now."""
+        """An arrival at ``now``: end the stretch at the first iteration boundary >= now.
+
+        That boundary is always priced: the stretch's event (at the end of the
+        priced iterations) has not fired yet, so it lies at or after ``now``.
+        """
         stretch = self._stretch
         steps = bisect_left(stretch.end_s, now) + 1
         if steps < stretch.num_steps:
-            self.loop.cancel(stretch.token)
+            before = stretch.event_time_s
             stretch.num_steps = steps
-            stretch.token = self.loop.schedule(stretch.end_s[steps - 1], STEP_DONE, self._on_stretch_done)
+            if stretch.event_time_s != before:
+                self.loop.cancel(stretch.token)
+                stretch.token = self.loop.schedule(stretch.event_time_s, STEP_DONE, self._on_stretch_done)
 
     def _on_step_done(self, now: float, payload: tuple[BatchPlan, float]) -> None:
         plan, start = payload
@@ -203,6 +229,11 @@ class Replica:
 
     def _on_stretch_done(self, now: float, _payload: object) -> None:
         stretch = self._stretch
+        if len(stretch.end_s) < stretch.num_steps:
+            # A checkpoint: price the next chunk and carry on.
+            stretch.price(PRICE_CHUNK, self.step_model.decode_time_s, self._horizon)
+            stretch.token = self.loop.schedule(stretch.event_time_s, STEP_DONE, self._on_stretch_done)
+            return
         self._stretch = None
         steps = stretch.num_steps
         if self._sampler is not None and steps > 1:
@@ -228,7 +259,7 @@ class Replica:
             t = inner[j]
             # Iteration j + 1 (0-based) starts at t with room for j + 2 tokens more.
             used = self.scheduler.run_blocks_used(stretch.plan, stretch.run, j + 2)
-            self._sampler(t, self.index, stretch.num_waiting, stretch.run.batch[j + 1], used, total)
+            self._sampler(t, self.index, stretch.num_waiting, stretch.run.batch(j + 1), used, total)
             self._next_sample = (t // every + 1.0) * every
             j = bisect_left(inner, self._next_sample)
 

@@ -20,6 +20,8 @@ identical decode iterations, see ``decode_stretch_limit``).
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import numpy as np
 
 from servesim.kvcache.manager import KVCacheManager
@@ -66,21 +68,46 @@ class BatchPlan:
 class DecodeRun:
     """A run of pure-decode iterations whose course the scheduler can foretell.
 
-    Iteration ``j`` runs ``batch[j]`` sequences that read ``kv_tokens[j]``
-    KV tokens; ``finish_steps`` lists, in order, the iteration at whose end
-    each finishing sequence samples its last token (one entry per sequence).
-    Only sequences finishing change the batch inside a run.
+    It lasts at most ``max_steps`` iterations.  Iteration 0 runs ``batch0``
+    sequences reading ``kv0`` KV tokens (each sequence's context including
+    its new token).  ``finish_steps`` lists, in order, the iteration at whose
+    end each finishing sequence (``finish_seqs``) samples its last token, and
+    ``finish_kv`` the KV tokens that sequence read in iteration 0.  Only
+    finishing sequences change the batch inside a run, so iteration ``j``
+    runs ``batch(j) = batch0 - #(finish_steps < j)`` sequences reading
+    ``kv0 - sum(finish_kv of those) + batch(j) * j`` tokens.
     """
 
-    __slots__ = ("batch", "kv_tokens", "finish_steps", "finish_seqs")
+    __slots__ = ("max_steps", "batch0", "kv0", "finish_steps", "finish_seqs", "finish_kv")
 
     def __init__(
-        self, batch: list[int], kv_tokens: list[int], finish_steps: list[int], finish_seqs: list[Sequence]
+        self,
+        max_steps: int,
+        batch0: int,
+        kv0: int,
+        finish_steps: list[int],
+        finish_seqs: list[Sequence],
+        finish_kv: list[int],
     ) -> None:
-        self.batch = batch
-        self.kv_tokens = kv_tokens
+        self.max_steps = max_steps
+        self.batch0 = batch0
+        self.kv0 = kv0
         self.finish_steps = finish_steps
         self.finish_seqs = finish_seqs
+        self.finish_kv = finish_kv
+
+    def batch(self, step: int) -> int:
+        """Sequences running in iteration ``step``."""
+        return self.batch0 - bisect_left(self.finish_steps, step)
+
+    def tokens_through(self, steps: int) -> int:
+        """Output tokens the first ``steps`` iterations sample (one per running sequence each)."""
+        total = self.batch0 * steps
+        for f in self.finish_steps:
+            if f >= steps:
+                break
+            total -= steps - 1 - f
+        return total
 
 
 class BatchScheduler:
@@ -213,11 +240,14 @@ class BatchScheduler:
     def decode_run(self, plan: BatchPlan, max_steps: int) -> DecodeRun:
         """The iterations ``plan`` repeats unchanged, at most ``max_steps`` (see ``decode_stretch_limit``)."""
         steps = min(self.decode_stretch_limit(plan), max_steps) if max_steps > 1 else 1
-        batch = len(plan.seqs)
-        kv0 = plan.shape.decode_kv_tokens
         finishing = [s for s in plan.seqs if s.max_output - s.num_generated == steps]
         return DecodeRun(
-            [batch] * steps, [kv0 + batch * j for j in range(steps)], [steps - 1] * len(finishing), finishing
+            steps,
+            len(plan.seqs),
+            plan.shape.decode_kv_tokens,
+            [steps - 1] * len(finishing),
+            finishing,
+            [s.num_computed + 1 for s in finishing],
         )
 
     def apply_decode_run(self, plan: BatchPlan, run: DecodeRun, end_s: list[float]) -> list[Sequence]:

@@ -151,43 +151,35 @@ class LockstepScheduler(BatchScheduler):
         the first finish, after which one of them may be admitted.  It also
         stops before the free KV blocks could not cover the members' growth.
         """
+        shape = plan.shape
         if max_steps <= 1 or plan.seqs or plan.preempted or plan.num_group != len(self.running):
-            return DecodeRun([plan.shape.num_decode_seqs], [plan.shape.decode_kv_tokens], *self._finishing_now(plan))
+            seqs = [seq for _, seq in self._finishing_through(self.step_index)] if plan.num_group else []
+            return DecodeRun(
+                1, shape.num_decode_seqs, shape.decode_kv_tokens, [0] * len(seqs), seqs, self._kv_now(seqs)
+            )
         g = self.step_index
         finishing = self._finishing_through(g + max_steps - 1)
-        members = len(self._members)
         if len(self.waiting):
             cap = finishing[0][0] - g + 1 if finishing else max_steps
-        elif len(finishing) == members:
+        elif len(finishing) == len(self._members):
             cap = finishing[-1][0] - g + 1  # everyone is done by then
         else:
             cap = max_steps
         steps = self._kv_limit(min(cap, max_steps))
-        batch: list[int] = []
-        kv_tokens: list[int] = []
-        finish_steps: list[int] = []
-        finish_seqs: list[Sequence] = []
-        present = members
-        base = self._context  # members' computed tokens at step g
-        i = 0
-        for j in range(steps):
-            batch.append(present)
-            kv_tokens.append(base + present * (j + 1))
-            while i < len(finishing) and finishing[i][0] == g + j:
-                seq = finishing[i][1]
-                finish_steps.append(j)
-                finish_seqs.append(seq)
-                present -= 1
-                base -= seq.group_computed0 + (g - seq.group_join)
-                i += 1
-        return DecodeRun(batch, kv_tokens, finish_steps, finish_seqs)
+        seqs = [seq for step, seq in finishing if step < g + steps]
+        return DecodeRun(
+            steps,
+            shape.num_decode_seqs,
+            shape.decode_kv_tokens,
+            [step - g for step, seq in finishing if step < g + steps],
+            seqs,
+            self._kv_now(seqs),
+        )
 
-    def _finishing_now(self, plan: BatchPlan) -> tuple[list[int], list[Sequence]]:
-        """Members whose last token comes from the single iteration ``plan``."""
-        if not plan.num_group:
-            return [], []
-        seqs = [seq for _, seq in self._finishing_through(self.step_index)]
-        return [0] * len(seqs), seqs
+    def _kv_now(self, seqs: list[Sequence]) -> list[int]:
+        """KV tokens each member reads in the current step (its context and new token)."""
+        g = self.step_index
+        return [seq.group_computed0 + (g - seq.group_join) + 1 for seq in seqs]
 
     def _finishing_through(self, last_step: int) -> list[tuple[int, Sequence]]:
         """Valid (finish step, member) pairs up to ``last_step``, in order; the heap is left as it was."""
@@ -230,8 +222,8 @@ class LockstepScheduler(BatchScheduler):
         previous_end = self._last_end_s
         self._last_end_s = end_s[-1]
         self.step_index = g + steps
-        self._context += run.batch[0] * steps  # as if every member stayed; leavers correct it
-        self.num_tokens_produced += sum(run.batch[:steps])
+        self._context += run.batch0 * steps  # as if every member stayed; leavers correct it
+        self.num_tokens_produced += run.tokens_through(steps)
         finished: list[Sequence] = []
         if run.finish_steps and run.finish_steps[0] < steps:
             largest = _running_largest_gap(previous_end, end_s)
