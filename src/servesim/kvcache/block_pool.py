@@ -22,6 +22,15 @@ class BlockPool:
         self._free: list[int] = list(range(num_blocks - 1, -1, -1))
 
     @property
+    def free_list(self) -> list[int]:
+        """The free list itself (a stack; the last entry is handed out next).
+
+        For ``KVCacheManager``'s one-block fast path only; everything else
+        goes through ``allocate`` and ``release``.
+        """
+        return self._free
+
+    @property
     def num_free(self) -> int:
         return len(self._free)
 

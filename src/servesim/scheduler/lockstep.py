@@ -60,9 +60,10 @@ class LockstepScheduler(BatchScheduler):
     def schedule(self, now: float) -> BatchPlan | None:
         members = self._members
         running = self.running
-        tail = running[len(members):]
+        tail = running[len(members):] if len(running) > len(members) else ()
         budget = self._max_tokens - len(members)
-        due = self._pop_due(self.step_index)
+        heap = self._block_heap
+        due = self._pop_due(self.step_index) if heap and heap[0][0] <= self.step_index else ()
         kv = self.kv
         blocks = len(due)
         tail_seqs: list[Sequence] = []
@@ -77,7 +78,7 @@ class LockstepScheduler(BatchScheduler):
             tail_new.append(n)
             budget -= n
             blocks += kv.blocks_for(seq.num_computed + n) - kv.num_blocks_of(seq.rid)
-        if blocks > kv.num_free_blocks or any(s.group_join >= 0 for s in tail):
+        if blocks > kv.num_free_blocks or (tail and any(s.group_join >= 0 for s in tail)):
             # Some sequence must be preempted (or members are not the head of
             # the running list): plan this iteration the reference way.
             for entry in due:
@@ -88,7 +89,8 @@ class LockstepScheduler(BatchScheduler):
             self._grant_block(entry)
         for seq, n in zip(tail_seqs, tail_new):
             kv.allocate_slots(seq.rid, seq.num_computed + n)
-        self._admit_waiting(now, tail_seqs, tail_new, budget)
+        if len(self.waiting):
+            self._admit_waiting(now, tail_seqs, tail_new, budget)
         if not tail_seqs and not members:
             return None
         return self._lockstep_plan(tail_seqs, tail_new)
@@ -336,12 +338,19 @@ class LockstepScheduler(BatchScheduler):
     def _grant_due_through(self, last_step: int) -> None:
         """Grant every block the members need up to step ``last_step`` (a member may need several)."""
         heap = self._block_heap
+        if not heap or heap[0][0] > last_step:
+            return
+        pop, push = heapq.heappop, heapq.heappush
+        append_block = self.kv.append_block
+        block = self.kv.block_size
         while heap and heap[0][0] <= last_step:
-            entry = heapq.heappop(heap)
-            seq = entry[3]
+            step, rid, epoch, seq = pop(heap)
             # A member stops needing blocks once it has finished.
-            if entry[2] == seq.group_epoch and seq.group_join >= 0 and entry[0] <= _finish_step(seq):
-                self._grant_block(entry)
+            if epoch == seq.group_epoch and seq.group_join >= 0 and step <= _finish_step(seq):
+                # _grant_block, inlined: this loop runs once per block boundary.
+                if not append_block(rid):
+                    raise AssertionError(f"lockstep group ran out of KV blocks for {seq!r}")
+                push(heap, (step + block, rid, epoch, seq))
 
     def _blocks_needed(self, first_step: int, last_step: int) -> int:
         """Blocks the members need for steps ``first_step..last_step`` (beyond those held)."""
