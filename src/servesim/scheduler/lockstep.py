@@ -186,12 +186,15 @@ class LockstepScheduler(BatchScheduler):
     def _finishing_through(self, last_step: int) -> list[tuple[int, Sequence]]:
         """Valid (finish step, member) pairs up to ``last_step``, in order; the heap is left as it was."""
         heap = self._finish_heap
-        popped = []
+        valid = []
         while heap and heap[0][0] <= last_step:
-            popped.append(heapq.heappop(heap))
-        for entry in popped:
+            entry = heapq.heappop(heap)
+            # Entries of members that already left are dropped for good here.
+            if entry[2] == entry[3].group_epoch and entry[3].group_join >= 0:
+                valid.append(entry)
+        for entry in valid:
             heapq.heappush(heap, entry)
-        return [(e[0], e[3]) for e in popped if e[2] == e[3].group_epoch and e[3].group_join >= 0]
+        return [(e[0], e[3]) for e in valid]
 
     def _kv_limit(self, cap: int) -> int:
         """Largest run length <= ``cap`` whose members' new blocks fit in the free blocks."""
