@@ -123,7 +123,7 @@ def simulate(
     requests and returns an object with ``update(sim_time_s, done)`` and
     ``close()`` (see ``servesim.report.progress``); ``step_model`` replaces
     the step-time model (any object with ``time_s(shape)`` and
-    ``decode_times_s(n, kv_tokens)``).
+    ``decode_time_s(n, kv_tokens)``, see ``servesim.cluster.replica.StepPricer``).
     Raises a ``ServesimError`` subclass for bad input and ``InvariantError``
     if the run's books do not balance.
     """

@@ -227,7 +227,7 @@ class StepTimeModel:
         """Seconds the step takes; 0.0 for a step with no tokens.
 
         Same arithmetic, in the same order, as ``breakdown`` and
-        ``decode_times_s`` (tests hold them bit-identical).
+        ``decode_time_s`` and ``decode_times_s`` (tests hold them bit-identical).
         """
         t = shape.num_tokens
         if t == 0:

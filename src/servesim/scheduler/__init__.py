@@ -8,6 +8,8 @@ __getattr__, __dir__, __all__ = attach(
     {
         "BatchPlan": "servesim.scheduler.batch_scheduler",
         "BatchScheduler": "servesim.scheduler.batch_scheduler",
+        "DecodeRun": "servesim.scheduler.batch_scheduler",
+        "LockstepScheduler": "servesim.scheduler.lockstep",
         "FcfsQueue": "servesim.scheduler.queues",
         "PriorityQueue": "servesim.scheduler.queues",
         "QUEUE_POLICIES": "servesim.scheduler.queues",
