@@ -65,6 +65,10 @@ class BatchPlan:
         return len(self.seqs) + self.num_group
 
 
+# What booking an iteration did for one sequence (BatchScheduler._book).
+NO_TOKEN, TOKEN, FINISHED_TOKEN = 0, 1, 2
+
+
 class DecodeRun:
     """A run of pure-decode iterations whose course the scheduler can foretell.
 
@@ -159,21 +163,29 @@ class BatchScheduler:
         """
         finished: list[Sequence] = []
         for seq, n in zip(plan.seqs, plan.num_new):
-            seq.num_computed += n
-            if seq.num_computed == seq.num_prompt + seq.num_generated:
-                seq.num_generated += 1
-                self.num_tokens_produced += 1
-                if seq.first_token_s < 0.0:
-                    seq.first_token_s = end_s
-                else:
-                    gap = end_s - seq.last_token_s
-                    if gap > seq.max_itl_s:
-                        seq.max_itl_s = gap
-                seq.last_token_s = end_s
-                if seq.num_generated >= seq.max_output:
-                    finished.append(seq)
+            if self._book(seq, n, end_s) == FINISHED_TOKEN:
+                finished.append(seq)
         self._retire(finished)
         return finished
+
+    def _book(self, seq: Sequence, num_new: int, end_s: float) -> int:
+        """Add ``num_new`` computed tokens to ``seq``; if it caught up, sample a token at ``end_s``.
+
+        Returns ``NO_TOKEN``, ``TOKEN`` or ``FINISHED_TOKEN`` (the token was its last).
+        """
+        seq.num_computed += num_new
+        if seq.num_computed != seq.num_prompt + seq.num_generated:
+            return NO_TOKEN
+        seq.num_generated += 1
+        self.num_tokens_produced += 1
+        if seq.first_token_s < 0.0:
+            seq.first_token_s = end_s
+        else:
+            gap = end_s - seq.last_token_s
+            if gap > seq.max_itl_s:
+                seq.max_itl_s = gap
+        seq.last_token_s = end_s
+        return FINISHED_TOKEN if seq.num_generated >= seq.max_output else TOKEN
 
     # ----------------------------------------------------- decode stretches
 
@@ -364,13 +376,23 @@ class BatchScheduler:
         self.running = [s for s in self.running if s.num_generated < s.max_output]
 
     @staticmethod
-    def _make_plan(seqs: list[Sequence], num_new: list[int], preempted: list[Sequence]) -> BatchPlan:
-        """Summarise the batch into the shape the performance model prices."""
-        num_tokens = 0
+    def _make_plan(
+        seqs: list[Sequence],
+        num_new: list[int],
+        preempted: list[Sequence],
+        group: int = 0,
+        group_kv_tokens: int = 0,
+    ) -> BatchPlan:
+        """Summarise the batch into the shape the performance model prices.
+
+        ``group`` more sequences decode one token each without being listed,
+        reading ``group_kv_tokens`` KV tokens together (the lockstep group).
+        """
+        num_tokens = group
         num_prefill = 0
         pairs = 0
         prefill_kv = 0
-        decode_kv = 0
+        decode_kv = group_kv_tokens
         for seq, q in zip(seqs, num_new):
             c = seq.num_computed
             num_tokens += q
@@ -380,14 +402,6 @@ class BatchScheduler:
                 num_prefill += 1
                 pairs += q * c + q * (q + 1) // 2
                 prefill_kv += c + q
-        num_seqs = len(seqs)
-        shape = BatchShape(
-            num_tokens=num_tokens,
-            num_seqs=num_seqs,
-            num_prefill_seqs=num_prefill,
-            prefill_attn_pairs=pairs,
-            prefill_kv_tokens=prefill_kv,
-            num_decode_seqs=num_seqs - num_prefill,
-            decode_kv_tokens=decode_kv,
-        )
-        return BatchPlan(seqs, num_new, preempted, shape, num_prefill == 0)
+        num_seqs = len(seqs) + group
+        shape = BatchShape(num_tokens, num_seqs, num_prefill, pairs, prefill_kv, num_seqs - num_prefill, decode_kv)
+        return BatchPlan(seqs, num_new, preempted, shape, num_prefill == 0, group)

@@ -31,8 +31,7 @@ from __future__ import annotations
 import heapq
 
 from servesim.kvcache.manager import KVCacheManager
-from servesim.perf.batch_shape import BatchShape
-from servesim.scheduler.batch_scheduler import BatchPlan, BatchScheduler, DecodeRun
+from servesim.scheduler.batch_scheduler import FINISHED_TOKEN, TOKEN, BatchPlan, BatchScheduler, DecodeRun
 from servesim.scheduler.config import SchedulerConfig
 from servesim.scheduler.sequence import Sequence
 from servesim.scheduler.suffix_max import SuffixMax
@@ -93,27 +92,8 @@ class LockstepScheduler(BatchScheduler):
             self._admit_waiting(now, tail_seqs, tail_new, budget)
         if not tail_seqs and not members:
             return None
-        return self._lockstep_plan(tail_seqs, tail_new)
-
-    def _lockstep_plan(self, seqs: list[Sequence], num_new: list[int]) -> BatchPlan:
-        group = len(self._members)
-        num_tokens = group
-        num_prefill = 0
-        pairs = 0
-        prefill_kv = 0
-        decode_kv = self._context + group
-        for seq, q in zip(seqs, num_new):
-            c = seq.num_computed
-            num_tokens += q
-            if q == 1 and seq.num_generated and c + 1 == seq.num_prompt + seq.num_generated:
-                decode_kv += c + 1
-            else:
-                num_prefill += 1
-                pairs += q * c + q * (q + 1) // 2
-                prefill_kv += c + q
-        num_seqs = len(seqs) + group
-        shape = BatchShape(num_tokens, num_seqs, num_prefill, pairs, prefill_kv, num_seqs - num_prefill, decode_kv)
-        return BatchPlan(seqs, num_new, [], shape, num_prefill == 0, group)
+        group = len(members)
+        return self._make_plan(tail_seqs, tail_new, [], group, self._context + group)
 
     # ------------------------------------------------------------ booking
 
@@ -126,21 +106,11 @@ class LockstepScheduler(BatchScheduler):
         self.num_tokens_produced += plan.num_group
         finished = self._pop_finished(g)
         for seq, n in zip(plan.seqs, plan.num_new):
-            seq.num_computed += n
-            if seq.num_computed == seq.num_prompt + seq.num_generated:
-                seq.num_generated += 1
-                self.num_tokens_produced += 1
-                if seq.first_token_s < 0.0:
-                    seq.first_token_s = end_s
-                else:
-                    gap = end_s - seq.last_token_s
-                    if gap > seq.max_itl_s:
-                        seq.max_itl_s = gap
-                seq.last_token_s = end_s
-                if seq.num_generated >= seq.max_output:
-                    finished.append(seq)
-                else:
-                    self._join(seq)
+            booked = self._book(seq, n, end_s)
+            if booked == FINISHED_TOKEN:
+                finished.append(seq)
+            elif booked == TOKEN:
+                self._join(seq)
         self._retire(finished)
         return finished
 
