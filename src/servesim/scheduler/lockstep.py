@@ -340,11 +340,6 @@ class LockstepScheduler(BatchScheduler):
                     total += (end - step) // block + 1
         return total
 
-    @staticmethod
-    def _clean_heap(heap: list) -> None:
-        while heap and (heap[0][2] != heap[0][3].group_epoch or heap[0][3].group_join < 0):
-            heapq.heappop(heap)
-
     def _push_gap(self, step: int, gap: float) -> None:
         self._gaps.push(step, gap)
         self._pushes += 1
