@@ -31,10 +31,11 @@ FinishedCallback = Callable[[list[Sequence], float], None]
 
 # Longest decode stretch (iterations); longer runs continue as further stretches.
 MAX_STRETCH_STEPS = 64
-# Iterations priced ahead at a time.  An arrival usually cuts a stretch after
-# a few iterations, so pricing all of it up front would be wasted work: the
-# stretch is priced in chunks, and its event fires at the end of each priced
-# chunk to price the next (a checkpoint) until the stretch is done.
+# Iterations priced ahead at a time, at least.  An arrival usually cuts a
+# stretch after a few iterations, so pricing all of it up front would be
+# wasted work: the stretch is priced up to the fleet's next arrival (or this
+# many iterations, whichever is more), and its event fires at the end of
+# each priced chunk to price the next (a checkpoint) until it is done.
 PRICE_CHUNK = 8
 
 
@@ -68,9 +69,12 @@ class _Stretch:
         self._kv_base = run.kv0
         self._next_finish = 0
 
-    def price(self, count: int, price_fn: Callable[[int, int], float], horizon: float) -> None:
-        """Price up to ``count`` more iterations (not past ``num_steps``); stop after the first
-        ending beyond ``horizon`` and shorten the stretch to the iterations that end by then."""
+    def price(
+        self, count: int, price_fn: Callable[[int, int], float], horizon: float, until_s: float = 0.0
+    ) -> None:
+        """Price at least ``count`` more iterations, and on until one ends at or after ``until_s``
+        (the next arrival, which may cut the stretch there), never past ``num_steps``.  Stop
+        after the first ending beyond ``horizon`` and shorten the stretch to those ending by then."""
         ends = self.end_s
         run = self.run
         finish_steps, finish_kv = run.finish_steps, run.finish_kv
@@ -78,7 +82,7 @@ class _Stretch:
         stop = min(self.num_steps, j + count)
         end = ends[-1] if ends else self.start_s
         batch, kv_base, nf = self._batch, self._kv_base, self._next_finish
-        while j < stop:
+        while j < stop or (end < until_s and j < self.num_steps):
             # Sequential adds, as an iteration-by-iteration run reads its clock.
             end = end + price_fn(batch, kv_base + batch * j)
             ends.append(end)
@@ -115,6 +119,7 @@ class Replica:
         horizon_s: float | None = None,
         sample_every_s: float = 1.0,
         sampler: Callable[..., None] | None = None,
+        next_arrival: Callable[[], float] | None = None,
     ) -> None:
         self.index = index
         self.loop = loop
@@ -126,6 +131,9 @@ class Replica:
         self._sample_every = sample_every_s
         self._next_sample = 0.0
         self._sampler = sampler
+        # When the fleet's next request arrives (s): a stretch is priced up to
+        # there in one go, since nothing can cut it earlier.
+        self._next_arrival = next_arrival or (lambda: 0.0)
         self._busy = False
         self._wake_pending = False
         self._stretch: _Stretch | None = None
@@ -202,7 +210,7 @@ class Replica:
     def _start_decode(self, plan: BatchPlan, now: float) -> None:
         run = self.scheduler.decode_run(plan, MAX_STRETCH_STEPS if self._stretch_enabled else 1)
         stretch = _Stretch(plan, run, now, self.scheduler.num_waiting)
-        stretch.price(PRICE_CHUNK, self.step_model.decode_time_s, self._horizon)
+        stretch.price(PRICE_CHUNK, self.step_model.decode_time_s, self._horizon, self._next_arrival())
         stretch.token = self.loop.schedule(stretch.event_time_s, STEP_DONE, self._on_stretch_done)
         self._stretch = stretch
 
@@ -231,7 +239,7 @@ class Replica:
         stretch = self._stretch
         if len(stretch.end_s) < stretch.num_steps:
             # A checkpoint: price the next chunk and carry on.
-            stretch.price(PRICE_CHUNK, self.step_model.decode_time_s, self._horizon)
+            stretch.price(PRICE_CHUNK, self.step_model.decode_time_s, self._horizon, self._next_arrival())
             stretch.token = self.loop.schedule(stretch.event_time_s, STEP_DONE, self._on_stretch_done)
             return
         self._stretch = None

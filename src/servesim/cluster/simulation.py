@@ -95,6 +95,7 @@ class Simulation:
                 horizon_s=horizon_s,
                 sample_every_s=timeseries_interval_s,
                 sampler=self.timeseries.append,
+                next_arrival=self._peek_arrival,
             )
             for i in range(num_replicas)
         ]
@@ -114,6 +115,7 @@ class Simulation:
         self._generated = array("q", [0]) * n
         self._num_arrived = 0
         self._num_done = 0
+        self._next_arrival_s = float("inf")  # time of the next arrival event
         self._chunk_start = 0
         self._chunk: tuple[list, list, list, list] = ([], [], [], [])
         # The largest request a replica could ever hold, in tokens.
@@ -123,7 +125,8 @@ class Simulation:
 
     def run(self) -> SimulationOutput:
         if len(self.workload):
-            self.loop.schedule(float(self.workload.arrival_s[0]), ARRIVAL, self._on_arrival)
+            self._next_arrival_s = float(self.workload.arrival_s[0])
+            self.loop.schedule(self._next_arrival_s, ARRIVAL, self._on_arrival)
         self.loop.run(until=self.horizon_s)
         self._record_in_flight()
         n = self._num_arrived
@@ -174,9 +177,13 @@ class Simulation:
             self.replicas[r].submit(seq, now)
         self._num_arrived = i + 1
         if k + 1 < len(arrival):
-            self.loop.schedule(arrival[k + 1], ARRIVAL, self._on_arrival)
+            self._next_arrival_s = arrival[k + 1]
+            self.loop.schedule(self._next_arrival_s, ARRIVAL, self._on_arrival)
         elif i + 1 < len(self.workload):
-            self.loop.schedule(float(self.workload.arrival_s[i + 1]), ARRIVAL, self._on_arrival)
+            self._next_arrival_s = float(self.workload.arrival_s[i + 1])
+            self.loop.schedule(self._next_arrival_s, ARRIVAL, self._on_arrival)
+        else:
+            self._next_arrival_s = float("inf")
         if self.progress is not None and (i & 4095) == 0:
             self.progress.update(now, self._num_done)
 
@@ -191,6 +198,10 @@ class Simulation:
         self._num_done += len(seqs)
 
     # -------------------------------------------------------------- helpers
+
+    def _peek_arrival(self) -> float:
+        """When the next request arrives (inf when none is left)."""
+        return self._next_arrival_s
 
     def _rejection(self, seq: Sequence) -> str:
         """Why a request can never be served by a replica, or '' if it can."""
