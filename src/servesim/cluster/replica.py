@@ -221,13 +221,14 @@ class Replica:
         priced iterations) has not fired yet, so it lies at or after ``now``.
         """
         stretch = self._stretch
-        steps = bisect_left(stretch.end_s, now) + 1
+        ends = stretch.end_s
+        steps = bisect_left(ends, now) + 1
         if steps < stretch.num_steps:
-            before = stretch.event_time_s
             stretch.num_steps = steps
-            if stretch.event_time_s != before:
+            # The event moves only if the cut lands before the priced chunk's end.
+            if steps < len(ends):
                 self.loop.cancel(stretch.token)
-                stretch.token = self.loop.schedule(stretch.event_time_s, STEP_DONE, self._on_stretch_done)
+                stretch.token = self.loop.schedule(ends[steps - 1], STEP_DONE, self._on_stretch_done)
 
     def _on_step_done(self, now: float, payload: tuple[BatchPlan, float]) -> None:
         plan, start = payload
