@@ -126,3 +126,18 @@ def test_a_broken_token_book_raises():
     sim.replicas[0].scheduler.num_tokens_produced += 1
     with pytest.raises(InvariantError, match="token books"):
         check_conservation(out.requests, sim.replicas)
+
+
+def test_rejection_boundaries_are_exact():
+    # max_model_len 100: 90 + 10 fits, 90 + 11 does not.  KV: 4 blocks of 16 =
+    # 64 tokens; a request's peak is prompt + output - 1 tokens: 60 + 5 fits, 60 + 6 does not.
+    reqs = [Request(0.0, 90, 10), Request(0.0, 90, 11)]
+    out, _ = run(reqs, num_blocks=1000, max_model_len=100)
+    assert list(out.requests.reject_reason) == ["", "exceeds_max_model_len"]
+    reqs = [Request(0.0, 60, 5), Request(1.0, 60, 6)]
+    out, _ = run(reqs, num_blocks=4, max_model_len=1000)
+    assert list(out.requests.reject_reason) == ["", "exceeds_kv_capacity"]
+    # Without chunked prefill a recompute must fit one iteration's budget.
+    reqs = [Request(0.0, 30, 11), Request(1.0, 30, 12)]
+    out, _ = run(reqs, num_blocks=1000, chunked_prefill=False, max_num_seqs=4, max_num_batched_tokens=40)
+    assert list(out.requests.reject_reason) == ["", "exceeds_token_budget"]

@@ -120,6 +120,11 @@ class Simulation:
         self._chunk: tuple[list, list, list, list] = ([], [], [], [])
         # The largest request a replica could ever hold, in tokens.
         self._kv_token_capacity = setup.num_kv_blocks * setup.block_size
+        # Requests whose peak KV tokens stay below this pass every check of _rejection.
+        limits = [setup.max_model_len - 1, self._kv_token_capacity]
+        if not setup.scheduler.chunked_prefill:
+            limits.append(setup.scheduler.max_num_batched_tokens)
+        self._fits_everywhere = min(limits) + 1
 
     # ------------------------------------------------------------------ run
 
@@ -205,13 +210,15 @@ class Simulation:
 
     def _rejection(self, seq: Sequence) -> str:
         """Why a request can never be served by a replica, or '' if it can."""
-        total = seq.num_prompt + seq.max_output
-        if total > self.setup.max_model_len:
+        peak = seq.num_prompt + seq.max_output - 1  # tokens in KV at its last iteration
+        if peak < self._fits_everywhere:
+            return ""
+        if peak + 1 > self.setup.max_model_len:
             return "exceeds_max_model_len"
-        if seq.peak_kv_tokens > self._kv_token_capacity:
+        if peak > self._kv_token_capacity:
             return "exceeds_kv_capacity"
         sched = self.setup.scheduler
-        if not sched.chunked_prefill and seq.peak_kv_tokens > sched.max_num_batched_tokens:
+        if not sched.chunked_prefill and peak > sched.max_num_batched_tokens:
             # Without chunking a recompute after preemption must fit one iteration.
             return "exceeds_token_budget"
         return ""
