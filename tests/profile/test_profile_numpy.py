@@ -12,23 +12,11 @@ from servesim.profile import COLUMNS, profile_steps, quick_plan, write_rows
 from servesim.profile.backend import GRAPHS_NEED_CUDA, RowSkipped
 from servesim.profile.numpy_backend import NumpyBackend, decode_attention, prefill_attention
 from servesim.profile.rows import RowSpec
+from tiny_models import TINY
 
 REFERENCE_COLUMNS = [
     "model", "kind", "prefill_lens", "decode_batch", "decode_ctx", "tokens", "graphed", "median_ms", "min_ms", "max_ms",
 ]
-TINY = {
-    "name": "Tiny",
-    "hf_repo": "none/tiny",
-    "attention": "gqa",
-    "num_layers": 2,
-    "hidden_size": 64,
-    "num_heads": 4,
-    "num_kv_heads": 2,
-    "head_dim": 16,
-    "intermediate_size": 128,
-    "vocab_size": 256,
-    "max_context": 4096,
-}
 TINY_MODEL = Catalog.default().with_entries(models={"tiny": TINY}).model("tiny")
 
 

@@ -13,20 +13,8 @@ from servesim.profile.backend import GRAPHS_NEED_CUDA, RowSkipped  # noqa: E402
 from servesim.profile.layout import TokenLayout  # noqa: E402
 from servesim.profile.numpy_backend import decode_attention, prefill_attention  # noqa: E402
 from servesim.profile.rows import RowSpec  # noqa: E402
+from tiny_models import TINY  # noqa: E402
 
-TINY = {
-    "name": "Tiny",
-    "hf_repo": "none/tiny",
-    "attention": "gqa",
-    "num_layers": 2,
-    "hidden_size": 64,
-    "num_heads": 4,
-    "num_kv_heads": 2,
-    "head_dim": 16,
-    "intermediate_size": 128,
-    "vocab_size": 256,
-    "max_context": 4096,
-}
 TINY_MODEL = Catalog.default().with_entries(models={"tiny": TINY}).model("tiny")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
