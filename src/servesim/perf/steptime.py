@@ -291,13 +291,8 @@ class StepTimeModel:
         if graphed:
             overhead = self._graphed_overhead_s
         else:
-            cpu = self._eager_base_s + (shape.num_prefill_seqs + (shape.num_decode_seqs > 0)) * self._eager_per_call_s
-            gpu = work + self._gpu_overhead_s
-            if cpu > gpu:
-                overhead = cpu + self._exposed * gpu - work
-            else:
-                overhead = self._gpu_overhead_s + self._exposed * cpu
-            overhead = overhead + self._fixed_s
+            calls = shape.num_prefill_seqs + (shape.num_decode_seqs > 0)
+            overhead = self._eager_overhead_s(work, calls) + self._fixed_s
         total = gemm + elementwise + prefill + decode + comm + overhead
         return StepTime(gemm, elementwise, prefill, decode, comm, overhead, total, graphed)
 
@@ -318,13 +313,16 @@ class StepTimeModel:
         total = (work + decode_kv_tokens * self._decode_kv_s) + comm
         if self.cuda_graphs:
             return total + self._graphed_overhead_s
-        cpu = self._eager_base_s + 1 * self._eager_per_call_s
-        gpu = total + self._gpu_overhead_s
+        return total + (self._eager_overhead_s(total, 1) + self._fixed_s)
+
+    def _eager_overhead_s(self, work: float, calls: int) -> float:
+        """Time an eager step adds to its GPU ``work`` (s): launches of ``calls`` attention calls
+        per layer on the CPU, overlapped with the GPU's work and per-layer cost."""
+        cpu = self._eager_base_s + calls * self._eager_per_call_s
+        gpu = work + self._gpu_overhead_s
         if cpu > gpu:
-            overhead = cpu + self._exposed * gpu - total
-        else:
-            overhead = self._gpu_overhead_s + self._exposed * cpu
-        return total + (overhead + self._fixed_s)
+            return cpu + self._exposed * gpu - work
+        return self._gpu_overhead_s + self._exposed * cpu
 
     def _decode_constants(self, n: int) -> tuple[float, float]:
         # The same expressions, in the same order, as time_s for a pure-decode shape.
@@ -342,27 +340,11 @@ class StepTimeModel:
         Returns a float64 array of ``decode_kv_tokens``'s shape, seconds.
         """
         kv = np.asarray(decode_kv_tokens)
-        n = num_decode_seqs
-        if n == 0:
-            return np.zeros(kv.shape, dtype=np.float64)
-        # Everything but the KV read is the same for every element: the same
-        # scalar expressions as time_s, then the array tail in its order.
-        work = self._gemm_s(n, n) + n * self._elementwise_s_per_token
-        pairs = 0 * self._pair_s
-        ctx = 0 * self._prefill_kv_s
-        work += pairs if pairs > ctx else ctx
-        total = work + kv * self._decode_kv_s
-        total = total + (n * self._comm_s_per_token + self._comm_fixed_s)
-        if self.cuda_graphs:
-            return total + self._graphed_overhead_s
-        cpu = self._eager_base_s + 1 * self._eager_per_call_s
-        gpu = total + self._gpu_overhead_s
-        overhead = np.where(
-            cpu > gpu,
-            cpu + self._exposed * gpu - total,
-            self._gpu_overhead_s + self._exposed * cpu,
+        # Analysis helper, not the simulator's hot path: the scalar formula
+        # element by element keeps a single definition of the arithmetic.
+        return np.array([self.decode_time_s(num_decode_seqs, int(k)) for k in kv.ravel()], dtype=np.float64).reshape(
+            kv.shape
         )
-        return total + (overhead + self._fixed_s)
 
     def __repr__(self) -> str:
         return (
