@@ -5,6 +5,7 @@ import numpy as np
 from servesim.kvcache.manager import KVCacheManager
 from servesim.scheduler.batch_scheduler import BatchScheduler
 from servesim.scheduler.config import SchedulerConfig
+from servesim.scheduler.lockstep import LockstepScheduler
 from servesim.scheduler.sequence import Sequence
 
 
@@ -106,46 +107,77 @@ def test_priority_policy_admits_urgent_first_and_preempts_least_urgent():
     assert s.waiting.victim_index(running) == 1
 
 
-def test_decode_stretch_limit_stops_at_first_completion():
-    s = make(num_blocks=100)
+def make_lockstep(num_blocks=11, block_size=16, **cfg):
+    return LockstepScheduler(SchedulerConfig(**cfg), KVCacheManager(num_blocks, block_size))
+
+
+def test_decode_run_stops_at_first_completion_when_requests_wait():
+    s = make_lockstep(num_blocks=100, max_num_seqs=2)
+    a, b, c = Sequence(0, 0.0, 10, 7), Sequence(1, 0.0, 10, 4), Sequence(2, 0.0, 10, 4)
+    for q in (a, b, c):
+        s.add(q)
+    s.on_step_done(s.schedule(0.0), 1.0)
+    plan = s.schedule(1.0)
+    assert plan.is_pure_decode and s.num_waiting == 1
+    # b has 3 tokens left: the run is 3 iterations, b finishing in the last;
+    # then c may be admitted.
+    run = s.decode_run(plan, 64)
+    assert (run.max_steps, run.finish_steps, run.finish_seqs) == (3, [2], [b])
+
+
+def test_decode_run_continues_through_completions_when_nobody_waits():
+    s = make_lockstep(num_blocks=100)
     a, b = Sequence(0, 0.0, 10, 7), Sequence(1, 0.0, 10, 4)
     s.add(a)
     s.add(b)
     s.on_step_done(s.schedule(0.0), 1.0)
     plan = s.schedule(1.0)
-    assert plan.is_pure_decode
-    # b has 3 tokens left: the stretch runs 3 iterations, b finishing in the last.
-    assert s.decode_stretch_limit(plan) == 3
+    run = s.decode_run(plan, 64)
+    # b finishes in iteration 2, a (6 tokens left) in iteration 5; the batch
+    # shrinks from 2 to 1 after iteration 2.  KV read in iteration 0: 11 + 11.
+    assert (run.max_steps, run.finish_steps, run.finish_seqs) == (6, [2, 5], [b, a])
+    assert [run.batch(j) for j in range(6)] == [2, 2, 2, 1, 1, 1]
+    assert run.kv0 == 22 and run.finish_kv == [11, 11]
+    assert run.tokens_through(6) == 3 * 2 + 3 * 1
 
 
-def test_decode_stretch_limit_stops_before_blocks_run_out():
-    s = make(num_blocks=3, block_size=16)
+def test_decode_run_stops_before_blocks_run_out():
+    s = make_lockstep(num_blocks=3, block_size=16)
     a = Sequence(0, 0.0, 16, 100)
     s.add(a)
     s.on_step_done(s.schedule(0.0), 1.0)  # 1 block holds the prompt
     plan = s.schedule(1.0)  # token 17 -> 2nd block
     # With 1 free block: cached 16 + k tokens fit in 3 blocks for k <= 32.
-    assert s.decode_stretch_limit(plan) == 32
+    assert s.decode_run(plan, 64).max_steps == 32
 
 
-def test_applying_a_stretch_equals_stepping_one_by_one():
-    def run(stretch):
-        s = make(num_blocks=40)
-        seqs = [Sequence(i, 0.0, 20 + 7 * i, 30 + i) for i in range(3)]
-        for q in seqs:
+def test_applying_a_decode_run_equals_stepping_the_reference_one_by_one():
+    def seqs():
+        return [Sequence(i, 0.0, 20 + 7 * i, 30 + i) for i in range(3)]
+
+    def prime(s, batch):
+        for q in batch:
             s.add(q)
         s.on_step_done(s.schedule(0.0), 0.5)
-        t = 0.5
-        plan = s.schedule(t)
-        k = s.decode_stretch_limit(plan)
-        ends = t + np.cumsum(np.linspace(0.01, 0.02, k))
-        if stretch:
-            s.apply_decode_steps(plan, ends)
-        else:
-            for j in range(k):
-                if j:
-                    plan = s.schedule(float(ends[j - 1]))
-                s.apply_decode_steps(plan, ends[j : j + 1])
-        return [(q.num_generated, q.num_computed, q.last_token_s, q.max_itl_s, s.kv.num_blocks_of(q.rid)) for q in seqs]
+        return s.schedule(0.5)
 
-    assert run(True) == run(False)
+    fast, fast_seqs = make_lockstep(num_blocks=40), seqs()
+    plan = prime(fast, fast_seqs)
+    run = fast.decode_run(plan, 64)
+    ends = (0.5 + np.cumsum(np.linspace(0.01, 0.02, run.max_steps))).tolist()
+    fast.apply_decode_run(plan, run, ends)
+    fast.materialize()
+
+    ref, ref_seqs = make(num_blocks=40), seqs()
+    plan = prime(ref, ref_seqs)
+    for j in range(len(ends)):
+        if j:
+            plan = ref.schedule(ends[j - 1])
+        ref.on_step_done(plan, ends[j])
+
+    def state(s, batch):
+        return [(q.num_generated, q.num_computed, q.last_token_s, q.max_itl_s, s.kv.num_blocks_of(q.rid)) for q in batch]
+
+    # Nobody waits: the run lasts until the last of them (31 tokens left) is done.
+    assert run.max_steps == 31 and run.finish_steps == [28, 29, 30]
+    assert state(fast, fast_seqs) == state(ref, ref_seqs)

@@ -14,15 +14,14 @@ does:
 
 The scheduler decides and keeps counters; it never measures time.  The
 replica asks the performance model for the step's duration and reports the
-step's end through ``on_step_done`` (or ``apply_decode_steps`` for a run of
-identical decode iterations, see ``decode_stretch_limit``).
+step's end through ``on_step_done``.  This is the reference planner: plain,
+one iteration at a time.  ``LockstepScheduler`` makes the same decisions
+faster and foretells runs of decode iterations (``decode_run``).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-
-import numpy as np
 
 from servesim.kvcache.manager import KVCacheManager
 from servesim.perf.batch_shape import BatchShape
@@ -187,119 +186,34 @@ class BatchScheduler:
         seq.last_token_s = end_s
         return FINISHED_TOKEN if seq.num_generated >= seq.max_output else TOKEN
 
-    # ----------------------------------------------------- decode stretches
-
-    def decode_stretch_limit(self, plan: BatchPlan) -> int:
-        """How many consecutive iterations would repeat ``plan`` unchanged (>= 1).
-
-        ``plan`` must be the plan just returned by ``schedule``.  A pure
-        decode plan that holds every running sequence repeats until the first
-        sequence finishes (that iteration included) or until the free KV
-        blocks could not cover one more token for every sequence.  Nothing
-        else can change it: the waiting head was not admitted, and neither
-        the token budget nor the free blocks grow while it repeats.  Arrivals
-        are the replica's concern (it cuts the stretch short).
-        """
-        if not plan.is_pure_decode or plan.preempted or len(plan.seqs) != len(self.running):
-            return 1
-        seqs = plan.seqs
-        limit = min(s.max_output - s.num_generated for s in seqs)
-        if limit <= 1:
-            return 1
-        # Tokens in cache before this iteration, and blocks held after its allocation.
-        kv = self.kv
-        free = kv.num_free_blocks
-        block = kv.block_size
-        # Cheap bound first: each sequence needs at most ceil(limit / block)
-        # more blocks than it holds now.
-        if free >= len(seqs) * (-(-limit // block)):
-            return limit
-        cached = np.fromiter((s.num_computed for s in seqs), np.int64, len(seqs))
-        held = np.fromiter((kv.num_blocks_of(s.rid) for s in seqs), np.int64, len(seqs))
-
-        def extra_blocks(k: int) -> int:
-            # Blocks beyond those held that k iterations need: iteration j
-            # (0-based) stores cached + j + 1 tokens.
-            need = -(-(cached + k) // block) - held
-            return int(need[need > 0].sum())
-
-        if extra_blocks(limit) <= free:
-            return limit
-        lo, hi = 1, limit  # extra_blocks(lo) == 0 <= free; extra_blocks(hi) > free
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if extra_blocks(mid) <= free:
-                lo = mid
-            else:
-                hi = mid
-        return lo
-
-    def stretch_blocks_used(self, plan: BatchPlan, num_steps: int) -> int:
-        """KV blocks in use once ``num_steps`` iterations of a pure decode ``plan`` hold their tokens.
-
-        Call before ``apply_decode_steps``: that is the pool's state when the
-        ``num_steps``-th iteration (1-based) has been planned.
-        """
-        kv = self.kv
-        block = kv.block_size
-        extra = 0
-        for seq in plan.seqs:
-            need = -(-(seq.num_computed + num_steps) // block) - kv.num_blocks_of(seq.rid)
-            if need > 0:
-                extra += need
-        return kv.num_used_blocks + extra
+    # ----------------------------------------------------- decode runs
+    # The reference planner never looks ahead: every decode run it reports
+    # is one iteration, so the replica books iterations one by one.
+    # ``LockstepScheduler`` overrides these three to foretell longer runs.
 
     def decode_run(self, plan: BatchPlan, max_steps: int) -> DecodeRun:
-        """The iterations ``plan`` repeats unchanged, at most ``max_steps`` (see ``decode_stretch_limit``)."""
-        steps = min(self.decode_stretch_limit(plan), max_steps) if max_steps > 1 else 1
-        finishing = [s for s in plan.seqs if s.max_output - s.num_generated == steps]
+        """The single iteration ``plan`` (see ``DecodeRun``)."""
+        finishing = [s for s in plan.seqs if s.max_output - s.num_generated == 1]
         return DecodeRun(
-            steps,
+            1,
             len(plan.seqs),
             plan.shape.decode_kv_tokens,
-            [steps - 1] * len(finishing),
+            [0] * len(finishing),
             finishing,
             [s.num_computed + 1 for s in finishing],
         )
 
     def apply_decode_run(self, plan: BatchPlan, run: DecodeRun, end_s: list[float]) -> list[Sequence]:
         """Book the first ``len(end_s)`` iterations of ``run``; returns the sequences that finished."""
-        return self.apply_decode_steps(plan, end_s)
+        if len(end_s) != 1:
+            raise AssertionError(f"the reference scheduler books one iteration at a time, not {len(end_s)}")
+        return self.on_step_done(plan, end_s[0])
 
     def run_blocks_used(self, plan: BatchPlan, run: DecodeRun, num_steps: int) -> int:
         """KV blocks in use once iteration ``num_steps - 1`` of ``run`` is planned."""
-        return self.stretch_blocks_used(plan, num_steps)
-
-    def apply_decode_steps(self, plan: BatchPlan, end_s: np.ndarray) -> list[Sequence]:
-        """Apply ``len(end_s)`` repetitions of a pure decode ``plan``, ending at ``end_s``.
-
-        Equivalent, sequence by sequence, to calling ``schedule`` and
-        ``on_step_done`` once per iteration; ``len(end_s)`` must not exceed
-        ``decode_stretch_limit(plan)``.  Returns the sequences that finished.
-        """
-        steps = len(end_s)
-        first_end = float(end_s[0])
-        last_end = float(end_s[-1])
-        # Longest gap inside the stretch: consecutive iterations' ends.
-        inner_gap = float(np.max(np.diff(end_s))) if steps > 1 else 0.0
-        kv = self.kv
-        finished: list[Sequence] = []
-        for seq in plan.seqs:
-            seq.num_computed += steps
-            if steps > 1 and not kv.allocate_slots(seq.rid, seq.num_computed):
-                raise AssertionError(f"decode stretch of {steps} steps ran out of KV blocks for {seq!r}")
-            seq.num_generated += steps
-            self.num_tokens_produced += steps
-            gap = first_end - seq.last_token_s
-            if inner_gap > gap:
-                gap = inner_gap
-            if gap > seq.max_itl_s:
-                seq.max_itl_s = gap
-            seq.last_token_s = last_end
-            if seq.num_generated >= seq.max_output:
-                finished.append(seq)
-        self._retire(finished)
-        return finished
+        if num_steps != 1:
+            raise AssertionError("the reference scheduler's runs have one iteration")
+        return self.kv.num_used_blocks
 
     def materialize(self) -> None:
         """Bring every sequence's counters and times up to date (they always are here)."""

@@ -200,19 +200,15 @@ class LockstepScheduler(BatchScheduler):
         self._context += run.batch0 * steps  # as if every member stayed; leavers correct it
         self.num_tokens_produced += run.tokens_through(steps)
         finished: list[Sequence] = []
-        if run.finish_steps and run.finish_steps[0] < steps:
-            largest = _running_largest_gap(previous_end, end_s)
-            for j, seq in zip(run.finish_steps, run.finish_seqs):
-                if j >= steps:
-                    break
-                self._leave(seq, at_step=g + j + 1, last_end_s=end_s[j], run_gap=largest[j])
-                finished.append(seq)
-            gap = largest[-1]
-        else:
-            gap = _largest_gap(previous_end, end_s)
+        largest = _running_largest_gap(previous_end, end_s)
+        for j, seq in zip(run.finish_steps, run.finish_seqs):
+            if j >= steps:
+                break
+            self._leave(seq, at_step=g + j + 1, last_end_s=end_s[j], run_gap=largest[j])
+            finished.append(seq)
         # Members joined at run starts only, so one gap entry (the run's
         # largest) at its first step answers every later query.
-        self._push_gap(g, gap)
+        self._push_gap(g, largest[-1])
         self._retire(finished)
         return finished
 
@@ -361,18 +357,6 @@ class LockstepScheduler(BatchScheduler):
         if seq.group_join >= 0:
             self._leave(seq)
         super()._preempt(seq)
-
-
-def _largest_gap(previous_end_s: float, end_s) -> float:
-    """Largest difference between consecutive ends, the first taken from ``previous_end_s``."""
-    largest = end_s[0] - previous_end_s
-    prev = end_s[0]
-    for end in end_s[1:]:
-        gap = end - prev
-        if gap > largest:
-            largest = gap
-        prev = end
-    return largest
 
 
 def _running_largest_gap(previous_end_s: float, end_s) -> list[float]:
