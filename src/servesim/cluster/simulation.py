@@ -83,36 +83,9 @@ class Simulation:
         self.progress = progress
         self.timeseries = TimeSeriesBuilder()
         self.replicas = [
-            Replica(
-                i,
-                self.loop,
-                (LockstepScheduler if fast_path else BatchScheduler)(
-                    setup.scheduler, KVCacheManager(setup.num_kv_blocks, setup.block_size)
-                ),
-                step_model,
-                self._on_finished,
-                fast_path=fast_path,
-                horizon_s=horizon_s,
-                sample_every_s=timeseries_interval_s,
-                sampler=self.timeseries.append,
-                next_arrival=self._peek_arrival,
-            )
-            for i in range(num_replicas)
+            self._make_replica(i, step_model, fast_path, timeseries_interval_s) for i in range(num_replicas)
         ]
-        # Result columns as typed arrays (8 bytes or less per value, not a
-        # Python object each): ten million requests fit in well under 1 GB,
-        # and numpy views them without a copy at the end.
-        n = len(workload)
-        nan = float("nan")
-        self._replica = array("q", [-1]) * n
-        self._status = array("b", [IN_FLIGHT]) * n
-        self._reason = array("b", [0]) * n  # index into REJECT_REASONS
-        self._first_sched = array("d", [nan]) * n
-        self._first_token = array("d", [nan]) * n
-        self._finish = array("d", [nan]) * n
-        self._max_itl = array("d", [nan]) * n
-        self._preempt = array("q", [0]) * n
-        self._generated = array("q", [0]) * n
+        self._allocate_results(len(workload))
         self._num_arrived = 0
         self._num_done = 0
         self._next_arrival_s = float("inf")  # time of the next arrival event
@@ -125,6 +98,39 @@ class Simulation:
         if not setup.scheduler.chunked_prefill:
             limits.append(setup.scheduler.max_num_batched_tokens)
         self._fits_everywhere = min(limits) + 1
+
+    def _make_replica(self, index: int, step_model, fast_path: bool, sample_every_s: float) -> Replica:
+        setup = self.setup
+        scheduler = (LockstepScheduler if fast_path else BatchScheduler)(
+            setup.scheduler, KVCacheManager(setup.num_kv_blocks, setup.block_size)
+        )
+        return Replica(
+            index,
+            self.loop,
+            scheduler,
+            step_model,
+            self._on_finished,
+            fast_path=fast_path,
+            horizon_s=self.horizon_s,
+            sample_every_s=sample_every_s,
+            sampler=self.timeseries.append,
+            next_arrival=self._peek_arrival,
+        )
+
+    def _allocate_results(self, n: int) -> None:
+        """Result columns as typed arrays (8 bytes or less per value, not a
+        Python object each): ten million requests fit in well under 1 GB, and
+        numpy views them without a copy at the end."""
+        nan = float("nan")
+        self._replica = array("q", [-1]) * n
+        self._status = array("b", [IN_FLIGHT]) * n
+        self._reason = array("b", [0]) * n  # index into REJECT_REASONS
+        self._first_sched = array("d", [nan]) * n
+        self._first_token = array("d", [nan]) * n
+        self._finish = array("d", [nan]) * n
+        self._max_itl = array("d", [nan]) * n
+        self._preempt = array("q", [0]) * n
+        self._generated = array("q", [0]) * n
 
     # ------------------------------------------------------------------ run
 
