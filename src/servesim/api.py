@@ -75,8 +75,12 @@ def build_catalog(config: ScenarioConfig) -> Catalog:
 
 def build_deployment(config: ScenarioConfig, catalog: Catalog | None = None) -> Deployment:
     """Resolve the model and GPU, plan memory (raises ``DeploymentError`` if it does not fit)."""
+    return _build_deployment(_calibrated(config), catalog)
+
+
+def _build_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deployment:
+    """``build_deployment`` for a config whose calibration is already applied."""
     catalog = catalog or build_catalog(config)
-    config = _calibrated(config)
     cluster = config.cluster
     model = catalog.model(cluster.model)
     hardware = catalog.hardware(cluster.hardware)
@@ -131,7 +135,7 @@ def simulate(
     # writes) holds the parameters the run used.
     config = _calibrated(_as_config(config))
     started = time.perf_counter()
-    deployment = build_deployment(config)
+    deployment = _build_deployment(config, None)
     if workload is None:
         workload = build_workload(config.workload, RandomStreams(config.seed))
     bar = progress(len(workload)) if progress is not None else None
