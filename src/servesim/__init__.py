@@ -15,6 +15,11 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# Route imports of the compiled core to its sources when they are stale (see _compiled).
+from servesim import _compiled  # noqa: E402
+
+_compiled.install()
+
 _EXPORTS = {
     "simulate": "servesim.api",
     "Result": "servesim.api",

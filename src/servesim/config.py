@@ -30,7 +30,8 @@ from typing import Any, Iterable
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from servesim.cluster.routers import RouterConfig
+from servesim import yaml_text
+from servesim.cluster.router_config import RouterConfig
 from servesim.errors import ConfigError
 from servesim.metrics.config import SloTargets
 from servesim.perf.dtypes import KvCacheDtype, WeightDtype
@@ -173,7 +174,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     if not sep or not key.strip():
         raise ConfigError(f"override {item!r}: expected KEY.PATH=VALUE, e.g. cluster.num_replicas=4")
     try:
-        value = yaml.safe_load(text)
+        value = yaml_text.safe_load(text)
     except yaml.YAMLError:
         value = text
     parts = key.strip().split(".")
@@ -251,7 +252,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as err:
         raise ConfigError(f"cannot read scenario file {path}: {err.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml_text.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -8,9 +8,10 @@ protocol, never the scheduler internals.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, Sequence as Seq
+from typing import TYPE_CHECKING, Protocol, Sequence as Seq
 
-from pydantic import BaseModel, ConfigDict, Field
+if TYPE_CHECKING:
+    from servesim.cluster.router_config import RouterConfig
 
 
 class ReplicaView(Protocol):
@@ -61,17 +62,6 @@ ROUTERS: dict[str, type] = {
     "round_robin": RoundRobinRouter,
     "least_outstanding": LeastOutstandingRouter,
 }
-
-
-class RouterConfig(BaseModel):
-    """How arriving requests are spread over replicas."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    policy: Literal["round_robin", "least_outstanding"] = Field(
-        "least_outstanding",
-        description="'round_robin': replicas in turn; 'least_outstanding': fewest waiting+running requests, ties to the lowest index.",
-    )
 
 
 def make_router(config: RouterConfig) -> Router:

@@ -9,6 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+# The fields, in constructor order.
+_FIELDS = (
+    "num_tokens",
+    "num_seqs",
+    "num_prefill_seqs",
+    "prefill_attn_pairs",
+    "prefill_kv_tokens",
+    "num_decode_seqs",
+    "decode_kv_tokens",
+)
+
 
 class BatchShape:
     """Token and attention counts of one step (all sequences of the batch).
@@ -25,15 +36,7 @@ class BatchShape:
         context lengths including the new token.
     """
 
-    __slots__ = (
-        "num_tokens",
-        "num_seqs",
-        "num_prefill_seqs",
-        "prefill_attn_pairs",
-        "prefill_kv_tokens",
-        "num_decode_seqs",
-        "decode_kv_tokens",
-    )
+    __slots__ = _FIELDS
 
     def __init__(
         self,
@@ -94,7 +97,7 @@ class BatchShape:
         return self.num_prefill_seqs == 0
 
     def _key(self) -> tuple[int, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return tuple(getattr(self, name) for name in _FIELDS)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BatchShape):
@@ -105,5 +108,5 @@ class BatchShape:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)}" for name in self.__slots__)
+        fields = ", ".join(f"{name}={getattr(self, name)}" for name in _FIELDS)
         return f"BatchShape({fields})"

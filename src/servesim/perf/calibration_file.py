@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from servesim import yaml_text
 from servesim.errors import ConfigError
 from servesim.perf.steptime_params import FIELD_UNITS, StepTimeParams
 
@@ -76,7 +77,7 @@ def load_calibration(path: str | PathLike[str]) -> Calibration:
     """Read a calibration file; ``ConfigError`` naming the file and field on any problem."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml_text.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise ConfigError(f"cannot read calibration file {path}: {err.strerror or err}") from None
     except yaml.YAMLError:

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from servesim import yaml_text
 from servesim.errors import CatalogError
 from servesim.perf.hardware_spec import HardwareSpec
 from servesim.perf.model_spec import ModelSpec
@@ -126,7 +127,7 @@ def _unknown(kind: str, key: object, known: Mapping[str, object]) -> str:
 def _load_yaml_text(text: str, where: str) -> dict[str, Any]:
     """Parse one catalog file into its sections; ``CatalogError`` on bad shape."""
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml_text.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

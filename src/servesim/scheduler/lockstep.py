@@ -77,7 +77,7 @@ class LockstepScheduler(BatchScheduler):
             tail_new.append(n)
             budget -= n
             blocks += kv.blocks_for(seq.num_computed + n) - kv.num_blocks_of(seq.rid)
-        if blocks > kv.num_free_blocks or (tail and any(s.group_join >= 0 for s in tail)):
+        if blocks > kv.num_free_blocks or _any_member(tail):
             # Some sequence must be preempted (or members are not the head of
             # the running list): plan this iteration the reference way.
             for entry in due:
@@ -340,7 +340,7 @@ class LockstepScheduler(BatchScheduler):
         self._gaps.push(step, gap)
         self._pushes += 1
         if self._pushes % _PRUNE_EVERY == 0 and self._members:
-            self._gaps.forget_before(min(s.group_join for s in self._members.values()))
+            self._gaps.forget_before(_earliest_join(self._members.values()))
 
     def _retire(self, finished: list[Sequence]) -> None:
         if not finished:
@@ -372,6 +372,19 @@ def _running_largest_gap(previous_end_s: float, end_s) -> list[float]:
         out.append(largest)
         prev = end
     return out
+
+
+def _any_member(seqs) -> bool:
+    """True when one of ``seqs`` is in the lockstep group."""
+    for seq in seqs:
+        if seq.group_join >= 0:
+            return True
+    return False
+
+
+def _earliest_join(members) -> int:
+    """The smallest join step of the (non-empty) ``members``."""
+    return min([seq.group_join for seq in members])
 
 
 def _finish_step(seq: Sequence) -> int:

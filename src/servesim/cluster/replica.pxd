@@ -1,0 +1,55 @@
+# Cython declarations for replica.py (see setup.py): C-typed fields and
+# locals for the compiled core.  The .py file stays the one definition of
+# behaviour; these only say what type each field and local holds.
+
+cimport cython
+
+from servesim.core.events cimport EventLoop
+from servesim.scheduler.batch_scheduler cimport BatchPlan, BatchScheduler, DecodeRun
+from servesim.scheduler.sequence cimport Sequence
+
+
+cdef class _Stretch:
+    cdef public BatchPlan plan
+    cdef public DecodeRun run
+    cdef public double start_s
+    cdef public list end_s
+    cdef public long num_steps
+    cdef public long token
+    cdef public long num_waiting
+    cdef public long _batch
+    cdef public long _kv_base
+    cdef public long _next_finish
+
+    @cython.locals(ends=list, run=DecodeRun, finish_steps=list, finish_kv=list, j=long, stop=long,
+                   end=double, batch=long, kv_base=long, nf=long, num_finish=long)
+    cpdef price(self, long count, object price_fn, double horizon, double until_s=*)
+
+
+cdef class Replica:
+    cdef public long index
+    cdef public EventLoop loop
+    cdef public BatchScheduler scheduler
+    cdef public object step_model
+    cdef public object _on_finished
+    cdef public bint _stretch_enabled
+    cdef public double _horizon
+    cdef public double _sample_every
+    cdef public double _next_sample
+    cdef public object _sampler
+    cdef public object _next_arrival
+    cdef public bint _busy
+    cdef public bint _wake_pending
+    cdef public _Stretch _stretch
+    cdef public long _outstanding
+    cdef public long num_steps
+    cdef public double busy_time_s
+
+    cpdef submit(self, Sequence seq, double now)
+    @cython.locals(plan=BatchPlan, end=double)
+    cpdef _start_step(self, double now)
+    @cython.locals(run=DecodeRun, stretch=_Stretch)
+    cpdef _start_decode(self, BatchPlan plan, double now)
+    @cython.locals(stretch=_Stretch, ends=list, steps=long)
+    cpdef _cut_stretch(self, double now)
+    cpdef _finish(self, list finished, double now)

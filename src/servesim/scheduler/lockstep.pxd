@@ -1,0 +1,59 @@
+# Cython declarations for lockstep.py (see setup.py): C-typed fields and
+# locals for the compiled core.  The .py file stays the one definition of
+# behaviour; these only say what type each field and local holds.
+
+cimport cython
+
+from servesim.kvcache.manager cimport KVCacheManager
+from servesim.perf.batch_shape cimport BatchShape
+from servesim.scheduler.batch_scheduler cimport BatchPlan, BatchScheduler, DecodeRun
+from servesim.scheduler.sequence cimport Sequence
+from servesim.scheduler.suffix_max cimport SuffixMax
+
+
+cdef class LockstepScheduler(BatchScheduler):
+    cdef public long step_index
+    cdef public dict _members
+    cdef public long _context
+    cdef public list _finish_heap
+    cdef public list _block_heap
+    cdef public SuffixMax _gaps
+    cdef public double _last_end_s
+    cdef public long _pushes
+
+    @cython.locals(members=dict, running=list, budget=long, heap=list, kv=KVCacheManager, blocks=long,
+                   seq=Sequence, n=long, group=long, tail_seqs=list, tail_new=list)
+    cpdef BatchPlan schedule(self, double now)
+    @cython.locals(g=long, seq=Sequence, n=long, booked=long, finished=list)
+    cpdef list on_step_done(self, BatchPlan plan, double end_s)
+    @cython.locals(shape=BatchShape, g=long, cap=long, steps=long, finishing=list)
+    cpdef DecodeRun decode_run(self, BatchPlan plan, long max_steps)
+    @cython.locals(heap=list, valid=list)
+    cpdef list _finishing_through(self, long last_step)
+    @cython.locals(g=long, free=long, lo=long, hi=long, mid=long)
+    cpdef long _kv_limit(self, long cap) except? -1
+    @cython.locals(steps=long, g=long, last=long, previous_end=double, j=long, seq=Sequence,
+                   finished=list, largest=list)
+    cpdef list apply_decode_run(self, BatchPlan plan, DecodeRun run, list end_s)
+    @cython.locals(join=long, epoch=long, last_step=long, need=long)
+    cpdef _join(self, Sequence seq)
+    @cython.locals(g=long, at=long, done=long)
+    cpdef _leave(self, Sequence seq, object at_step=*, object last_end_s=*, double run_gap=*)
+    @cython.locals(heap=list, finished=list, epoch=long, seq=Sequence)
+    cpdef list _pop_finished(self, long last_step)
+    @cython.locals(heap=list, due=list, entry=tuple)
+    cpdef list _pop_due(self, long step)
+    @cython.locals(step=long, rid=long, epoch=long, seq=Sequence)
+    cpdef _grant_block(self, tuple entry)
+    @cython.locals(heap=list, block=long, step=long, rid=long, epoch=long, seq=Sequence)
+    cpdef _grant_due_through(self, long last_step)
+    @cython.locals(block=long, total=long, step=long, rid=long, epoch=long, seq=Sequence, end=long)
+    cpdef long _blocks_needed(self, long first_step, long last_step) except? -1
+    cpdef _push_gap(self, long step, double gap)
+    cpdef _retire(self, list finished)
+
+
+@cython.locals(out=list, largest=double, prev=double, end=double, gap=double)
+cpdef list _running_largest_gap(double previous_end_s, list end_s)
+
+cpdef long _finish_step(Sequence seq) except? -1
