@@ -33,8 +33,8 @@ _MANIFEST = _PACKAGE_DIR / "_compiled_manifest.json"
 _STATUS: dict[str, str] = {}
 
 
-def _source_path(module: str) -> Path:
-    return _PACKAGE_DIR.joinpath(*module.split(".")[1:]).with_suffix(".py")
+def _source_path(module: str, package_dir: Path = _PACKAGE_DIR) -> Path:
+    return package_dir.joinpath(*module.split(".")[1:]).with_suffix(".py")
 
 
 def source_digest(source: Path) -> str:
@@ -49,9 +49,23 @@ def source_digest(source: Path) -> str:
     return digest.hexdigest()
 
 
-def _has_extension(module: str) -> bool:
-    src = _source_path(module)
+def _has_extension(module: str, package_dir: Path) -> bool:
+    src = _source_path(module, package_dir)
     return any(src.parent.glob(src.stem + ".*.so")) or any(src.parent.glob(src.stem + ".*.pyd"))
+
+
+def decide(manifest: dict[str, str], package_dir: Path, pure: bool) -> tuple[str | None, list[str]]:
+    """Whether the compiled core can run: ``(None, [])`` if so, else ``(why not, stale modules)``.
+
+    ``manifest`` maps each compiled module to the digest of the sources it
+    was built from; ``package_dir`` is the ``servesim`` package folder.
+    """
+    if not all(_has_extension(module, package_dir) for module in manifest):
+        return "source (no extension built)", []
+    if pure:
+        return "source (SERVESIM_PURE_PYTHON)", []
+    stale = [m for m, digest in manifest.items() if source_digest(_source_path(m, package_dir)) != digest]
+    return ("source (edited since the build)", stale) if stale else (None, [])
 
 
 class _SourceFirst:
@@ -84,16 +98,11 @@ def install() -> None:
         manifest = json.loads(_MANIFEST.read_text())["modules"]
     except (OSError, ValueError, KeyError):
         return  # a pure-Python install: nothing was compiled
-    if not all(_has_extension(module) for module in manifest):
-        reason = "source (no extension built)"
-    elif pure_python_requested():
-        reason = "source (SERVESIM_PURE_PYTHON)"
-    else:
-        stale = [m for m, digest in manifest.items() if source_digest(_source_path(m)) != digest]
-        if not stale:
-            _STATUS.update(dict.fromkeys(manifest, "compiled"))
-            return
-        reason = "source (edited since the build)"
+    reason, stale = decide(manifest, _PACKAGE_DIR, pure_python_requested())
+    if reason is None:
+        _STATUS.update(dict.fromkeys(manifest, "compiled"))
+        return
+    if stale:
         warnings.warn(
             f"servesim: {', '.join(stale)} changed since the compiled core was built; running the core as "
             "Python (same results, slower). Rebuild with `pip install -e .`.",

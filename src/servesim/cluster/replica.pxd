@@ -46,6 +46,8 @@ cdef class Replica:
     cdef public double busy_time_s
 
     cpdef submit(self, Sequence seq, double now)
+    @cython.locals(count=long, stretch=_Stretch, now=double, ends=list, j=long)
+    cpdef long _outstanding_now(self) except? -1
     @cython.locals(plan=BatchPlan, end=double)
     cpdef _start_step(self, double now)
     @cython.locals(run=DecodeRun, stretch=_Stretch)

@@ -161,6 +161,9 @@ class Replica:
         Sequences finishing inside a decode stretch in flight are booked when
         it ends; those whose last iteration ended before now are already done.
         """
+        return self._outstanding_now()
+
+    def _outstanding_now(self) -> int:
         count = self._outstanding
         stretch = self._stretch
         if stretch is not None and stretch.run.finish_steps:

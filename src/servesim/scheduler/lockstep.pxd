@@ -50,6 +50,7 @@ cdef class LockstepScheduler(BatchScheduler):
     @cython.locals(block=long, total=long, step=long, rid=long, epoch=long, seq=Sequence, end=long)
     cpdef long _blocks_needed(self, long first_step, long last_step) except? -1
     cpdef _push_gap(self, long step, double gap)
+    @cython.locals(running=list, i=Py_ssize_t)
     cpdef _retire(self, list finished)
 
 

@@ -347,11 +347,17 @@ class LockstepScheduler(BatchScheduler):
             return
         for seq in finished:
             self.kv.free(seq.rid)
+        running = self.running
         if len(finished) == 1:
-            self.running.remove(finished[0])
+            # By identity: list.remove would call == on every sequence before it.
+            gone = finished[0]
+            for i in range(len(running)):
+                if running[i] is gone:
+                    del running[i]
+                    break
         else:
-            gone = {id(s) for s in finished}
-            self.running = [s for s in self.running if id(s) not in gone]
+            gone_ids = {id(s) for s in finished}
+            self.running = [s for s in running if id(s) not in gone_ids]
 
     def _preempt(self, seq: Sequence) -> None:
         if seq.group_join >= 0:
