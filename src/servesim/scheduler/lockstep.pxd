@@ -16,19 +16,20 @@ cdef class LockstepScheduler(BatchScheduler):
     cdef public dict _members
     cdef public long _context
     cdef public list _finish_heap
-    cdef public list _block_heap
+    cdef public long _block
+    cdef public list _phases
     cdef public SuffixMax _gaps
     cdef public double _last_end_s
     cdef public long _pushes
 
-    @cython.locals(members=dict, running=list, budget=long, heap=list, kv=KVCacheManager, blocks=long,
+    @cython.locals(members=dict, running=list, budget=long, due=list, kv=KVCacheManager, blocks=long,
                    seq=Sequence, n=long, group=long, tail_seqs=list, tail_new=list)
     cpdef BatchPlan schedule(self, double now)
     @cython.locals(g=long, seq=Sequence, n=long, booked=long, finished=list)
     cpdef list on_step_done(self, BatchPlan plan, double end_s)
     @cython.locals(shape=BatchShape, g=long, cap=long, steps=long, finishing=list)
     cpdef DecodeRun decode_run(self, BatchPlan plan, long max_steps)
-    @cython.locals(heap=list, valid=list)
+    @cython.locals(heap=list, n=Py_ssize_t, found=list, stack=list, i=Py_ssize_t, child=Py_ssize_t, entry=tuple)
     cpdef list _finishing_through(self, long last_step)
     @cython.locals(g=long, free=long, lo=long, hi=long, mid=long)
     cpdef long _kv_limit(self, long cap) except? -1
@@ -41,13 +42,14 @@ cdef class LockstepScheduler(BatchScheduler):
     cpdef _leave(self, Sequence seq, object at_step=*, object last_end_s=*, double run_gap=*)
     @cython.locals(heap=list, finished=list, epoch=long, seq=Sequence)
     cpdef list _pop_finished(self, long last_step)
-    @cython.locals(heap=list, due=list, entry=tuple)
-    cpdef list _pop_due(self, long step)
-    @cython.locals(step=long, rid=long, epoch=long, seq=Sequence)
-    cpdef _grant_block(self, tuple entry)
-    @cython.locals(heap=list, block=long, step=long, rid=long, epoch=long, seq=Sequence)
+    @cython.locals(bucket=list, live=list, epoch=long, seq=Sequence)
+    cpdef list _live(self, long phase)
+    @cython.locals(due=list, seq=Sequence)
+    cpdef list _due_at(self, long step)
+    cpdef _grant_block(self, Sequence seq)
+    @cython.locals(first=long, block=long, kv=KVCacheManager, p=long, seq=Sequence, end=long)
     cpdef _grant_due_through(self, long last_step)
-    @cython.locals(block=long, total=long, step=long, rid=long, epoch=long, seq=Sequence, end=long)
+    @cython.locals(block=long, total=long, phase=long, seq=Sequence, end=long)
     cpdef long _blocks_needed(self, long first_step, long last_step) except? -1
     cpdef _push_gap(self, long step, double gap)
     @cython.locals(running=list, i=Py_ssize_t)

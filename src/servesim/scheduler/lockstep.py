@@ -12,9 +12,10 @@ follow from one replica-wide step index:
     generated(g) = generated0 + (g - join)
 
 for a sequence that joined the *decode group* at step ``join``.  The
-scheduler keeps group aggregates (size, total context) and two heaps keyed
-by step index: when each member finishes and when it needs its next KV
-block.  Its longest inter-token gap is the largest step gap since it joined,
+scheduler keeps group aggregates (size, total context), a heap of when
+each member finishes, and when each needs its next KV block: every
+``block_size`` steps, so members sit in ``block_size`` buckets by the phase
+of that step.  Its longest inter-token gap is the largest step gap since it joined,
 read from a ``SuffixMax`` of step gaps.  Planning, booking an iteration and
 booking a decode stretch then cost O(log n) per finishing sequence and per
 block boundary, not O(batch).
@@ -49,7 +50,9 @@ class LockstepScheduler(BatchScheduler):
         self._members: dict[int, Sequence] = {}  # rid -> member, in join order
         self._context = 0  # sum of members' computed tokens at step_index
         self._finish_heap: list[tuple[int, int, int, Sequence]] = []  # (last step, rid, epoch, seq)
-        self._block_heap: list[tuple[int, int, int, Sequence]] = []  # (step needing a block, rid, epoch, seq)
+        self._block = kv.block_size
+        # Bucket p: (epoch, member) for members whose group_next_block % block_size == p.
+        self._phases: list[list[tuple[int, Sequence]]] = [[] for _ in range(kv.block_size)]
         self._gaps = SuffixMax()  # step index -> gap between that step's end and the previous one's
         self._last_end_s = 0.0
         self._pushes = 0
@@ -61,8 +64,7 @@ class LockstepScheduler(BatchScheduler):
         running = self.running
         tail = running[len(members):] if len(running) > len(members) else ()
         budget = self._max_tokens - len(members)
-        heap = self._block_heap
-        due = self._pop_due(self.step_index) if heap and heap[0][0] <= self.step_index else ()
+        due = self._due_at(self.step_index)
         kv = self.kv
         blocks = len(due)
         tail_seqs: list[Sequence] = []
@@ -80,12 +82,10 @@ class LockstepScheduler(BatchScheduler):
         if blocks > kv.num_free_blocks or _any_member(tail):
             # Some sequence must be preempted (or members are not the head of
             # the running list): plan this iteration the reference way.
-            for entry in due:
-                heapq.heappush(self._block_heap, entry)
             self.materialize()
             return BatchScheduler.schedule(self, now)
-        for entry in due:
-            self._grant_block(entry)
+        for seq in due:
+            self._grant_block(seq)
         for seq, n in zip(tail_seqs, tail_new):
             kv.allocate_slots(seq.rid, seq.num_computed + n)
         if len(self.waiting):
@@ -154,17 +154,29 @@ class LockstepScheduler(BatchScheduler):
         return [seq.group_computed0 + (g - seq.group_join) + 1 for seq in seqs]
 
     def _finishing_through(self, last_step: int) -> list[tuple[int, Sequence]]:
-        """Valid (finish step, member) pairs up to ``last_step``, in order; the heap is left as it was."""
+        """Valid (finish step, member) pairs up to ``last_step``, in order; the heap is not changed.
+
+        The entries at or before ``last_step`` form a subtree at the heap's
+        root (a parent is never later than its children), so a walk from the
+        root finds them without popping.
+        """
         heap = self._finish_heap
-        valid = []
-        while heap and heap[0][0] <= last_step:
-            entry = heapq.heappop(heap)
-            # Entries of members that already left are dropped for good here.
+        n = len(heap)
+        found = []
+        stack = [0] if n and heap[0][0] <= last_step else []
+        while stack:
+            i = stack.pop()
+            entry = heap[i]
             if entry[2] == entry[3].group_epoch and entry[3].group_join >= 0:
-                valid.append(entry)
-        for entry in valid:
-            heapq.heappush(heap, entry)
-        return [(e[0], e[3]) for e in valid]
+                found.append(entry)
+            child = 2 * i + 1
+            if child < n and heap[child][0] <= last_step:
+                stack.append(child)
+            if child + 1 < n and heap[child + 1][0] <= last_step:
+                stack.append(child + 1)
+        # (step, rid) is unique among members, so sorting never compares sequences.
+        found.sort()
+        return [(e[0], e[3]) for e in found]
 
     def _kv_limit(self, cap: int) -> int:
         """Largest run length <= ``cap`` whose members' new blocks fit in the free blocks."""
@@ -218,15 +230,14 @@ class LockstepScheduler(BatchScheduler):
         step = self.step_index + num_steps - 1
         block = self.kv.block_size
         used = self.kv.num_used_blocks
-        for need, rid, epoch, seq in self._block_heap:
-            if epoch != seq.group_epoch or seq.group_join < 0:
-                continue
-            if _finish_step(seq) < step:
-                # Finished (and freed) by then; the blocks it would have been
-                # granted before finishing are not in the pool's count yet.
-                used -= self.kv.num_blocks_of(rid)
-            elif need <= step:
-                used += (step - need) // block + 1
+        for phase in range(block):
+            for seq in self._live(phase):
+                if _finish_step(seq) < step:
+                    # Finished (and freed) by then; the blocks it would have been
+                    # granted before finishing are not in the pool's count yet.
+                    used -= self.kv.num_blocks_of(seq.rid)
+                elif seq.group_next_block <= step:
+                    used += (step - seq.group_next_block) // block + 1
         return used
 
     # ------------------------------------------------------- group upkeep
@@ -235,6 +246,8 @@ class LockstepScheduler(BatchScheduler):
         """Write every member's counters and times back and dissolve the group."""
         for seq in list(self._members.values()):
             self._leave(seq)
+        for bucket in self._phases:
+            bucket.clear()
 
     def _join(self, seq: Sequence) -> None:
         """``seq`` (just sampled a token, not finished) decodes in lockstep from the next step."""
@@ -247,8 +260,11 @@ class LockstepScheduler(BatchScheduler):
         self._context += seq.num_computed
         last_step = join + seq.max_output - seq.num_generated - 1
         heapq.heappush(self._finish_heap, (last_step, seq.rid, epoch, seq))
-        need = join + self.kv.num_blocks_of(seq.rid) * self.kv.block_size - seq.num_computed
-        heapq.heappush(self._block_heap, (need, seq.rid, epoch, seq))
+        # Its blocks hold num_computed tokens with room to spare for fewer than
+        # block_size more, so its first need lies within block_size steps.
+        need = join + self.kv.num_blocks_of(seq.rid) * self._block - seq.num_computed
+        seq.group_next_block = need
+        self._phases[need % self._block].append((epoch, seq))
 
     def _leave(
         self, seq: Sequence, at_step: int | None = None, last_end_s: float | None = None, run_gap: float = 0.0
@@ -287,53 +303,72 @@ class LockstepScheduler(BatchScheduler):
                 finished.append(seq)
         return finished
 
-    def _pop_due(self, step: int) -> list[tuple[int, int, int, Sequence]]:
-        """Pop the valid block-need entries due at or before ``step``."""
-        heap = self._block_heap
+    # ------------------------------------------------- block boundaries
+    # A member computes one token per step, so it needs a new KV block every
+    # block_size steps, from group_next_block on.  Bucket p of _phases holds
+    # the members whose group_next_block % block_size == p: the members due
+    # at step s are in bucket s % block_size, and a run of fewer than
+    # block_size steps reads only the buckets of its steps.
+
+    def _live(self, phase: int) -> list[Sequence]:
+        """The members in bucket ``phase``; entries of members that left are dropped."""
+        bucket = self._phases[phase]
+        live = []
+        for epoch, seq in bucket:
+            if epoch == seq.group_epoch and seq.group_join >= 0:
+                live.append(seq)
+        if len(live) < len(bucket):
+            self._phases[phase] = [(seq.group_epoch, seq) for seq in live]
+        return live
+
+    def _due_at(self, step: int) -> list[Sequence]:
+        """The members whose next block is due at ``step`` (every earlier one was granted)."""
         due = []
-        while heap and heap[0][0] <= step:
-            entry = heapq.heappop(heap)
-            if entry[2] == entry[3].group_epoch and entry[3].group_join >= 0:
-                due.append(entry)
+        for seq in self._live(step % self._block):
+            if seq.group_next_block == step:
+                due.append(seq)
+            elif seq.group_next_block < step:
+                raise AssertionError(f"lockstep member {seq!r} missed its block at step {seq.group_next_block}")
         return due
 
-    def _grant_block(self, entry: tuple[int, int, int, Sequence]) -> None:
-        """Give a member its next block and re-arm its need ``block_size`` steps later."""
-        step, rid, epoch, seq = entry
-        if not self.kv.append_block(rid):
+    def _grant_block(self, seq: Sequence) -> None:
+        """Give a member its next block; the one after is due ``block_size`` steps later."""
+        if not self.kv.append_block(seq.rid):
             raise AssertionError(f"lockstep group ran out of KV blocks for {seq!r}")
-        heapq.heappush(self._block_heap, (step + self.kv.block_size, rid, epoch, seq))
+        seq.group_next_block += self._block
 
     def _grant_due_through(self, last_step: int) -> None:
-        """Grant every block the members need up to step ``last_step`` (a member may need several)."""
-        heap = self._block_heap
-        if not heap or heap[0][0] > last_step:
+        """Grant every block the members need after ``step_index`` up to step ``last_step``
+        (a member may need several; none after its last step)."""
+        first = self.step_index + 1
+        if last_step < first:
             return
-        pop, push = heapq.heappop, heapq.heappush
-        append_block = self.kv.append_block
-        block = self.kv.block_size
-        while heap and heap[0][0] <= last_step:
-            step, rid, epoch, seq = pop(heap)
-            # A member stops needing blocks once it has finished.
-            if epoch == seq.group_epoch and seq.group_join >= 0 and step <= _finish_step(seq):
-                # _grant_block, inlined: this loop runs once per block boundary.
-                if not append_block(rid):
-                    raise AssertionError(f"lockstep group ran out of KV blocks for {seq!r}")
-                push(heap, (step + block, rid, epoch, seq))
+        block = self._block
+        kv = self.kv
+        phases = range(first, last_step + 1) if last_step - first < block else range(block)
+        for p in phases:
+            for seq in self._live(p % block):
+                end = _finish_step(seq)
+                if last_step < end:
+                    end = last_step
+                while seq.group_next_block <= end:
+                    if not kv.append_block(seq.rid):
+                        raise AssertionError(f"lockstep group ran out of KV blocks for {seq!r}")
+                    seq.group_next_block += block
 
     def _blocks_needed(self, first_step: int, last_step: int) -> int:
         """Blocks the members need for steps ``first_step..last_step`` (beyond those held)."""
         if last_step < first_step:
             return 0
-        block = self.kv.block_size
+        block = self._block
         total = 0
-        for step, rid, epoch, seq in self._block_heap:
+        for phase in range(block):
             # Every due need was granted, so pending needs lie at or after first_step.
-            if epoch == seq.group_epoch and seq.group_join >= 0:
+            for seq in self._live(phase):
                 end = _finish_step(seq)
                 end = last_step if last_step < end else end
-                if step <= end:
-                    total += (end - step) // block + 1
+                if seq.group_next_block <= end:
+                    total += (end - seq.group_next_block) // block + 1
         return total
 
     def _push_gap(self, step: int, gap: float) -> None:

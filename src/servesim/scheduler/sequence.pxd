@@ -17,3 +17,4 @@ cdef class Sequence:
     cdef public long group_generated0
     cdef public long group_computed0
     cdef public long group_epoch
+    cdef public long group_next_block

@@ -27,12 +27,14 @@ class Sequence:
         "max_itl_s",
         "num_preemptions",
         # Lockstep decode group (servesim.scheduler.lockstep): the step index
-        # at which the sequence joined, its counters then, and an epoch that
-        # invalidates its heap entries when it leaves.
+        # at which the sequence joined, its counters then, an epoch that
+        # invalidates its heap and bucket entries when it leaves, and the step
+        # at which it needs its next KV block.
         "group_join",
         "group_generated0",
         "group_computed0",
         "group_epoch",
+        "group_next_block",
     )
 
     def __init__(self, rid: int, arrival_s: float, num_prompt: int, max_output: int, priority: int = 0) -> None:
@@ -52,6 +54,7 @@ class Sequence:
         self.group_generated0 = 0
         self.group_computed0 = 0
         self.group_epoch = 0
+        self.group_next_block = 0
 
     @property
     def num_tokens(self) -> int:
