@@ -24,6 +24,7 @@ cdef class _Stretch:
     @cython.locals(ends=list, run=DecodeRun, finish_steps=list, finish_kv=list, j=long, stop=long,
                    end=double, batch=long, kv_base=long, nf=long, num_finish=long)
     cpdef price(self, long count, object price_fn, double horizon, double until_s=*)
+    cpdef double event_time_s(self) except? -1.0
 
 
 cdef class Replica:

@@ -98,7 +98,6 @@ class _Stretch:
                 break
         self._batch, self._kv_base, self._next_finish = batch, kv_base, nf
 
-    @property
     def event_time_s(self) -> float:
         """When its event fires: the end of the last iteration it runs, or of the priced chunk."""
         return self.end_s[min(self.num_steps, len(self.end_s)) - 1]
@@ -214,7 +213,7 @@ class Replica:
         run = self.scheduler.decode_run(plan, MAX_STRETCH_STEPS if self._stretch_enabled else 1)
         stretch = _Stretch(plan, run, now, self.scheduler.num_waiting)
         stretch.price(PRICE_CHUNK, self.step_model.decode_time_s, self._horizon, self._next_arrival())
-        stretch.token = self.loop.schedule(stretch.event_time_s, STEP_DONE, self._on_stretch_done)
+        stretch.token = self.loop.schedule(stretch.event_time_s(), STEP_DONE, self._on_stretch_done)
         self._stretch = stretch
 
     def _cut_stretch(self, now: float) -> None:
@@ -244,7 +243,7 @@ class Replica:
         if len(stretch.end_s) < stretch.num_steps:
             # A checkpoint: price the next chunk and carry on.
             stretch.price(PRICE_CHUNK, self.step_model.decode_time_s, self._horizon, self._next_arrival())
-            stretch.token = self.loop.schedule(stretch.event_time_s, STEP_DONE, self._on_stretch_done)
+            stretch.token = self.loop.schedule(stretch.event_time_s(), STEP_DONE, self._on_stretch_done)
             return
         self._stretch = None
         steps = stretch.num_steps

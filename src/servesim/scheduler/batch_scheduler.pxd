@@ -50,3 +50,8 @@ cdef class BatchScheduler:
     @cython.locals(seq=Sequence, n=long, kv=KVCacheManager, running=list)
     cpdef _admit_waiting(self, double now, list seqs, list num_new, long budget)
     cpdef _retire(self, list finished)
+
+
+@cython.locals(num_tokens=long, num_prefill=long, pairs=long, prefill_kv=long, decode_kv=long, seq=Sequence,
+               q=long, c=long, num_seqs=long)
+cpdef BatchPlan make_plan(list seqs, list num_new, list preempted, long group=*, long group_kv_tokens=*)

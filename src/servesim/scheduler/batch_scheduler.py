@@ -151,7 +151,7 @@ class BatchScheduler:
             self._admit_waiting(now, seqs, num_new, budget)
         if not seqs:
             return None
-        return self._make_plan(seqs, num_new, preempted)
+        return make_plan(seqs, num_new, preempted)
 
     def on_step_done(self, plan: BatchPlan, end_s: float) -> list[Sequence]:
         """Apply a finished iteration ending at ``end_s``; returns the sequences that finished.
@@ -289,33 +289,33 @@ class BatchScheduler:
             self.kv.free(seq.rid)
         self.running = [s for s in self.running if s.num_generated < s.max_output]
 
-    @staticmethod
-    def _make_plan(
-        seqs: list[Sequence],
-        num_new: list[int],
-        preempted: list[Sequence],
-        group: int = 0,
-        group_kv_tokens: int = 0,
-    ) -> BatchPlan:
-        """Summarise the batch into the shape the performance model prices.
 
-        ``group`` more sequences decode one token each without being listed,
-        reading ``group_kv_tokens`` KV tokens together (the lockstep group).
-        """
-        num_tokens = group
-        num_prefill = 0
-        pairs = 0
-        prefill_kv = 0
-        decode_kv = group_kv_tokens
-        for seq, q in zip(seqs, num_new):
-            c = seq.num_computed
-            num_tokens += q
-            if q == 1 and seq.num_generated and c + 1 == seq.num_prompt + seq.num_generated:
-                decode_kv += c + 1
-            else:
-                num_prefill += 1
-                pairs += q * c + q * (q + 1) // 2
-                prefill_kv += c + q
-        num_seqs = len(seqs) + group
-        shape = BatchShape(num_tokens, num_seqs, num_prefill, pairs, prefill_kv, num_seqs - num_prefill, decode_kv)
-        return BatchPlan(seqs, num_new, preempted, shape, num_prefill == 0, group)
+def make_plan(
+    seqs: list[Sequence],
+    num_new: list[int],
+    preempted: list[Sequence],
+    group: int = 0,
+    group_kv_tokens: int = 0,
+) -> BatchPlan:
+    """Summarise the batch into the shape the performance model prices.
+
+    ``group`` more sequences decode one token each without being listed,
+    reading ``group_kv_tokens`` KV tokens together (the lockstep group).
+    """
+    num_tokens = group
+    num_prefill = 0
+    pairs = 0
+    prefill_kv = 0
+    decode_kv = group_kv_tokens
+    for seq, q in zip(seqs, num_new):
+        c = seq.num_computed
+        num_tokens += q
+        if q == 1 and seq.num_generated and c + 1 == seq.num_prompt + seq.num_generated:
+            decode_kv += c + 1
+        else:
+            num_prefill += 1
+            pairs += q * c + q * (q + 1) // 2
+            prefill_kv += c + q
+    num_seqs = len(seqs) + group
+    shape = BatchShape(num_tokens, num_seqs, num_prefill, pairs, prefill_kv, num_seqs - num_prefill, decode_kv)
+    return BatchPlan(seqs, num_new, preempted, shape, num_prefill == 0, group)

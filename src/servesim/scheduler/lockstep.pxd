@@ -29,6 +29,8 @@ cdef class LockstepScheduler(BatchScheduler):
     cpdef list on_step_done(self, BatchPlan plan, double end_s)
     @cython.locals(shape=BatchShape, g=long, cap=long, steps=long, finishing=list)
     cpdef DecodeRun decode_run(self, BatchPlan plan, long max_steps)
+    @cython.locals(g=long, kv=list, seq=Sequence)
+    cpdef list _kv_now(self, list seqs)
     @cython.locals(heap=list, n=Py_ssize_t, found=list, stack=list, i=Py_ssize_t, child=Py_ssize_t, entry=tuple)
     cpdef list _finishing_through(self, long last_step)
     @cython.locals(g=long, free=long, lo=long, hi=long, mid=long)
@@ -60,3 +62,6 @@ cdef class LockstepScheduler(BatchScheduler):
 cpdef list _running_largest_gap(double previous_end_s, list end_s)
 
 cpdef long _finish_step(Sequence seq) except? -1
+
+@cython.locals(seq=Sequence)
+cpdef bint _any_member(object seqs) except -1

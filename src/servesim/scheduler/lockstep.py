@@ -32,7 +32,7 @@ from __future__ import annotations
 import heapq
 
 from servesim.kvcache.manager import KVCacheManager
-from servesim.scheduler.batch_scheduler import FINISHED_TOKEN, TOKEN, BatchPlan, BatchScheduler, DecodeRun
+from servesim.scheduler.batch_scheduler import FINISHED_TOKEN, TOKEN, BatchPlan, BatchScheduler, DecodeRun, make_plan
 from servesim.scheduler.config import SchedulerConfig
 from servesim.scheduler.sequence import Sequence
 from servesim.scheduler.suffix_max import SuffixMax
@@ -93,7 +93,7 @@ class LockstepScheduler(BatchScheduler):
         if not tail_seqs and not members:
             return None
         group = len(members)
-        return self._make_plan(tail_seqs, tail_new, [], group, self._context + group)
+        return make_plan(tail_seqs, tail_new, [], group, self._context + group)
 
     # ------------------------------------------------------------ booking
 
@@ -151,7 +151,10 @@ class LockstepScheduler(BatchScheduler):
     def _kv_now(self, seqs: list[Sequence]) -> list[int]:
         """KV tokens each member reads in the current step (its context and new token)."""
         g = self.step_index
-        return [seq.group_computed0 + (g - seq.group_join) + 1 for seq in seqs]
+        kv = []
+        for seq in seqs:
+            kv.append(seq.group_computed0 + (g - seq.group_join) + 1)
+        return kv
 
     def _finishing_through(self, last_step: int) -> list[tuple[int, Sequence]]:
         """Valid (finish step, member) pairs up to ``last_step``, in order; the heap is not changed.
