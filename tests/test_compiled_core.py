@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,7 @@ def _fake_package(tmp_path: Path, modules: dict[str, str], built: set[str]) -> P
         src.parent.mkdir(parents=True, exist_ok=True)
         src.write_text(text)
         if module in built:
-            src.with_name(src.stem + ".cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+            src.with_name(src.stem + EXTENSION_SUFFIXES[0]).write_bytes(b"")
     return pkg
 
 

@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import warnings
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -50,8 +51,9 @@ def source_digest(source: Path) -> str:
 
 
 def _has_extension(module: str, package_dir: Path) -> bool:
+    """True when an extension module this interpreter can load sits beside the source."""
     src = _source_path(module, package_dir)
-    return any(src.parent.glob(src.stem + ".*.so")) or any(src.parent.glob(src.stem + ".*.pyd"))
+    return any(src.with_name(src.stem + suffix).exists() for suffix in EXTENSION_SUFFIXES)
 
 
 def decide(manifest: dict[str, str], package_dir: Path, pure: bool) -> tuple[str | None, list[str]]:

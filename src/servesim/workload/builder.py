@@ -33,7 +33,14 @@ from servesim.workload.config import (
     TraceWorkloadConfig,
 )
 from servesim.workload.request import Workload
-from servesim.workload.traces import read_trace
+
+
+def read_trace(*args, **kwargs):  # noqa: ANN002, ANN003 - forwards to servesim.workload.traces
+    """``servesim.workload.traces.read_trace``, imported on first use: a synthetic
+    workload with parametric lengths never reads a trace, and short runs feel the readers' import."""
+    from servesim.workload.traces import read_trace as read
+
+    return read(*args, **kwargs)
 
 
 def build_workload(cfg: TraceWorkloadConfig | SyntheticWorkloadConfig, streams: RandomStreams) -> Workload:
