@@ -5,6 +5,7 @@
 cimport cython
 
 from servesim.core.events cimport EventLoop
+from servesim.perf.steptime cimport StepTimeModel
 from servesim.scheduler.batch_scheduler cimport BatchPlan, BatchScheduler, DecodeRun
 from servesim.scheduler.sequence cimport Sequence
 
@@ -22,8 +23,8 @@ cdef class _Stretch:
     cdef public long _next_finish
 
     @cython.locals(ends=list, run=DecodeRun, finish_steps=list, finish_kv=list, j=long, stop=long,
-                   end=double, batch=long, kv_base=long, nf=long, num_finish=long)
-    cpdef price(self, long count, object price_fn, double horizon, double until_s=*)
+                   end=double, batch=long, kv_base=long, nf=long, model=StepTimeModel)
+    cpdef price(self, long count, object step_model, double horizon, double until_s=*)
     cpdef double event_time_s(self) except? -1.0
 
 
@@ -56,3 +57,7 @@ cdef class Replica:
     @cython.locals(stretch=_Stretch, ends=list, steps=long)
     cpdef _cut_stretch(self, double now)
     cpdef _finish(self, list finished, double now)
+    @cython.locals(plan=BatchPlan, start=double)
+    cpdef _on_step_done(self, double now, tuple payload)
+    @cython.locals(stretch=_Stretch, steps=long)
+    cpdef _on_stretch_done(self, double now, object _payload)

@@ -24,6 +24,7 @@ from typing import Callable, Protocol
 from servesim.cluster.events import STEP_DONE, WAKE
 from servesim.core.events import EventLoop
 from servesim.perf.batch_shape import BatchShape
+from servesim.perf.steptime import StepTimeModel
 from servesim.scheduler.batch_scheduler import BatchPlan, BatchScheduler, DecodeRun
 from servesim.scheduler.sequence import Sequence
 
@@ -69,9 +70,7 @@ class _Stretch:
         self._kv_base = run.kv0
         self._next_finish = 0
 
-    def price(
-        self, count: int, price_fn: Callable[[int, int], float], horizon: float, until_s: float = 0.0
-    ) -> None:
+    def price(self, count: int, step_model: StepPricer, horizon: float, until_s: float = 0.0) -> None:
         """Price at least ``count`` more iterations, and on until one ends at or after ``until_s``
         (the next arrival, which may cut the stretch there), never past ``num_steps``.  Stop
         after the first ending beyond ``horizon`` and shorten the stretch to those ending by then."""
@@ -82,9 +81,14 @@ class _Stretch:
         stop = min(self.num_steps, j + count)
         end = ends[-1] if ends else self.start_s
         batch, kv_base, nf = self._batch, self._kv_base, self._next_finish
+        # The same call either way; compiled, the first is a direct C call.
+        model = step_model if type(step_model) is StepTimeModel else None
         while j < stop or (end < until_s and j < self.num_steps):
             # Sequential adds, as an iteration-by-iteration run reads its clock.
-            end = end + price_fn(batch, kv_base + batch * j)
+            if model is not None:
+                end = end + model.decode_time_s(batch, kv_base + batch * j)
+            else:
+                end = end + step_model.decode_time_s(batch, kv_base + batch * j)
             ends.append(end)
             while nf < len(finish_steps) and finish_steps[nf] == j:
                 batch -= 1
@@ -212,7 +216,7 @@ class Replica:
     def _start_decode(self, plan: BatchPlan, now: float) -> None:
         run = self.scheduler.decode_run(plan, MAX_STRETCH_STEPS if self._stretch_enabled else 1)
         stretch = _Stretch(plan, run, now, self.scheduler.num_waiting)
-        stretch.price(PRICE_CHUNK, self.step_model.decode_time_s, self._horizon, self._next_arrival())
+        stretch.price(PRICE_CHUNK, self.step_model, self._horizon, self._next_arrival())
         stretch.token = self.loop.schedule(stretch.event_time_s(), STEP_DONE, self._on_stretch_done)
         self._stretch = stretch
 
@@ -242,7 +246,7 @@ class Replica:
         stretch = self._stretch
         if len(stretch.end_s) < stretch.num_steps:
             # A checkpoint: price the next chunk and carry on.
-            stretch.price(PRICE_CHUNK, self.step_model.decode_time_s, self._horizon, self._next_arrival())
+            stretch.price(PRICE_CHUNK, self.step_model, self._horizon, self._next_arrival())
             stretch.token = self.loop.schedule(stretch.event_time_s(), STEP_DONE, self._on_stretch_done)
             return
         self._stretch = None

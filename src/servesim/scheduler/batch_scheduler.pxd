@@ -42,16 +42,17 @@ cdef class BatchScheduler:
     cdef public long num_tokens_produced
 
     cpdef BatchPlan schedule(self, double now)
-    @cython.locals(seq=Sequence, n=long)
+    @cython.locals(seq=Sequence, n=long, seqs=list, num_new=list, i=Py_ssize_t)
     cpdef list on_step_done(self, BatchPlan plan, double end_s)
     cpdef long _book(self, Sequence seq, long num_new, double end_s) except? -1
     cpdef DecodeRun decode_run(self, BatchPlan plan, long max_steps)
     cpdef list apply_decode_run(self, BatchPlan plan, DecodeRun run, list end_s)
+    cpdef long run_blocks_used(self, BatchPlan plan, DecodeRun run, long num_steps) except? -1
     @cython.locals(seq=Sequence, n=long, kv=KVCacheManager, running=list)
     cpdef _admit_waiting(self, double now, list seqs, list num_new, long budget)
     cpdef _retire(self, list finished)
 
 
 @cython.locals(num_tokens=long, num_prefill=long, pairs=long, prefill_kv=long, decode_kv=long, seq=Sequence,
-               q=long, c=long, num_seqs=long)
+               q=long, c=long, num_seqs=long, i=Py_ssize_t)
 cpdef BatchPlan make_plan(list seqs, list num_new, list preempted, long group=*, long group_kv_tokens=*)

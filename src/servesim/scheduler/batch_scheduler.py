@@ -161,8 +161,10 @@ class BatchScheduler:
         ``end_s``.  Finished sequences free their blocks and leave the batch.
         """
         finished: list[Sequence] = []
-        for seq, n in zip(plan.seqs, plan.num_new):
-            if self._book(seq, n, end_s) == FINISHED_TOKEN:
+        seqs, num_new = plan.seqs, plan.num_new
+        for i in range(len(seqs)):  # an index loop, not zip: a C loop when compiled
+            seq = seqs[i]
+            if self._book(seq, num_new[i], end_s) == FINISHED_TOKEN:
                 finished.append(seq)
         self._retire(finished)
         return finished
@@ -307,7 +309,9 @@ def make_plan(
     pairs = 0
     prefill_kv = 0
     decode_kv = group_kv_tokens
-    for seq, q in zip(seqs, num_new):
+    for i in range(len(seqs)):  # an index loop, not zip: a C loop when compiled
+        seq = seqs[i]
+        q = num_new[i]
         c = seq.num_computed
         num_tokens += q
         if q == 1 and seq.num_generated and c + 1 == seq.num_prompt + seq.num_generated:

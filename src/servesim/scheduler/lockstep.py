@@ -86,8 +86,10 @@ class LockstepScheduler(BatchScheduler):
             return BatchScheduler.schedule(self, now)
         for seq in due:
             self._grant_block(seq)
-        for seq, n in zip(tail_seqs, tail_new):
-            kv.allocate_slots(seq.rid, seq.num_computed + n)
+        # Index loops, not zip: the compiled core turns them into C loops.
+        for i in range(len(tail_seqs)):
+            seq = tail_seqs[i]
+            kv.allocate_slots(seq.rid, seq.num_computed + tail_new[i])
         if len(self.waiting):
             self._admit_waiting(now, tail_seqs, tail_new, budget)
         if not tail_seqs and not members:
@@ -105,8 +107,10 @@ class LockstepScheduler(BatchScheduler):
         self._context += plan.num_group
         self.num_tokens_produced += plan.num_group
         finished = self._pop_finished(g)
-        for seq, n in zip(plan.seqs, plan.num_new):
-            booked = self._book(seq, n, end_s)
+        seqs, num_new = plan.seqs, plan.num_new
+        for i in range(len(seqs)):
+            seq = seqs[i]
+            booked = self._book(seq, num_new[i], end_s)
             if booked == FINISHED_TOKEN:
                 finished.append(seq)
             elif booked == TOKEN:
@@ -125,7 +129,7 @@ class LockstepScheduler(BatchScheduler):
         """
         shape = plan.shape
         if max_steps <= 1 or plan.seqs or plan.preempted or plan.num_group != len(self.running):
-            seqs = [seq for _, seq in self._finishing_through(self.step_index)] if plan.num_group else []
+            seqs = [entry[3] for entry in self._finishing_through(self.step_index)] if plan.num_group else []
             return DecodeRun(
                 1, shape.num_decode_seqs, shape.decode_kv_tokens, [0] * len(seqs), seqs, self._kv_now(seqs)
             )
@@ -138,14 +142,16 @@ class LockstepScheduler(BatchScheduler):
         else:
             cap = max_steps
         steps = self._kv_limit(min(cap, max_steps))
-        seqs = [seq for step, seq in finishing if step < g + steps]
+        seqs = []
+        finish_steps = []
+        for entry in finishing:  # in step order
+            step = entry[0]
+            if step >= g + steps:
+                break
+            seqs.append(entry[3])
+            finish_steps.append(step - g)
         return DecodeRun(
-            steps,
-            shape.num_decode_seqs,
-            shape.decode_kv_tokens,
-            [step - g for step, seq in finishing if step < g + steps],
-            seqs,
-            self._kv_now(seqs),
+            steps, shape.num_decode_seqs, shape.decode_kv_tokens, finish_steps, seqs, self._kv_now(seqs)
         )
 
     def _kv_now(self, seqs: list[Sequence]) -> list[int]:
@@ -156,8 +162,9 @@ class LockstepScheduler(BatchScheduler):
             kv.append(seq.group_computed0 + (g - seq.group_join) + 1)
         return kv
 
-    def _finishing_through(self, last_step: int) -> list[tuple[int, Sequence]]:
-        """Valid (finish step, member) pairs up to ``last_step``, in order; the heap is not changed.
+    def _finishing_through(self, last_step: int) -> list[tuple[int, int, int, Sequence]]:
+        """The valid entries ``(finish step, rid, epoch, member)`` up to ``last_step``, in order;
+        the heap is not changed.
 
         The entries at or before ``last_step`` form a subtree at the heap's
         root (a parent is never later than its children), so a walk from the
@@ -170,7 +177,8 @@ class LockstepScheduler(BatchScheduler):
         while stack:
             i = stack.pop()
             entry = heap[i]
-            if entry[2] == entry[3].group_epoch and entry[3].group_join >= 0:
+            seq = entry[3]
+            if entry[2] == seq.group_epoch and seq.group_join >= 0:
                 found.append(entry)
             child = 2 * i + 1
             if child < n and heap[child][0] <= last_step:
@@ -179,7 +187,7 @@ class LockstepScheduler(BatchScheduler):
                 stack.append(child + 1)
         # (step, rid) is unique among members, so sorting never compares sequences.
         found.sort()
-        return [(e[0], e[3]) for e in found]
+        return found
 
     def _kv_limit(self, cap: int) -> int:
         """Largest run length <= ``cap`` whose members' new blocks fit in the free blocks."""
@@ -216,9 +224,12 @@ class LockstepScheduler(BatchScheduler):
         self.num_tokens_produced += run.tokens_through(steps)
         finished: list[Sequence] = []
         largest = _running_largest_gap(previous_end, end_s)
-        for j, seq in zip(run.finish_steps, run.finish_seqs):
+        finish_steps, finish_seqs = run.finish_steps, run.finish_seqs
+        for i in range(len(finish_steps)):
+            j = finish_steps[i]
             if j >= steps:
                 break
+            seq = finish_seqs[i]
             self._leave(seq, at_step=g + j + 1, last_end_s=end_s[j], run_gap=largest[j])
             finished.append(seq)
         # Members joined at run starts only, so one gap entry (the run's
@@ -233,8 +244,10 @@ class LockstepScheduler(BatchScheduler):
         step = self.step_index + num_steps - 1
         block = self.kv.block_size
         used = self.kv.num_used_blocks
-        for phase in range(block):
-            for seq in self._live(phase):
+        for bucket in self._phases:
+            for epoch, seq in bucket:
+                if epoch != seq.group_epoch or seq.group_join < 0:
+                    continue  # left the group
                 if _finish_step(seq) < step:
                     # Finished (and freed) by then; the blocks it would have been
                     # granted before finishing are not in the pool's count yet.
@@ -350,7 +363,9 @@ class LockstepScheduler(BatchScheduler):
         kv = self.kv
         phases = range(first, last_step + 1) if last_step - first < block else range(block)
         for p in phases:
-            for seq in self._live(p % block):
+            for epoch, seq in self._phases[p % block]:
+                if epoch != seq.group_epoch or seq.group_join < 0:
+                    continue  # left the group (dropped at the bucket's next _live)
                 end = _finish_step(seq)
                 if last_step < end:
                     end = last_step
@@ -365,9 +380,11 @@ class LockstepScheduler(BatchScheduler):
             return 0
         block = self._block
         total = 0
-        for phase in range(block):
+        for bucket in self._phases:
             # Every due need was granted, so pending needs lie at or after first_step.
-            for seq in self._live(phase):
+            for epoch, seq in bucket:
+                if epoch != seq.group_epoch or seq.group_join < 0:
+                    continue  # left the group
                 end = _finish_step(seq)
                 end = last_step if last_step < end else end
                 if seq.group_next_block <= end:

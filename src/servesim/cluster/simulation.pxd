@@ -1,0 +1,48 @@
+# Cython declarations for simulation.py (see setup.py): C-typed fields and
+# locals for the compiled core.  The .py file stays the one definition of
+# behaviour; these only say what type each field and local holds.
+
+cimport cython
+
+from servesim.cluster.replica cimport Replica
+from servesim.core.events cimport EventLoop
+from servesim.scheduler.sequence cimport Sequence
+
+
+cdef class Simulation:
+    cdef public object workload
+    cdef public object setup
+    cdef public object router
+    cdef public object horizon_s
+    cdef public EventLoop loop
+    cdef public object progress
+    cdef public object timeseries
+    cdef public list replicas
+    # Result columns (array.array): written one value at a time.
+    cdef public object _replica
+    cdef public object _status
+    cdef public object _reason
+    cdef public object _first_sched
+    cdef public object _first_token
+    cdef public object _finish
+    cdef public object _max_itl
+    cdef public object _preempt
+    cdef public object _generated
+    cdef public long _num_arrived
+    cdef public long _num_done
+    cdef public double _next_arrival_s
+    cdef public long _chunk_start
+    cdef public tuple _chunk
+    cdef public long _kv_token_capacity
+    cdef public long _fits_everywhere
+
+    @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,
+                   reason=str)
+    cpdef _on_arrival(self, double now, object _payload)
+    @cython.locals(seq=Sequence, i=long)
+    cpdef _on_finished(self, list seqs, double now)
+    cpdef double _peek_arrival(self) except? -1.0
+    @cython.locals(peak=long)
+    cpdef str _rejection(self, Sequence seq)
+    @cython.locals(i=long)
+    cpdef _store_progress(self, Sequence seq)
