@@ -15,7 +15,7 @@ cdef class LockstepScheduler(BatchScheduler):
     cdef public long step_index
     cdef public dict _members
     cdef public long _context
-    cdef public list _finish_heap
+    cdef public list _finish_order
     cdef public long _block
     cdef public list _phases
     cdef public SuffixMax _gaps
@@ -32,8 +32,7 @@ cdef class LockstepScheduler(BatchScheduler):
     cpdef DecodeRun decode_run(self, BatchPlan plan, long max_steps)
     @cython.locals(g=long, kv=list, seq=Sequence)
     cpdef list _kv_now(self, list seqs)
-    @cython.locals(heap=list, n=Py_ssize_t, found=list, stack=list, i=Py_ssize_t, child=Py_ssize_t, entry=tuple,
-                   seq=Sequence)
+    @cython.locals(order=list, found=list, i=Py_ssize_t, entry=tuple, seq=Sequence)
     cpdef list _finishing_through(self, long last_step)
     @cython.locals(g=long, free=long, lo=long, hi=long, mid=long)
     cpdef long _kv_limit(self, long cap) except? -1
@@ -44,7 +43,7 @@ cdef class LockstepScheduler(BatchScheduler):
     cpdef _join(self, Sequence seq)
     @cython.locals(g=long, at=long, done=long)
     cpdef _leave(self, Sequence seq, object at_step=*, object last_end_s=*, double run_gap=*)
-    @cython.locals(heap=list, finished=list, epoch=long, seq=Sequence)
+    @cython.locals(order=list, finished=list, count=Py_ssize_t, i=Py_ssize_t, entry=tuple, seq=Sequence)
     cpdef list _pop_finished(self, long last_step)
     @cython.locals(bucket=list, live=list, epoch=long, seq=Sequence)
     cpdef list _live(self, long phase)

@@ -12,8 +12,8 @@ follow from one replica-wide step index:
     generated(g) = generated0 + (g - join)
 
 for a sequence that joined the *decode group* at step ``join``.  The
-scheduler keeps group aggregates (size, total context), a heap of when
-each member finishes, and when each needs its next KV block: every
+scheduler keeps group aggregates (size, total context), a sorted list of
+when each member finishes, and when each needs its next KV block: every
 ``block_size`` steps, so members sit in ``block_size`` buckets by the phase
 of that step.  Its longest inter-token gap is the largest step gap since it joined,
 read from a ``SuffixMax`` of step gaps.  Planning, booking an iteration and
@@ -29,7 +29,8 @@ per-request results to ``BatchScheduler`` stepping one iteration at a time.
 
 from __future__ import annotations
 
-import heapq
+import sys
+from bisect import bisect_right, insort
 
 from servesim.kvcache.manager import KVCacheManager
 from servesim.scheduler.batch_scheduler import FINISHED_TOKEN, TOKEN, BatchPlan, BatchScheduler, DecodeRun, make_plan
@@ -49,7 +50,8 @@ class LockstepScheduler(BatchScheduler):
         self.step_index = 0  # iterations applied so far
         self._members: dict[int, Sequence] = {}  # rid -> member, in join order
         self._context = 0  # sum of members' computed tokens at step_index
-        self._finish_heap: list[tuple[int, int, int, Sequence]] = []  # (last step, rid, epoch, seq)
+        # (last step, rid, epoch, seq) of every member, sorted: who finishes when.
+        self._finish_order: list[tuple[int, int, int, Sequence]] = []
         self._block = kv.block_size
         # Bucket p: (epoch, member) for members whose group_next_block % block_size == p.
         self._phases: list[list[tuple[int, Sequence]]] = [[] for _ in range(kv.block_size)]
@@ -163,30 +165,14 @@ class LockstepScheduler(BatchScheduler):
         return kv
 
     def _finishing_through(self, last_step: int) -> list[tuple[int, int, int, Sequence]]:
-        """The valid entries ``(finish step, rid, epoch, member)`` up to ``last_step``, in order;
-        the heap is not changed.
-
-        The entries at or before ``last_step`` form a subtree at the heap's
-        root (a parent is never later than its children), so a walk from the
-        root finds them without popping.
-        """
-        heap = self._finish_heap
-        n = len(heap)
+        """The valid entries ``(finish step, rid, epoch, member)`` up to ``last_step``, in order."""
+        order = self._finish_order
         found = []
-        stack = [0] if n and heap[0][0] <= last_step else []
-        while stack:
-            i = stack.pop()
-            entry = heap[i]
+        for i in range(bisect_right(order, (last_step, sys.maxsize))):
+            entry = order[i]
             seq = entry[3]
             if entry[2] == seq.group_epoch and seq.group_join >= 0:
                 found.append(entry)
-            child = 2 * i + 1
-            if child < n and heap[child][0] <= last_step:
-                stack.append(child)
-            if child + 1 < n and heap[child + 1][0] <= last_step:
-                stack.append(child + 1)
-        # (step, rid) is unique among members, so sorting never compares sequences.
-        found.sort()
         return found
 
     def _kv_limit(self, cap: int) -> int:
@@ -275,7 +261,8 @@ class LockstepScheduler(BatchScheduler):
         self._members[seq.rid] = seq
         self._context += seq.num_computed
         last_step = join + seq.max_output - seq.num_generated - 1
-        heapq.heappush(self._finish_heap, (last_step, seq.rid, epoch, seq))
+        # (last_step, rid) is unique among members, so insort never compares sequences.
+        insort(self._finish_order, (last_step, seq.rid, epoch, seq))
         # Its blocks hold num_computed tokens with room to spare for fewer than
         # block_size more, so its first need lies within block_size steps.
         need = join + self.kv.num_blocks_of(seq.rid) * self._block - seq.num_computed
@@ -310,13 +297,17 @@ class LockstepScheduler(BatchScheduler):
 
     def _pop_finished(self, last_step: int) -> list[Sequence]:
         """Members whose last token came at or before step ``last_step``, materialised."""
-        heap = self._finish_heap
+        order = self._finish_order
         finished = []
-        while heap and heap[0][0] <= last_step:
-            _, _, epoch, seq = heapq.heappop(heap)
-            if epoch == seq.group_epoch and seq.group_join >= 0:
+        count = bisect_right(order, (last_step, sys.maxsize))
+        for i in range(count):
+            entry = order[i]
+            seq = entry[3]
+            # Entries of members that left the group early are dropped here too.
+            if entry[2] == seq.group_epoch and seq.group_join >= 0:
                 self._leave(seq)
                 finished.append(seq)
+        del order[:count]
         return finished
 
     # ------------------------------------------------- block boundaries
