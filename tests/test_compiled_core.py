@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from servesim import _compiled
+from stress_scenarios import KV_PRESSURE
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -24,17 +25,7 @@ needs_compiled = pytest.mark.skipif(
 # Scenarios beyond the examples: KV pressure with preemption on a small GPU,
 # and a mixture-of-experts model (the step model's expert-coverage power).
 EXTRA_SCENARIOS = {
-    "kv-pressure": {
-        "seed": 2,
-        "workload": {
-            "kind": "synthetic", "num_requests": 300,
-            "arrival": {"process": "gamma", "rate_rps": 6.0, "cv": 3.0},
-            "prompt_tokens": {"dist": "uniform", "low": 500, "high": 6000},
-            "output_tokens": {"dist": "uniform", "low": 50, "high": 1500},
-        },
-        "cluster": {"model": "llama-3-8b", "hardware": "l4", "num_replicas": 2, "gpu_memory_utilization": 0.95},
-        "router": {"policy": "least_outstanding"},
-    },
+    "kv-pressure": KV_PRESSURE,
     "moe-priority": {
         "seed": 5,
         "workload": {

@@ -9,6 +9,7 @@ import pytest
 
 import servesim
 from servesim.config import load_config
+from stress_scenarios import KV_PRESSURE
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
 
@@ -32,17 +33,7 @@ def test_fast_path_matches_the_reference(path):
 
 
 def test_fast_path_matches_under_kv_pressure_and_preemption():
-    base = {
-        "seed": 2,
-        "workload": {
-            "kind": "synthetic", "num_requests": 300,
-            "arrival": {"process": "gamma", "rate_rps": 6.0, "cv": 3.0},
-            "prompt_tokens": {"dist": "uniform", "low": 500, "high": 6000},
-            "output_tokens": {"dist": "uniform", "low": 50, "high": 1500},
-        },
-        "cluster": {"model": "llama-3-8b", "hardware": "l4", "num_replicas": 2, "gpu_memory_utilization": 0.95},
-        "router": {"policy": "least_outstanding"},
-    }
+    base = KV_PRESSURE
     fast = servesim.simulate({**base, "engine": {"fast_path": True}})
     slow = servesim.simulate({**base, "engine": {"fast_path": False}})
     assert fast.summary["num_preemptions"] > 0  # the case really exercises preemption
