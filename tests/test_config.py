@@ -302,8 +302,8 @@ def test_out_of_range_names_field_and_value(override, start):
 
 
 def test_bad_choice_lists_the_choices():
-    message = config_error(path=None, overrides=["router.policy=random"])
-    assert message.startswith("config error: router.policy = 'random': ")
+    message = config_error(path=None, overrides=["router.policy=fastest"])
+    assert message.startswith("config error: router.policy = 'fastest': ")
     assert "'round_robin'" in message and "'least_outstanding'" in message
 
 

@@ -175,12 +175,13 @@ def _make_simulation(config: ScenarioConfig, deployment: Deployment, workload: W
         workload,
         setup,
         cluster.num_replicas,
-        make_router(config.router),
+        make_router(config.router, RandomStreams(config.seed).stream("router")),
         step_model,
         horizon_s=config.horizon_s,
         fast_path=config.engine.fast_path,
         timeseries_interval_s=config.engine.timeseries_interval_s,
         progress=bar,
+        view_delay_s=config.router.view_delay_s,
     )
 
 

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servesim.cluster.conservation import check_conservation
-from servesim.cluster.routers import ROUTERS
+from servesim.cluster.router_config import RouterConfig
+from servesim.cluster.routers import make_router
 from servesim.cluster.simulation import ReplicaSetup, Simulation
 from servesim.kvcache.manager import KVCacheManager
 from servesim.scheduler.batch_scheduler import BatchScheduler
@@ -72,9 +73,12 @@ def test_every_step_respects_budgets_and_block_books(reqs, cfg, num_blocks, bloc
     config_st,
     st.integers(8, 40),
     st.integers(1, 3),
-    st.sampled_from(["round_robin", "least_outstanding"]),
+    st.sampled_from(["round_robin", "least_outstanding", "least_kv", "power_of_two"]),
+    st.sampled_from([0.0, 0.05]),
 )
-def test_decode_stretches_never_change_per_request_results(rows, cfg, num_blocks, num_replicas, router):
+def test_decode_stretches_never_change_per_request_results(rows, cfg, num_blocks, num_replicas, router, delay):
+    # Routers read replicas as of each arrival (outstanding requests, KV in use), so
+    # their choices, live or from a stale snapshot, must not depend on stretches either.
     cfg["max_num_batched_tokens"] = max(cfg["max_num_batched_tokens"], cfg["max_num_seqs"])
     arrivals = np.cumsum([g for g, _, _ in rows])
     reqs = [Request(float(a), p, o) for a, (_, p, o) in zip(arrivals, rows)]
@@ -84,9 +88,10 @@ def test_decode_stretches_never_change_per_request_results(rows, cfg, num_blocks
             Workload.from_requests(reqs),
             ReplicaSetup(num_blocks, 16, 10_000, SchedulerConfig(**cfg)),
             num_replicas,
-            ROUTERS[router](),
+            make_router(RouterConfig(policy=router), np.random.default_rng(7)),
             LinearStepModel(0.004, 0.0003, 2e-6),
             fast_path=stretch,
+            view_delay_s=delay,
         )
         out = sim.run()
         check_conservation(out.requests, sim.replicas)

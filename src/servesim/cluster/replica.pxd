@@ -48,6 +48,8 @@ cdef class Replica:
     cdef public double busy_time_s
 
     cpdef submit(self, Sequence seq, double now)
+    @cython.locals(stretch=_Stretch, priced=long, last=long, started=long)
+    cpdef long _kv_used_now(self) except? -1
     @cython.locals(count=long, stretch=_Stretch, now=double, ends=list, j=long)
     cpdef long _outstanding_now(self) except? -1
     @cython.locals(plan=BatchPlan, end=double)

@@ -180,6 +180,28 @@ class Replica:
         return count
 
     @property
+    def kv_usage(self) -> float:
+        """Fraction of the KV-cache blocks in use as of now (what a router sees)."""
+        return self._kv_used_now() / self.scheduler.kv.num_blocks
+
+    def _kv_used_now(self) -> int:
+        """KV blocks in use as of now, as an iteration-by-iteration run would hold them.
+
+        Inside a decode stretch the blocks its iterations need are granted at
+        its end; the blocks in use now are those once the last iteration that
+        started before now was planned.  (An iteration starting exactly now
+        is planned after an arrival at the same instant: arrivals come first.)
+        """
+        stretch = self._stretch
+        if stretch is None:
+            return self.scheduler.kv.num_used_blocks
+        priced = len(stretch.end_s)
+        last = stretch.num_steps if stretch.num_steps < priced else priced
+        # Iteration j >= 1 starts at end_s[j - 1]; iteration 0 at the stretch's start.
+        started = 1 + bisect_left(stretch.end_s, self.loop.now, 0, last - 1)
+        return self.scheduler.run_blocks_used(stretch.plan, stretch.run, started)
+
+    @property
     def num_tokens_produced(self) -> int:
         """Output tokens this replica's iterations sampled (the scheduler's own count)."""
         return self.scheduler.num_tokens_produced

@@ -15,7 +15,23 @@ class RouterConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    policy: Literal["round_robin", "least_outstanding"] = Field(
+    policy: Literal[
+        "round_robin", "least_outstanding", "least_kv", "random", "power_of_two", "session_affinity"
+    ] = Field(
         "least_outstanding",
-        description="'round_robin': replicas in turn; 'least_outstanding': fewest waiting+running requests, ties to the lowest index.",
+        description=(
+            "'round_robin': replicas in turn; 'least_outstanding': fewest waiting+running requests; "
+            "'least_kv': smallest KV-cache usage, then fewest outstanding; 'random': uniform; "
+            "'power_of_two': the less loaded of two drawn at random; 'session_affinity': a session's "
+            "requests go where its first went (placed by least outstanding). Ties go to the lowest index."
+        ),
+    )
+    view_delay_s: float = Field(
+        0.0,
+        ge=0.0,
+        description=(
+            "How stale the router's view of the replicas may be (s). 0: live. Otherwise the router "
+            "reads a snapshot of every replica, taken anew at the first arrival once it is this old "
+            "(a cache with this time to live), like a router that scrapes replica metrics."
+        ),
     )

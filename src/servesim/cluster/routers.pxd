@@ -9,4 +9,4 @@ cdef class RoundRobinRouter:
 
 cdef class LeastOutstandingRouter:
     @cython.locals(best=Py_ssize_t, i=Py_ssize_t, best_load=long, load=long)
-    cpdef Py_ssize_t route(self, long request_id, object replicas) except? -1
+    cpdef Py_ssize_t route(self, object request, object replicas) except? -1

@@ -1,32 +1,35 @@
 """Global routers: which replica receives an arriving request.
 
-A router is a small object with one method, ``route``.  Routers are chosen
-by name from ``ROUTERS``; adding one means adding a class here (and its
-test).  Routers see replicas only through the read-only ``ReplicaView``
-protocol, never the scheduler internals.
+A router is a small object with one method, ``route(request, replicas)``,
+returning an index into ``replicas``.  ``request`` is the arriving
+``Sequence`` (its id, prompt length, priority and session); ``replicas``
+are read-only ``ReplicaView``s (``servesim.cluster.views``), live or
+snapshots up to ``router.view_delay_s`` old.  Routers are chosen by name
+from ``ROUTERS``; adding one means adding a class here, its name in
+``RouterConfig.policy`` and its test.
+
+Every policy breaks ties towards the lowest index, so a run is
+deterministic; the random ones draw from the run's ``router`` stream.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, Sequence as Seq
 
+import numpy as np
+
 if TYPE_CHECKING:
     from servesim.cluster.router_config import RouterConfig
+    from servesim.cluster.views import ReplicaView
+    from servesim.scheduler.sequence import Sequence
 
-
-class ReplicaView(Protocol):
-    """What a router may read about a replica."""
-
-    index: int
-
-    @property
-    def num_outstanding(self) -> int:
-        """Requests routed to the replica and not yet finished (waiting + running)."""
+# Uniform draws fetched from the generator at a time (a draw per call is slow).
+_DRAWS = 4096
 
 
 class Router(Protocol):
-    def route(self, request_id: int, replicas: Seq[ReplicaView]) -> int:
-        """Index (into ``replicas``) of the replica that receives ``request_id``."""
+    def route(self, request: Sequence, replicas: Seq[ReplicaView]) -> int:
+        """Index (into ``replicas``) of the replica that receives ``request``."""
 
 
 class RoundRobinRouter:
@@ -37,7 +40,7 @@ class RoundRobinRouter:
     def __init__(self) -> None:
         self._next = 0
 
-    def route(self, request_id: int, replicas: Seq[ReplicaView]) -> int:
+    def route(self, request: Sequence, replicas: Seq[ReplicaView]) -> int:
         chosen = self._next % len(replicas)
         self._next = chosen + 1
         return chosen
@@ -48,7 +51,7 @@ class LeastOutstandingRouter:
 
     __slots__ = ()
 
-    def route(self, request_id: int, replicas: Seq[ReplicaView]) -> int:
+    def route(self, request: Sequence, replicas: Seq[ReplicaView]) -> int:
         best = 0
         best_load = replicas[0].num_outstanding
         for i in range(1, len(replicas)):
@@ -58,12 +61,115 @@ class LeastOutstandingRouter:
         return best
 
 
+class LeastKvRouter:
+    """The replica with the smallest KV-cache usage; ties go to fewer outstanding
+    requests, then to the lowest index."""
+
+    __slots__ = ()
+
+    def route(self, request: Sequence, replicas: Seq[ReplicaView]) -> int:
+        best = 0
+        best_key = (replicas[0].kv_usage, replicas[0].num_outstanding)
+        for i in range(1, len(replicas)):
+            key = (replicas[i].kv_usage, replicas[i].num_outstanding)
+            if key < best_key:
+                best, best_key = i, key
+        return best
+
+
+class _Uniform:
+    """Uniform draws in [0, 1) from a generator, fetched a block at a time."""
+
+    __slots__ = ("_rng", "_buffer", "_next")
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self._buffer: list[float] = []
+        self._next = 0
+
+    def index(self, n: int) -> int:
+        """A uniform integer in ``0 .. n-1``."""
+        if self._next == len(self._buffer):
+            self._buffer = self._rng.random(_DRAWS).tolist()
+            self._next = 0
+        u = self._buffer[self._next]
+        self._next += 1
+        return int(u * n)
+
+
+class RandomRouter:
+    """A replica drawn uniformly at random."""
+
+    __slots__ = ("_draw",)
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._draw = _Uniform(rng)
+
+    def route(self, request: Sequence, replicas: Seq[ReplicaView]) -> int:
+        return self._draw.index(len(replicas))
+
+
+class PowerOfTwoRouter:
+    """Two distinct replicas drawn at random; the one with fewer outstanding
+    requests wins, the first drawn on a tie (Mitzenmacher's "power of two choices")."""
+
+    __slots__ = ("_draw",)
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._draw = _Uniform(rng)
+
+    def route(self, request: Sequence, replicas: Seq[ReplicaView]) -> int:
+        n = len(replicas)
+        if n == 1:
+            return 0
+        first = self._draw.index(n)
+        # The second among the other n - 1, so the two always differ.
+        second = self._draw.index(n - 1)
+        if second >= first:
+            second += 1
+        if replicas[second].num_outstanding < replicas[first].num_outstanding:
+            return second
+        return first
+
+
+class SessionAffinityRouter:
+    """Every request of a session goes where the session's first request went;
+    that first request, and requests with no session, go to the replica with
+    the fewest outstanding requests."""
+
+    __slots__ = ("_home", "_least")
+
+    def __init__(self) -> None:
+        self._home: dict[str, int] = {}
+        self._least = LeastOutstandingRouter()
+
+    def route(self, request: Sequence, replicas: Seq[ReplicaView]) -> int:
+        session = request.session
+        if session is None:
+            return self._least.route(request, replicas)
+        home = self._home.get(session)
+        if home is None:
+            home = self._home[session] = self._least.route(request, replicas)
+        return home
+
+
 ROUTERS: dict[str, type] = {
     "round_robin": RoundRobinRouter,
     "least_outstanding": LeastOutstandingRouter,
+    "least_kv": LeastKvRouter,
+    "random": RandomRouter,
+    "power_of_two": PowerOfTwoRouter,
+    "session_affinity": SessionAffinityRouter,
 }
+# Policies that draw random numbers (they take the run's "router" stream).
+RANDOMIZED = frozenset({"random", "power_of_two"})
 
 
-def make_router(config: RouterConfig) -> Router:
-    """Instantiate the configured router."""
-    return ROUTERS[config.policy]()
+def make_router(config: RouterConfig, rng: np.random.Generator | None = None) -> Router:
+    """Instantiate the configured router; randomized policies draw from ``rng``."""
+    cls = ROUTERS[config.policy]
+    if config.policy in RANDOMIZED:
+        if rng is None:
+            raise ValueError(f"router policy {config.policy!r} needs a random stream")
+        return cls(rng)
+    return cls()

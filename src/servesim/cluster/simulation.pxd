@@ -35,9 +35,12 @@ cdef class Simulation:
     cdef public tuple _chunk
     cdef public long _kv_token_capacity
     cdef public long _fits_everywhere
+    cdef public double _view_delay_s
+    cdef public list _views
+    cdef public double _views_taken_s
 
     @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,
-                   reason=str)
+                   reason=str, session=object)
     cpdef _on_arrival(self, double now, object _payload)
     @cython.locals(seq=Sequence, i=long)
     cpdef _on_finished(self, list seqs, double now)

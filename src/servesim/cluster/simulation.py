@@ -19,6 +19,7 @@ import numpy as np
 from servesim.cluster.events import ARRIVAL
 from servesim.cluster.replica import Replica
 from servesim.cluster.routers import Router
+from servesim.cluster.views import ReplicaSnapshot
 from servesim.core.events import EventLoop
 from servesim.kvcache.manager import KVCacheManager
 from servesim.metrics.records import FINISHED, IN_FLIGHT, REJECTED, RequestTable, TimeSeries, TimeSeriesBuilder
@@ -74,6 +75,7 @@ class Simulation:
         fast_path: bool = True,
         timeseries_interval_s: float = 1.0,
         progress: ProgressSink | None = None,
+        view_delay_s: float = 0.0,
     ) -> None:
         self.workload = workload
         self.setup = setup
@@ -90,7 +92,12 @@ class Simulation:
         self._num_done = 0
         self._next_arrival_s = float("inf")  # time of the next arrival event
         self._chunk_start = 0
-        self._chunk: tuple[list, list, list, list] = ([], [], [], [])
+        self._chunk: tuple[list, list, list, list, list | None] = ([], [], [], [], None)
+        # The router's view: the replicas themselves, or snapshots refreshed at
+        # the first arrival once they are view_delay_s old (see RouterConfig).
+        self._view_delay_s = view_delay_s
+        self._views: list = self.replicas if view_delay_s <= 0.0 else []
+        self._views_taken_s = float("-inf")
         # The largest request a replica could ever hold, in tokens.
         self._kv_token_capacity = setup.num_kv_blocks * setup.block_size
         # Requests whose peak KV tokens stay below this pass every check of _rejection.
@@ -175,15 +182,18 @@ class Simulation:
         if k >= len(self._chunk[0]):
             self._load_chunk(i)
             k = 0
-        prompt, output, priority, arrival = self._chunk
-        seq = Sequence(i, now, prompt[k], output[k], priority[k])
+        prompt, output, priority, arrival, session = self._chunk
+        seq = Sequence(i, now, prompt[k], output[k], priority[k], None if session is None else session[k])
         reason = self._rejection(seq)
         if reason:
             self._status[i] = REJECTED
             self._reason[i] = REJECT_REASONS.index(reason)
             self._num_done += 1
         else:
-            r = self.router.route(i, self.replicas)
+            if self._view_delay_s > 0.0 and now - self._views_taken_s >= self._view_delay_s:
+                self._views = [ReplicaSnapshot.of(replica) for replica in self.replicas]
+                self._views_taken_s = now
+            r = self.router.route(seq, self._views)
             self._replica[i] = r
             self.replicas[r].submit(seq, now)
         self._num_arrived = i + 1
@@ -255,7 +265,15 @@ class Simulation:
             w.output_tokens[start:stop].tolist(),
             w.priority[start:stop].tolist(),
             w.arrival_s[start:stop].tolist(),
+            None if w.session_id is None else [_session_key(s) for s in w.session_id[start:stop]],
         )
+
+
+def _session_key(session: object) -> str | None:
+    """A session id as routers see it: a string, or None when the request has none."""
+    if session is None or (isinstance(session, float) and session != session):  # None or NaN
+        return None
+    return str(session)
 
 
 def _sorted_by_time(series: TimeSeries) -> TimeSeries:

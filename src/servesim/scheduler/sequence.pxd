@@ -6,6 +6,7 @@ cdef class Sequence:
     cdef public long num_prompt
     cdef public long max_output
     cdef public long priority
+    cdef public object session
     cdef public long num_generated
     cdef public long num_computed
     cdef public double first_scheduled_s

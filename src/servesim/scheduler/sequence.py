@@ -19,6 +19,7 @@ class Sequence:
         "num_prompt",
         "max_output",
         "priority",
+        "session",
         "num_generated",
         "num_computed",
         "first_scheduled_s",
@@ -37,12 +38,15 @@ class Sequence:
         "group_next_block",
     )
 
-    def __init__(self, rid: int, arrival_s: float, num_prompt: int, max_output: int, priority: int = 0) -> None:
+    def __init__(
+        self, rid: int, arrival_s: float, num_prompt: int, max_output: int, priority: int = 0, session: str | None = None
+    ) -> None:
         self.rid = rid
         self.arrival_s = arrival_s
         self.num_prompt = num_prompt
         self.max_output = max_output
         self.priority = priority
+        self.session = session  # conversation/agent id (routers may use it), or None
         self.num_generated = 0
         self.num_computed = 0
         self.first_scheduled_s = -1.0

@@ -1,0 +1,139 @@
+"""Each router's choice on small hand-made states, and stale views in a run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakes import LinearStepModel
+
+from servesim.cluster.conservation import check_conservation
+from servesim.cluster.router_config import RouterConfig
+from servesim.cluster.routers import (
+    LeastKvRouter,
+    LeastOutstandingRouter,
+    PowerOfTwoRouter,
+    RandomRouter,
+    RoundRobinRouter,
+    SessionAffinityRouter,
+    make_router,
+)
+from servesim.cluster.simulation import ReplicaSetup, Simulation
+from servesim.cluster.views import ReplicaSnapshot
+from servesim.scheduler.config import SchedulerConfig
+from servesim.scheduler.sequence import Sequence
+from servesim.workload.request import Request, Workload
+
+
+def views(outstanding, kv=None):
+    kv = kv or [0.0] * len(outstanding)
+    return [ReplicaSnapshot(i, o, k) for i, (o, k) in enumerate(zip(outstanding, kv))]
+
+
+def req(rid=0, session=None):
+    return Sequence(rid, 0.0, 100, 10, session=session)
+
+
+class ScriptedRng:
+    """A stand-in generator whose uniform draws are given in advance."""
+
+    def __init__(self, draws):
+        self.draws = list(draws)
+
+    def random(self, n):
+        out, self.draws = self.draws[:n], self.draws[n:]
+        return np.array(out + [0.0] * (n - len(out)))
+
+
+def test_round_robin_takes_replicas_in_turn():
+    router = RoundRobinRouter()
+    assert [router.route(req(i), views([5, 0, 9])) for i in range(4)] == [0, 1, 2, 0]
+
+
+def test_least_outstanding_picks_the_fewest_and_the_lowest_index_on_ties():
+    assert LeastOutstandingRouter().route(req(), views([3, 1, 1])) == 1
+    assert LeastOutstandingRouter().route(req(), views([2, 2, 2])) == 0
+
+
+def test_least_kv_picks_the_emptiest_cache_then_the_fewest_outstanding():
+    assert LeastKvRouter().route(req(), views([0, 5, 3], [0.5, 0.2, 0.2])) == 2
+    assert LeastKvRouter().route(req(), views([0, 0, 0], [0.9, 0.1, 0.3])) == 1
+    assert LeastKvRouter().route(req(), views([4, 4], [0.3, 0.3])) == 0
+
+
+def test_random_maps_each_uniform_draw_to_a_replica():
+    # n = 4: u in [k/4, (k+1)/4) picks replica k.
+    router = RandomRouter(ScriptedRng([0.1, 0.9, 0.5, 0.25]))
+    assert [router.route(req(), views([0] * 4)) for _ in range(4)] == [0, 3, 2, 1]
+
+
+def test_power_of_two_compares_two_distinct_replicas():
+    state = views([1, 0, 5, 0])
+    # First draw 0.6 -> replica 2; second 0.1 among the other three -> 0; 0 has 1 < 5 outstanding.
+    assert PowerOfTwoRouter(ScriptedRng([0.6, 0.1])).route(req(), state) == 0
+    # Second draw 0.7 -> index 2 of the others (0, 1, 3) -> replica 3, with 0 outstanding.
+    assert PowerOfTwoRouter(ScriptedRng([0.6, 0.7])).route(req(), state) == 3
+    # A tie keeps the first drawn: replicas 1 and 3 both have 0.
+    assert PowerOfTwoRouter(ScriptedRng([0.3, 0.9])).route(req(), state) == 1
+    assert PowerOfTwoRouter(ScriptedRng([0.9])).route(req(), views([7])) == 0
+
+
+def test_session_affinity_keeps_a_session_where_it_started():
+    router = SessionAffinityRouter()
+    assert router.route(req(0, "a"), views([2, 0, 1])) == 1  # placed by least outstanding
+    assert router.route(req(1, "a"), views([0, 5, 0])) == 1  # stays, whatever the load
+    assert router.route(req(2, None), views([0, 5, 0])) == 0  # no session: least outstanding
+    assert router.route(req(3, "b"), views([3, 5, 0])) == 2
+
+
+def test_randomized_policies_need_a_stream():
+    with pytest.raises(ValueError, match="needs a random stream"):
+        make_router(RouterConfig(policy="random"))
+    assert isinstance(make_router(RouterConfig(policy="power_of_two"), np.random.default_rng(0)), PowerOfTwoRouter)
+
+
+def test_view_delay_must_not_be_negative():
+    with pytest.raises(ValueError):
+        RouterConfig(view_delay_s=-1.0)
+
+
+# ------------------------------------------------------------ in a run
+
+
+def _run(requests, router, *, num_replicas=3, view_delay_s=0.0):
+    sim = Simulation(
+        Workload.from_requests(requests),
+        ReplicaSetup(1000, 16, 100_000, SchedulerConfig()),
+        num_replicas,
+        router,
+        LinearStepModel(),
+        view_delay_s=view_delay_s,
+    )
+    out = sim.run()
+    check_conservation(out.requests, sim.replicas)
+    return out
+
+
+def test_a_stale_view_sends_a_burst_to_one_replica():
+    # Six long requests arrive within 5 ms, and a seventh at t = 10 s while they still run
+    # (each needs 1000 decode steps of >= 10 ms).  Live, least outstanding spreads the
+    # burst over the three replicas.  With a 10 s view, every burst request sees the
+    # snapshot taken at t = 0 (all idle) and goes to replica 0; the seventh finds the
+    # view 10 s old, refreshes it (replica 0: 6 outstanding) and goes to replica 1.
+    burst = [Request(0.001 * i, 100, 1000) for i in range(6)] + [Request(10.0, 100, 10)]
+    live = _run(burst, LeastOutstandingRouter())
+    assert live.requests.replica.tolist() == [0, 1, 2, 0, 1, 2, 0]
+    stale = _run(burst, LeastOutstandingRouter(), view_delay_s=10.0)
+    assert stale.requests.replica.tolist() == [0, 0, 0, 0, 0, 0, 1]
+
+
+def test_session_affinity_in_a_run_follows_the_session_ids():
+    requests = [
+        Request(0.0, 100, 50, session_id="x"),
+        Request(0.01, 100, 50, session_id="y"),
+        Request(0.02, 100, 50),
+        Request(5.0, 100, 50, session_id="x"),
+        Request(5.01, 100, 50, session_id="y"),
+    ]
+    out = _run(requests, SessionAffinityRouter())
+    # x -> replica 0 (all idle), y -> 1, the anonymous one -> 2; later turns follow their sessions.
+    assert out.requests.replica.tolist() == [0, 1, 2, 0, 1]
