@@ -9,6 +9,7 @@ from fakes import LinearStepModel
 from servesim.cluster.conservation import check_conservation
 from servesim.cluster.router_config import RouterConfig
 from servesim.cluster.routers import (
+    LapsRouter,
     LeastKvRouter,
     LeastOutstandingRouter,
     PowerOfTwoRouter,
@@ -83,6 +84,15 @@ def test_session_affinity_keeps_a_session_where_it_started():
     assert router.route(req(1, "a"), views([0, 5, 0])) == 1  # stays, whatever the load
     assert router.route(req(2, None), views([0, 5, 0])) == 0  # no session: least outstanding
     assert router.route(req(3, "b"), views([3, 5, 0])) == 2
+
+
+def test_laps_splits_replicas_by_prompt_length():
+    router = LapsRouter(threshold_tokens=256, long_fraction=0.5)  # of 4: short {0, 1}, long {2, 3}
+    state = views([3, 1, 0, 0])
+    assert router.route(Sequence(0, 0.0, 256, 10), state) == 1  # short (<= 256): least outstanding of 0, 1
+    assert router.route(Sequence(1, 0.0, 257, 10), state) == 2  # long: 2 and 3 tie, lowest index
+    assert [LapsRouter(256, f).num_long(4) for f in (0.1, 0.3, 0.5, 0.9)] == [1, 2, 2, 3]
+    assert LapsRouter(256, 0.5).route(Sequence(2, 0.0, 5000, 10), views([9])) == 0
 
 
 def test_randomized_policies_need_a_stream():

@@ -16,14 +16,28 @@ class RouterConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     policy: Literal[
-        "round_robin", "least_outstanding", "least_kv", "random", "power_of_two", "session_affinity"
+        "round_robin", "least_outstanding", "least_kv", "random", "power_of_two", "session_affinity", "laps"
     ] = Field(
         "least_outstanding",
         description=(
             "'round_robin': replicas in turn; 'least_outstanding': fewest waiting+running requests; "
             "'least_kv': smallest KV-cache usage, then fewest outstanding; 'random': uniform; "
             "'power_of_two': the less loaded of two drawn at random; 'session_affinity': a session's "
-            "requests go where its first went (placed by least outstanding). Ties go to the lowest index."
+            "requests go where its first went (placed by least outstanding); 'laps': prompts longer than "
+            "laps_threshold_tokens go to a long-prefill group of replicas, the others to a short-prefill group, "
+            "least outstanding within each. Ties go to the lowest index."
+        ),
+    )
+    laps_threshold_tokens: int = Field(
+        256, ge=1, description="'laps': prompts longer than this go to the long-prefill replicas (tokens)."
+    )
+    laps_long_fraction: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description=(
+            "'laps': share of the replicas that take long prompts (the last ceil(share x replicas), "
+            "at least one; at least one replica is left for short prompts)."
         ),
     )
     view_delay_s: float = Field(

@@ -14,6 +14,7 @@ deterministic; the random ones draw from the run's ``router`` stream.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Protocol, Sequence as Seq
 
 import numpy as np
@@ -153,6 +154,46 @@ class SessionAffinityRouter:
         return home
 
 
+class LapsRouter:
+    """Length-aware placement of prefills (LAPS, arXiv 2601.11589), across instances.
+
+    The replicas are split in two groups: the last ``ceil(long_fraction * n)``
+    (at least one) take prompts longer than ``threshold_tokens``, the others
+    the short ones, so a short prompt never queues behind a long prefill.
+    Within its group a request goes to the replica with the fewest
+    outstanding requests (ties to the lowest index).  With one replica both
+    groups are that replica.
+    """
+
+    __slots__ = ("threshold_tokens", "long_fraction")
+
+    def __init__(self, threshold_tokens: int = 256, long_fraction: float = 0.5) -> None:
+        self.threshold_tokens = threshold_tokens
+        self.long_fraction = long_fraction
+
+    def num_long(self, n: int) -> int:
+        """Replicas (of ``n``) that take long prompts: the last ones."""
+        if n == 1:
+            return 1
+        return min(max(math.ceil(self.long_fraction * n), 1), n - 1)
+
+    def route(self, request: Sequence, replicas: Seq[ReplicaView]) -> int:
+        n = len(replicas)
+        first_long = n - self.num_long(n)
+        if n == 1:
+            return 0
+        if request.num_prompt > self.threshold_tokens:
+            lo, hi = first_long, n
+        else:
+            lo, hi = 0, first_long
+        best, best_load = lo, replicas[lo].num_outstanding
+        for i in range(lo + 1, hi):
+            load = replicas[i].num_outstanding
+            if load < best_load:
+                best, best_load = i, load
+        return best
+
+
 ROUTERS: dict[str, type] = {
     "round_robin": RoundRobinRouter,
     "least_outstanding": LeastOutstandingRouter,
@@ -160,6 +201,7 @@ ROUTERS: dict[str, type] = {
     "random": RandomRouter,
     "power_of_two": PowerOfTwoRouter,
     "session_affinity": SessionAffinityRouter,
+    "laps": LapsRouter,
 }
 # Policies that draw random numbers (they take the run's "router" stream).
 RANDOMIZED = frozenset({"random", "power_of_two"})
@@ -172,4 +214,6 @@ def make_router(config: RouterConfig, rng: np.random.Generator | None = None) ->
         if rng is None:
             raise ValueError(f"router policy {config.policy!r} needs a random stream")
         return cls(rng)
+    if config.policy == "laps":
+        return cls(config.laps_threshold_tokens, config.laps_long_fraction)
     return cls()

@@ -1,0 +1,55 @@
+"""Cluster techniques against their baselines (issue 5), one example scenario each.
+
+    python benchmarks/cluster_examples.py            # prints a Markdown table
+
+Each row runs an example from ``examples/`` as written and again with the
+baseline's overrides, and reports what the technique is meant to move.  The
+results table in docs/cluster.md comes from this script.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import servesim
+from servesim.config import load_config
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _ttft_ms(result, mask=None) -> tuple[float, float]:
+    t = result.requests
+    ttft = (t.first_token_s - t.arrival_s) * 1e3
+    if mask is not None:
+        ttft = ttft[mask]
+    return float(np.nanmean(ttft)), float(np.nanpercentile(ttft, 90))
+
+
+def laps() -> list[str]:
+    """LAPS vs least outstanding: TTFT of short prompts (<= the threshold) on mixed lengths."""
+    path = EXAMPLES / "laps-mixed-lengths.yaml"
+    rows = []
+    for label, overrides in (("least_outstanding (baseline)", ["router.policy=least_outstanding"]), ("laps", [])):
+        cfg = load_config(path, overrides)
+        result = servesim.simulate(cfg)
+        short = result.requests.prompt_tokens <= cfg.router.laps_threshold_tokens
+        s_mean, s_p90 = _ttft_ms(result, short)
+        l_mean, _ = _ttft_ms(result, ~short)
+        rows.append(
+            f"| LAPS | {label} | short-prompt TTFT mean {s_mean:.1f} ms, p90 {s_p90:.1f} ms; "
+            f"long-prompt TTFT mean {l_mean:.1f} ms; short prompts {short.mean():.0%} |"
+        )
+    return rows
+
+
+def main() -> None:
+    print("| technique | run | result |")
+    print("|---|---|---|")
+    for row in laps():
+        print(row)
+
+
+if __name__ == "__main__":
+    main()
