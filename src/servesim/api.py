@@ -182,6 +182,8 @@ def _make_simulation(config: ScenarioConfig, deployment: Deployment, workload: W
         timeseries_interval_s=config.engine.timeseries_interval_s,
         progress=bar,
         view_delay_s=config.router.view_delay_s,
+        hold_short_s=config.router.laps_batch_window_s if config.router.policy == "laps" else 0.0,
+        short_prompt_tokens=config.router.laps_threshold_tokens,
     )
 
 

@@ -109,7 +109,7 @@ def test_view_delay_must_not_be_negative():
 # ------------------------------------------------------------ in a run
 
 
-def _run(requests, router, *, num_replicas=3, view_delay_s=0.0):
+def _run(requests, router, *, num_replicas=3, view_delay_s=0.0, stretch=True, **hold):
     sim = Simulation(
         Workload.from_requests(requests),
         ReplicaSetup(1000, 16, 100_000, SchedulerConfig()),
@@ -117,6 +117,8 @@ def _run(requests, router, *, num_replicas=3, view_delay_s=0.0):
         router,
         LinearStepModel(),
         view_delay_s=view_delay_s,
+        fast_path=stretch,
+        **hold,
     )
     out = sim.run()
     check_conservation(out.requests, sim.replicas)
@@ -147,3 +149,26 @@ def test_session_affinity_in_a_run_follows_the_session_ids():
     out = _run(requests, SessionAffinityRouter())
     # x -> replica 0 (all idle), y -> 1, the anonymous one -> 2; later turns follow their sessions.
     assert out.requests.replica.tolist() == [0, 1, 2, 0, 1]
+
+
+def test_laps_batching_window_holds_short_prompts_and_releases_them_together():
+    # Two replicas: 0 takes short prompts (<= 256 tokens), 1 long ones.  Two short prompts
+    # arrive at 0 and 10 ms; with a 50 ms window both wait at the router and enter replica 0
+    # together at 50 ms, in one prefill iteration.  The long prompt is never held.
+    requests = [Request(0.0, 100, 5), Request(0.01, 120, 5), Request(0.02, 1000, 5)]
+    laps = LapsRouter(256, 0.5)
+    out = _run(requests, laps, num_replicas=2, hold_short_s=0.05, short_prompt_tokens=256)
+    t = out.requests
+    assert t.replica.tolist() == [0, 0, 1]
+    assert t.first_scheduled_s.tolist()[:2] == [0.05, 0.05]
+    assert t.first_scheduled_s[2] == 0.02
+    # LinearStepModel: 10 ms + 1 ms per token, so the shared prefill of 220 tokens ends at 0.28 s.
+    assert t.first_token_s.tolist()[:2] == [0.05 + (0.01 + 0.001 * 220)] * 2
+    # Without the window the first short prompt starts at once.
+    plain = _run(requests, LapsRouter(256, 0.5), num_replicas=2).requests
+    assert plain.first_scheduled_s[0] == 0.0
+    # The window changes nothing between the fast path and the reference.
+    slow = _run(requests, LapsRouter(256, 0.5), num_replicas=2, stretch=False, hold_short_s=0.05,
+                short_prompt_tokens=256).requests
+    for name, col in t.columns().items():
+        np.testing.assert_array_equal(col, slow.columns()[name], err_msg=name)

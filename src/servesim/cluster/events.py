@@ -4,7 +4,8 @@ At one instant the event kernel runs smaller priorities first:
 
 ``ARRIVAL`` (0)
     A request arrives and is routed and queued first, so that an iteration
-    starting at the same instant can already batch it.
+    starting at the same instant can already batch it.  Requests a router
+    held back (LAPS's batching window) are released at this priority too.
 ``STEP_DONE`` (1)
     A replica finishes an iteration, books its tokens and immediately plans
     the next one; arrivals of the same instant are already queued.

@@ -40,6 +40,14 @@ class RouterConfig(BaseModel):
             "at least one; at least one replica is left for short prompts)."
         ),
     )
+    laps_batch_window_s: float = Field(
+        0.0,
+        ge=0.0,
+        description=(
+            "'laps': how long a short prompt may wait at the router so that short prompts bound for the "
+            "same replica enter it together (s); the window opens with the first one held. 0: no window."
+        ),
+    )
     view_delay_s: float = Field(
         0.0,
         ge=0.0,

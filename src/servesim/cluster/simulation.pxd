@@ -38,6 +38,9 @@ cdef class Simulation:
     cdef public double _view_delay_s
     cdef public list _views
     cdef public double _views_taken_s
+    cdef public double _hold_short_s
+    cdef public long _short_prompt_tokens
+    cdef public list _held
 
     @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,
                    reason=str, session=object)

@@ -76,6 +76,8 @@ class Simulation:
         timeseries_interval_s: float = 1.0,
         progress: ProgressSink | None = None,
         view_delay_s: float = 0.0,
+        hold_short_s: float = 0.0,
+        short_prompt_tokens: int = 0,
     ) -> None:
         self.workload = workload
         self.setup = setup
@@ -98,6 +100,11 @@ class Simulation:
         self._view_delay_s = view_delay_s
         self._views: list = self.replicas if view_delay_s <= 0.0 else []
         self._views_taken_s = float("-inf")
+        # Batching window (LAPS): prompts of at most short_prompt_tokens wait at
+        # the router up to hold_short_s, then go to their replica together.
+        self._hold_short_s = hold_short_s
+        self._short_prompt_tokens = short_prompt_tokens
+        self._held: list[list[Sequence]] = [[] for _ in self.replicas]
         # The largest request a replica could ever hold, in tokens.
         self._kv_token_capacity = setup.num_kv_blocks * setup.block_size
         # Requests whose peak KV tokens stay below this pass every check of _rejection.
@@ -195,7 +202,13 @@ class Simulation:
                 self._views_taken_s = now
             r = self.router.route(seq, self._views)
             self._replica[i] = r
-            self.replicas[r].submit(seq, now)
+            if self._hold_short_s > 0.0 and seq.num_prompt <= self._short_prompt_tokens:
+                held = self._held[r]
+                if not held:
+                    self.loop.schedule(now + self._hold_short_s, ARRIVAL, self._on_release, r)
+                held.append(seq)
+            else:
+                self.replicas[r].submit(seq, now)
         self._num_arrived = i + 1
         if k + 1 < len(arrival):
             self._next_arrival_s = arrival[k + 1]
@@ -207,6 +220,13 @@ class Simulation:
             self._next_arrival_s = float("inf")
         if self.progress is not None and (i & 4095) == 0:
             self.progress.update(now, self._num_done)
+
+    def _on_release(self, now: float, replica: int) -> None:
+        """The batching window of ``replica`` closes: its held requests go to it together."""
+        held = self._held[replica]
+        self._held[replica] = []
+        for seq in held:
+            self.replicas[replica].submit(seq, now)
 
     def _on_finished(self, seqs: list[Sequence], now: float) -> None:
         for seq in seqs:
