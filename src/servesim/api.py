@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from servesim.cluster.conservation import check_conservation
+from servesim.cluster.disaggregation import PdSetup
 from servesim.cluster.routers import make_router
 from servesim.cluster.simulation import ReplicaSetup, Simulation
 from servesim.config import ScenarioConfig, load_config, validate_config
@@ -184,6 +185,22 @@ def _make_simulation(config: ScenarioConfig, deployment: Deployment, workload: W
         view_delay_s=config.router.view_delay_s,
         hold_short_s=config.router.laps_batch_window_s if config.router.policy == "laps" else 0.0,
         short_prompt_tokens=config.router.laps_threshold_tokens,
+        pd=_pd_setup(config, deployment),
+    )
+
+
+def _pd_setup(config: ScenarioConfig, deployment: Deployment) -> PdSetup | None:
+    """The prefill/decode split of a disaggregated cluster, or None."""
+    cluster = config.cluster
+    d = cluster.disaggregation
+    if d is None:
+        return None
+    gpus = cluster.tensor_parallel * cluster.pipeline_parallel
+    return PdSetup(
+        num_prefill=d.prefill_replicas,
+        kv_bytes_per_token=deployment.memory.kv_bytes_per_token_per_gpu * gpus,
+        link_bytes_per_s=d.link.bandwidth_gbps * 1e9 / 8,
+        link_latency_s=d.link.latency_s,
     )
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from servesim import yaml_text
 from servesim.cluster.router_config import RouterConfig
@@ -40,6 +40,33 @@ from servesim.scheduler.config import SchedulerConfig
 from servesim.workload.config import TraceWorkloadConfig, WorkloadConfig
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class KvLinkConfig(BaseModel):
+    """The link each prefill replica sends KV caches over (prefill/decode disaggregation)."""
+
+    model_config = _FROZEN
+
+    bandwidth_gbps: float = Field(
+        200.0,
+        gt=0,
+        description=(
+            "Link bandwidth per prefill replica (Gbit/s, 1e9 bits): e.g. 200 for an RDMA NIC, "
+            "3600 for NVLink within a node, 25 for Ethernet."
+        ),
+    )
+    latency_s: float = Field(10e-6, ge=0, description="One-way latency of a transfer (s).")
+
+
+class DisaggregationConfig(BaseModel):
+    """Prefill/decode disaggregation (xPyD): prompts run on prefill replicas, their KV cache moves
+    to a decode replica, which generates the rest of the output."""
+
+    model_config = _FROZEN
+
+    prefill_replicas: int = Field(1, ge=1, description="Replicas that run prompts (count).")
+    decode_replicas: int = Field(1, ge=1, description="Replicas that generate output tokens (count).")
+    link: KvLinkConfig = Field(default_factory=KvLinkConfig, description="Link from each prefill replica to the decode pool.")
 
 
 class ClusterConfig(BaseModel):
@@ -72,6 +99,23 @@ class ClusterConfig(BaseModel):
     max_model_len: int | None = Field(
         None, ge=1, description="Longest prompt+output a request may have (tokens); null = the model's context length."
     )
+    disaggregation: DisaggregationConfig | None = Field(
+        None,
+        description=(
+            "Split the replicas into prefill and decode pools (null: every replica does both). "
+            "num_replicas must equal prefill_replicas + decode_replicas."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _pools_add_up(self) -> ClusterConfig:
+        d = self.disaggregation
+        if d is not None and d.prefill_replicas + d.decode_replicas != self.num_replicas:
+            raise ValueError(
+                f"num_replicas = {self.num_replicas} but disaggregation has {d.prefill_replicas} prefill + "
+                f"{d.decode_replicas} decode replicas; set num_replicas to {d.prefill_replicas + d.decode_replicas}"
+            )
+        return self
 
 
 class EngineConfig(BaseModel):

@@ -41,6 +41,12 @@ cdef class Simulation:
     cdef public double _hold_short_s
     cdef public long _short_prompt_tokens
     cdef public list _held
+    cdef public object _pd
+    cdef public long _num_prefill
+    cdef public list _entry
+    cdef public list _links
+    cdef public dict _in_transfer
+    cdef public object _decode_router
 
     @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,
                    reason=str, session=object)

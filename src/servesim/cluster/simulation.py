@@ -16,9 +16,10 @@ from typing import Protocol
 
 import numpy as np
 
+from servesim.cluster.disaggregation import KvLink, PdSetup
 from servesim.cluster.events import ARRIVAL
 from servesim.cluster.replica import Replica
-from servesim.cluster.routers import Router
+from servesim.cluster.routers import LeastOutstandingRouter, Router
 from servesim.cluster.views import ReplicaSnapshot
 from servesim.core.events import EventLoop
 from servesim.kvcache.manager import KVCacheManager
@@ -78,6 +79,7 @@ class Simulation:
         view_delay_s: float = 0.0,
         hold_short_s: float = 0.0,
         short_prompt_tokens: int = 0,
+        pd: PdSetup | None = None,
     ) -> None:
         self.workload = workload
         self.setup = setup
@@ -86,6 +88,9 @@ class Simulation:
         self.loop = EventLoop()
         self.progress = progress
         self.timeseries = TimeSeriesBuilder()
+        # Disaggregated: replicas [0, num_prefill) run prompts, the rest generate.
+        self._pd = pd
+        self._num_prefill = pd.num_prefill if pd is not None else num_replicas
         self.replicas = [
             self._make_replica(i, step_model, fast_path, timeseries_interval_s) for i in range(num_replicas)
         ]
@@ -98,13 +103,17 @@ class Simulation:
         # The router's view: the replicas themselves, or snapshots refreshed at
         # the first arrival once they are view_delay_s old (see RouterConfig).
         self._view_delay_s = view_delay_s
-        self._views: list = self.replicas if view_delay_s <= 0.0 else []
+        self._entry = self.replicas[: self._num_prefill]  # where arrivals are routed
+        self._views: list = self._entry if view_delay_s <= 0.0 else []
         self._views_taken_s = float("-inf")
         # Batching window (LAPS): prompts of at most short_prompt_tokens wait at
         # the router up to hold_short_s, then go to their replica together.
         self._hold_short_s = hold_short_s
         self._short_prompt_tokens = short_prompt_tokens
         self._held: list[list[Sequence]] = [[] for _ in self.replicas]
+        self._links = [] if pd is None else [KvLink(pd.link_bytes_per_s, pd.link_latency_s) for _ in self._entry]
+        self._in_transfer: dict[int, Sequence] = {}  # rid -> prefilled request whose KV is on the way
+        self._decode_router = LeastOutstandingRouter()
         # The largest request a replica could ever hold, in tokens.
         self._kv_token_capacity = setup.num_kv_blocks * setup.block_size
         # Requests whose peak KV tokens stay below this pass every check of _rejection.
@@ -114,6 +123,7 @@ class Simulation:
         self._fits_everywhere = min(limits) + 1
 
     def _make_replica(self, index: int, step_model, fast_path: bool, sample_every_s: float) -> Replica:
+        prefill_only = self._pd is not None and index < self._pd.num_prefill
         setup = self.setup
         scheduler = (LockstepScheduler if fast_path else BatchScheduler)(
             setup.scheduler, KVCacheManager(setup.num_kv_blocks, setup.block_size)
@@ -123,7 +133,7 @@ class Simulation:
             self.loop,
             scheduler,
             step_model,
-            self._on_finished,
+            self._on_prefilled if prefill_only else self._on_finished,
             fast_path=fast_path,
             horizon_s=self.horizon_s,
             sample_every_s=sample_every_s,
@@ -198,10 +208,12 @@ class Simulation:
             self._num_done += 1
         else:
             if self._view_delay_s > 0.0 and now - self._views_taken_s >= self._view_delay_s:
-                self._views = [ReplicaSnapshot.of(replica) for replica in self.replicas]
+                self._views = [ReplicaSnapshot.of(replica) for replica in self._entry]
                 self._views_taken_s = now
             r = self.router.route(seq, self._views)
             self._replica[i] = r
+            if self._pd is not None:
+                seq.max_output = 1  # the prefill replica stops after the first token
             if self._hold_short_s > 0.0 and seq.num_prompt <= self._short_prompt_tokens:
                 held = self._held[r]
                 if not held:
@@ -227,6 +239,40 @@ class Simulation:
         self._held[replica] = []
         for seq in held:
             self.replicas[replica].submit(seq, now)
+
+    def _on_prefilled(self, seqs: list[Sequence], now: float) -> None:
+        """Prompts done on a prefill replica: send each KV cache to the decode pool
+        (a request that wanted one token is done)."""
+        pd = self._pd
+        done = []
+        for seq in seqs:
+            wanted = int(self.workload.output_tokens[seq.rid])
+            if wanted <= 1:
+                done.append(seq)
+                continue
+            arrives = self._links[self._replica[seq.rid]].send(now, seq.num_prompt * pd.kv_bytes_per_token)
+            self._in_transfer[seq.rid] = seq
+            self.loop.schedule(arrives, ARRIVAL, self._on_kv_arrived, seq)
+        if done:
+            self._on_finished(done, now)
+
+    def _on_kv_arrived(self, now: float, seq: Sequence) -> None:
+        """A prompt's KV cache reached the decode pool: the request joins the least
+        loaded decode replica, as if that replica had run the prompt itself."""
+        del self._in_transfer[seq.rid]
+        wanted = int(self.workload.output_tokens[seq.rid])
+        decode = Sequence(seq.rid, seq.arrival_s, seq.num_prompt, wanted, seq.priority, seq.session)
+        decode.num_generated = seq.num_generated
+        decode.num_computed = seq.num_prompt  # the prompt's KV; the first output token's is computed next
+        decode.first_scheduled_s = seq.first_scheduled_s
+        decode.first_token_s = seq.first_token_s
+        decode.last_token_s = seq.last_token_s
+        decode.max_itl_s = seq.max_itl_s
+        decode.num_preemptions = seq.num_preemptions
+        pool = self.replicas[self._num_prefill :]
+        r = self._num_prefill + self._decode_router.route(decode, pool)
+        self._replica[seq.rid] = r
+        self.replicas[r].submit(decode, now)
 
     def _on_finished(self, seqs: list[Sequence], now: float) -> None:
         for seq in seqs:
@@ -275,6 +321,8 @@ class Simulation:
             replica.scheduler.materialize()
             for seq in list(replica.scheduler.running) + list(replica.scheduler.waiting):
                 self._store_progress(seq)
+        for seq in self._in_transfer.values():
+            self._store_progress(seq)
 
     def _load_chunk(self, start: int) -> None:
         w = self.workload

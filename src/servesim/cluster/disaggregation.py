@@ -1,0 +1,54 @@
+"""Prefill/decode disaggregation: the pools' split and the links that carry KV caches.
+
+Prefill/decode disaggregation (``cluster.disaggregation``) moves every
+prompt's KV cache once.  Each prefill replica sends over its own link (its
+network interface): transfers from one replica share it first come, first
+served, transfers from different replicas run in parallel.  A transfer of
+``b`` bytes that starts at ``t`` (or when the link frees up, if later)
+occupies the link for ``b / bandwidth`` and lands ``latency`` after that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PdSetup:
+    """How a disaggregated run is split.
+
+    The first ``num_prefill`` replicas run prompts; the others generate.
+    A prompt's KV cache (``kv_bytes_per_token`` per prompt token, the whole
+    replica's, all its GPUs) crosses its prefill replica's link
+    (``link_bytes_per_s``, ``link_latency_s``) to a decode replica.
+    """
+
+    num_prefill: int
+    kv_bytes_per_token: float
+    link_bytes_per_s: float
+    link_latency_s: float
+
+
+class KvLink:
+    """One prefill replica's link to the decode pool."""
+
+    __slots__ = ("bytes_per_s", "latency_s", "free_at_s", "bytes_sent", "num_transfers")
+
+    def __init__(self, bytes_per_s: float, latency_s: float) -> None:
+        if not bytes_per_s > 0:
+            raise ValueError(f"link bandwidth must be > 0 bytes/s, got {bytes_per_s!r}")
+        if latency_s < 0:
+            raise ValueError(f"link latency must be >= 0 s, got {latency_s!r}")
+        self.bytes_per_s = bytes_per_s
+        self.latency_s = latency_s
+        self.free_at_s = 0.0  # when the transfer in progress (if any) leaves the link
+        self.bytes_sent = 0.0
+        self.num_transfers = 0
+
+    def send(self, now: float, num_bytes: float) -> float:
+        """Queue a transfer of ``num_bytes`` at ``now``; returns when it has fully arrived (s)."""
+        start = now if now > self.free_at_s else self.free_at_s
+        self.free_at_s = start + num_bytes / self.bytes_per_s
+        self.bytes_sent += num_bytes
+        self.num_transfers += 1
+        return self.free_at_s + self.latency_s

@@ -1,0 +1,92 @@
+"""Prefill/decode disaggregation: KV transfer times and a request's path, by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakes import LinearStepModel
+
+import servesim
+from servesim.cluster.conservation import check_conservation
+from servesim.cluster.disaggregation import KvLink, PdSetup
+from servesim.cluster.routers import RoundRobinRouter
+from servesim.cluster.simulation import ReplicaSetup, Simulation
+from servesim.errors import ConfigError
+from servesim.scheduler.config import SchedulerConfig
+from servesim.workload.request import Request, Workload
+
+
+def test_a_transfer_takes_bytes_over_bandwidth_plus_latency():
+    link = KvLink(bytes_per_s=1e6, latency_s=0.001)
+    assert link.send(0.5, 2e5) == 0.5 + 0.2 + 0.001
+
+
+def test_transfers_on_one_link_queue_first_come_first_served():
+    link = KvLink(bytes_per_s=1e6, latency_s=0.0)
+    first = link.send(0.0, 1e5)  # on the link 0.0 .. 0.1
+    second = link.send(0.05, 1e5)  # waits for the first: 0.1 .. 0.2
+    third = link.send(0.5, 1e5)  # the link is free again: 0.5 .. 0.6
+    assert (first, second, third) == (0.1, 0.2, 0.6)
+    assert link.num_transfers == 3 and link.bytes_sent == 3e5
+
+
+def test_a_link_needs_bandwidth():
+    with pytest.raises(ValueError, match="bandwidth must be > 0"):
+        KvLink(0.0, 0.0)
+
+
+def _run(requests, *, num_prefill=1, num_decode=1, kv_bytes=1000.0, bw=1e6, latency=0.001, stretch=True):
+    sim = Simulation(
+        Workload.from_requests(requests),
+        ReplicaSetup(1000, 16, 100_000, SchedulerConfig()),
+        num_prefill + num_decode,
+        RoundRobinRouter(),
+        LinearStepModel(),  # 10 ms + 1 ms per token computed
+        fast_path=stretch,
+        pd=PdSetup(num_prefill, kv_bytes, bw, latency),
+    )
+    out = sim.run()
+    check_conservation(out.requests, sim.replicas)
+    return out, sim
+
+
+def test_a_request_prefills_moves_its_kv_then_decodes():
+    out, sim = _run([Request(0.0, 100, 3)])
+    t = out.requests
+    # Prefill on replica 0: one 100-token iteration, 0.01 + 0.1 = 0.11 s: the first token.
+    assert t.first_token_s[0] == 0.0 + (0.01 + 0.001 * 100)
+    # KV: 100 tokens x 1000 bytes over 1 MB/s = 0.1 s, plus 1 ms: at the decode replica at 0.211 s.
+    arrived = t.first_token_s[0] + 100 * 1000.0 / 1e6 + 0.001
+    # Decode replica 1: two one-token iterations of 0.011 s each.
+    second = arrived + (0.01 + 0.001)
+    assert t.finish_s[0] == second + (0.01 + 0.001)
+    assert t.max_itl_s[0] == second - t.first_token_s[0]  # the transfer shows as the first gap
+    assert t.replica[0] == 1 and t.tokens_generated[0] == 3
+    assert [r.num_tokens_produced for r in sim.replicas] == [1, 2]
+
+
+def test_one_token_requests_finish_on_the_prefill_replica():
+    out, sim = _run([Request(0.0, 50, 1)])
+    assert out.requests.replica[0] == 0 and out.requests.finish_s[0] == 0.01 + 0.001 * 50
+    assert sim._links[0].num_transfers == 0
+
+
+def test_disaggregated_fast_path_matches_the_reference():
+    rng = np.random.default_rng(4)
+    reqs = [Request(float(a), int(p), int(o)) for a, p, o in
+            zip(np.cumsum(rng.exponential(0.05, 120)), rng.integers(20, 900, 120), rng.integers(1, 200, 120))]
+    fast, _ = _run(reqs, num_prefill=2, num_decode=2, bw=5e7)
+    slow, _ = _run(reqs, num_prefill=2, num_decode=2, bw=5e7, stretch=False)
+    for name, col in fast.requests.columns().items():
+        np.testing.assert_array_equal(col, slow.requests.columns()[name], err_msg=name)
+
+
+def test_pools_must_add_up_to_the_replicas():
+    with pytest.raises(ConfigError, match="set num_replicas to 3"):
+        servesim.simulate({"cluster": {"num_replicas": 2,
+                                       "disaggregation": {"prefill_replicas": 1, "decode_replicas": 2}}})
+
+
+def test_a_link_of_zero_bandwidth_is_a_config_error():
+    with pytest.raises(ConfigError, match="bandwidth_gbps = 0"):
+        servesim.simulate({"cluster": {"num_replicas": 2, "disaggregation": {"link": {"bandwidth_gbps": 0}}}})
