@@ -16,7 +16,7 @@ from servesim.cluster.conservation import check_conservation
 from servesim.cluster.disaggregation import PdSetup
 from servesim.cluster.routers import make_router
 from servesim.cluster.simulation import ReplicaSetup, Simulation
-from servesim.config import ScenarioConfig, load_config, validate_config
+from servesim.config import ClusterConfig, ScenarioConfig, load_config, validate_config
 from servesim.core.rng import RandomStreams
 from servesim.errors import ConfigError
 from servesim.metrics.records import RequestTable, RunInfo, TimeSeries
@@ -152,7 +152,7 @@ def simulate(
         sim_time_s=out.sim_time_s,
         horizon_s=config.horizon_s,
         wall_time_s=time.perf_counter() - started,
-        num_replicas=cluster.num_replicas,
+        num_replicas=_total_replicas(cluster),
         gpus_per_replica=cluster.tensor_parallel * cluster.pipeline_parallel,
         busy_time_s=out.busy_time_s,
         num_steps=out.num_steps,
@@ -175,7 +175,7 @@ def _make_simulation(config: ScenarioConfig, deployment: Deployment, workload: W
     return Simulation(
         workload,
         setup,
-        cluster.num_replicas,
+        _total_replicas(cluster),
         make_router(config.router, RandomStreams(config.seed).stream("router")),
         step_model,
         horizon_s=config.horizon_s,
@@ -192,16 +192,32 @@ def _make_simulation(config: ScenarioConfig, deployment: Deployment, workload: W
 def _pd_setup(config: ScenarioConfig, deployment: Deployment) -> PdSetup | None:
     """The prefill/decode split of a disaggregated cluster, or None."""
     cluster = config.cluster
+    kv_bytes_per_token = deployment.memory.kv_bytes_per_token_per_gpu * cluster.tensor_parallel * cluster.pipeline_parallel
     d = cluster.disaggregation
-    if d is None:
-        return None
-    gpus = cluster.tensor_parallel * cluster.pipeline_parallel
-    return PdSetup(
-        num_prefill=d.prefill_replicas,
-        kv_bytes_per_token=deployment.memory.kv_bytes_per_token_per_gpu * gpus,
-        link_bytes_per_s=d.link.bandwidth_gbps * 1e9 / 8,
-        link_latency_s=d.link.latency_s,
-    )
+    if d is not None:
+        return PdSetup(
+            num_prefill=d.prefill_replicas,
+            kv_bytes_per_token=kv_bytes_per_token,
+            link_bytes_per_s=d.link.bandwidth_gbps * 1e9 / 8,
+            link_latency_s=d.link.latency_s,
+        )
+    o = cluster.prefill_offload
+    if o is not None:
+        return PdSetup(
+            num_prefill=o.remote_prefill_replicas,
+            kv_bytes_per_token=kv_bytes_per_token,
+            link_bytes_per_s=o.link.bandwidth_gbps * 1e9 / 8,
+            link_latency_s=o.link.latency_s,
+            offload_threshold_tokens=o.threshold_tokens,
+            max_link_wait_s=o.max_link_wait_s,
+        )
+    return None
+
+
+def _total_replicas(cluster: ClusterConfig) -> int:
+    """Replicas the run simulates (and pays for): with prefill offload, the remote ones too."""
+    extra = cluster.prefill_offload.remote_prefill_replicas if cluster.prefill_offload is not None else 0
+    return cluster.num_replicas + extra
 
 
 def _calibrated(config: ScenarioConfig) -> ScenarioConfig:

@@ -69,6 +69,30 @@ class DisaggregationConfig(BaseModel):
     link: KvLinkConfig = Field(default_factory=KvLinkConfig, description="Link from each prefill replica to the decode pool.")
 
 
+class PrefillOffloadConfig(BaseModel):
+    """Prefill-as-a-service (PrfaaS): a remote prefill cluster joined by a cross-datacenter link.
+
+    Prompts longer than ``threshold_tokens`` run on a remote prefill replica
+    while its link has room (a backlog of at most ``max_link_wait_s``); their
+    KV cache comes back over the link to the local replicas, which decode
+    them.  Everything else runs locally, as without offload.
+    """
+
+    model_config = _FROZEN
+
+    remote_prefill_replicas: int = Field(1, ge=1, description="Prefill replicas in the remote cluster (count), besides num_replicas local ones.")
+    threshold_tokens: int = Field(4096, ge=1, description="Only prompts longer than this are offloaded (tokens).")
+    max_link_wait_s: float = Field(
+        0.05,
+        ge=0,
+        description="Offload only while the remote replica's link has at most this much queued ahead (s): the link has room.",
+    )
+    link: KvLinkConfig = Field(
+        default_factory=lambda: KvLinkConfig(bandwidth_gbps=100.0, latency_s=0.005),
+        description="Cross-datacenter link from each remote prefill replica back to the local cluster.",
+    )
+
+
 class ClusterConfig(BaseModel):
     """The deployment: identical replicas of one model on one GPU type."""
 
@@ -107,8 +131,18 @@ class ClusterConfig(BaseModel):
         ),
     )
 
+    prefill_offload: PrefillOffloadConfig | None = Field(
+        None,
+        description=(
+            "Offload long prompts to a remote prefill cluster (PrfaaS); num_replicas local replicas serve the rest "
+            "and decode everything. null: no remote cluster."
+        ),
+    )
+
     @model_validator(mode="after")
     def _pools_add_up(self) -> ClusterConfig:
+        if self.disaggregation is not None and self.prefill_offload is not None:
+            raise ValueError("disaggregation and prefill_offload cannot be combined yet; set one of them to null")
         d = self.disaggregation
         if d is not None and d.prefill_replicas + d.decode_replicas != self.num_replicas:
             raise ValueError(

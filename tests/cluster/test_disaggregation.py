@@ -90,3 +90,52 @@ def test_pools_must_add_up_to_the_replicas():
 def test_a_link_of_zero_bandwidth_is_a_config_error():
     with pytest.raises(ConfigError, match="bandwidth_gbps = 0"):
         servesim.simulate({"cluster": {"num_replicas": 2, "disaggregation": {"link": {"bandwidth_gbps": 0}}}})
+
+
+# ------------------------------------------------------------ prefill offload (PrfaaS)
+
+
+def _offload_run(requests, *, threshold=500, max_wait=0.05, bw=1e6):
+    # Replica 0 is the remote prefill replica; replica 1 the local one.
+    sim = Simulation(
+        Workload.from_requests(requests),
+        ReplicaSetup(1000, 16, 100_000, SchedulerConfig()),
+        2,
+        RoundRobinRouter(),
+        LinearStepModel(),
+        pd=PdSetup(1, 1000.0, bw, 0.005, offload_threshold_tokens=threshold, max_link_wait_s=max_wait),
+    )
+    out = sim.run()
+    check_conservation(out.requests, sim.replicas)
+    return out, sim
+
+
+def test_only_long_prompts_go_remote_and_decode_locally():
+    out, sim = _offload_run([Request(0.0, 400, 3), Request(0.0, 600, 3)])
+    t = out.requests
+    # The short prompt runs wholly on the local replica: prefill 0.01 + 0.4 s.
+    assert t.first_token_s[0] == 0.01 + 0.001 * 400
+    # The long one prefills remotely (0.01 + 0.6 s), its KV (600 x 1000 bytes at 1 MB/s = 0.6 s,
+    # + 5 ms) comes back, and it decodes on the local replica.
+    assert t.first_token_s[1] == 0.01 + 0.001 * 600
+    assert t.replica.tolist() == [1, 1]
+    assert sim._links[0].num_transfers == 1 and sim._links[0].bytes_sent == 600 * 1000.0
+    assert sim.replicas[0].num_tokens_produced == 1
+
+
+def test_a_busy_link_keeps_long_prompts_local():
+    # Two long prompts, prefilled remotely in one iteration (0.01 + 1.2 s): at 1.21 s both
+    # KV caches queue on the link, 0.6 s each, so it is busy until 2.41 s.  A third long
+    # prompt arriving at 1.5 s finds 0.91 s queued, more than the 0.05 s allowed: it runs
+    # locally, at once.
+    reqs = [Request(0.0, 600, 3), Request(0.0, 600, 3), Request(1.5, 600, 3)]
+    out, sim = _offload_run(reqs)
+    assert sim._links[0].num_transfers == 2 and sim._links[0].free_at_s == 0.01 + 0.001 * 1200 + 0.6 + 0.6
+    assert sim.replicas[0].num_tokens_produced == 2  # two prefills on the remote replica
+    assert out.requests.first_scheduled_s[2] == 1.5
+
+
+def test_offload_and_disaggregation_do_not_combine():
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        servesim.simulate({"cluster": {"num_replicas": 2, "disaggregation": {},
+                                       "prefill_offload": {}}})

@@ -21,12 +21,20 @@ class PdSetup:
     A prompt's KV cache (``kv_bytes_per_token`` per prompt token, the whole
     replica's, all its GPUs) crosses its prefill replica's link
     (``link_bytes_per_s``, ``link_latency_s``) to a decode replica.
+
+    With ``offload_threshold_tokens > 0`` the prefill replicas are a remote
+    cluster (prefill-as-a-service): arrivals go to the other replicas, which
+    serve them whole, except prompts longer than the threshold, which go to
+    the least loaded remote replica while its link has at most
+    ``max_link_wait_s`` queued.
     """
 
     num_prefill: int
     kv_bytes_per_token: float
     link_bytes_per_s: float
     link_latency_s: float
+    offload_threshold_tokens: int = 0
+    max_link_wait_s: float = 0.0
 
 
 class KvLink:
@@ -44,6 +52,10 @@ class KvLink:
         self.free_at_s = 0.0  # when the transfer in progress (if any) leaves the link
         self.bytes_sent = 0.0
         self.num_transfers = 0
+
+    def backlog_s(self, now: float) -> float:
+        """How long a transfer queued now would wait for the link (s)."""
+        return self.free_at_s - now if self.free_at_s > now else 0.0
 
     def send(self, now: float, num_bytes: float) -> float:
         """Queue a transfer of ``num_bytes`` at ``now``; returns when it has fully arrived (s)."""

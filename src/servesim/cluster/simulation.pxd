@@ -47,6 +47,8 @@ cdef class Simulation:
     cdef public list _links
     cdef public dict _in_transfer
     cdef public object _decode_router
+    cdef public bint _offload
+    cdef public long _entry_offset
 
     @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,
                    reason=str, session=object)

@@ -103,7 +103,11 @@ class Simulation:
         # The router's view: the replicas themselves, or snapshots refreshed at
         # the first arrival once they are view_delay_s old (see RouterConfig).
         self._view_delay_s = view_delay_s
-        self._entry = self.replicas[: self._num_prefill]  # where arrivals are routed
+        # Where the router sends arrivals: the prefill pool (disaggregated), the local
+        # replicas (prefill offload: long prompts may still go remote), or all.
+        self._offload = pd is not None and pd.offload_threshold_tokens > 0
+        self._entry_offset = self._num_prefill if self._offload else 0
+        self._entry = self.replicas[self._entry_offset :] if self._offload else self.replicas[: self._num_prefill]
         self._views: list = self._entry if view_delay_s <= 0.0 else []
         self._views_taken_s = float("-inf")
         # Batching window (LAPS): prompts of at most short_prompt_tokens wait at
@@ -210,9 +214,13 @@ class Simulation:
             if self._view_delay_s > 0.0 and now - self._views_taken_s >= self._view_delay_s:
                 self._views = [ReplicaSnapshot.of(replica) for replica in self._entry]
                 self._views_taken_s = now
-            r = self.router.route(seq, self._views)
+            r = self._entry_offset + self.router.route(seq, self._views)
+            if self._offload and seq.num_prompt > self._pd.offload_threshold_tokens:
+                remote = self._decode_router.route(seq, self.replicas[: self._num_prefill])
+                if self._links[remote].backlog_s(now) <= self._pd.max_link_wait_s:
+                    r = remote
             self._replica[i] = r
-            if self._pd is not None:
+            if self._pd is not None and r < self._num_prefill:
                 seq.max_output = 1  # the prefill replica stops after the first token
             if self._hold_short_s > 0.0 and seq.num_prompt <= self._short_prompt_tokens:
                 held = self._held[r]
