@@ -190,28 +190,21 @@ def _make_simulation(config: ScenarioConfig, deployment: Deployment, workload: W
 
 
 def _pd_setup(config: ScenarioConfig, deployment: Deployment) -> PdSetup | None:
-    """The prefill/decode split of a disaggregated cluster, or None."""
+    """The prefill/decode split of a disaggregated cluster or of a prefill offload, or None."""
     cluster = config.cluster
-    kv_bytes_per_token = deployment.memory.kv_bytes_per_token_per_gpu * cluster.tensor_parallel * cluster.pipeline_parallel
-    d = cluster.disaggregation
-    if d is not None:
-        return PdSetup(
-            num_prefill=d.prefill_replicas,
-            kv_bytes_per_token=kv_bytes_per_token,
-            link_bytes_per_s=d.link.bandwidth_gbps * 1e9 / 8,
-            link_latency_s=d.link.latency_s,
-        )
-    o = cluster.prefill_offload
-    if o is not None:
-        return PdSetup(
-            num_prefill=o.remote_prefill_replicas,
-            kv_bytes_per_token=kv_bytes_per_token,
-            link_bytes_per_s=o.link.bandwidth_gbps * 1e9 / 8,
-            link_latency_s=o.link.latency_s,
-            offload_threshold_tokens=o.threshold_tokens,
-            max_link_wait_s=o.max_link_wait_s,
-        )
-    return None
+    d, o = cluster.disaggregation, cluster.prefill_offload  # at most one is set (ClusterConfig checks)
+    if d is None and o is None:
+        return None
+    link = d.link if d is not None else o.link
+    gpus = cluster.tensor_parallel * cluster.pipeline_parallel
+    return PdSetup(
+        num_prefill=d.prefill_replicas if d is not None else o.remote_prefill_replicas,
+        kv_bytes_per_token=deployment.memory.kv_bytes_per_token_per_gpu * gpus,
+        link_bytes_per_s=link.bandwidth_gbps * 1e9 / 8,
+        link_latency_s=link.latency_s,
+        offload_threshold_tokens=o.threshold_tokens if o is not None else 0,
+        max_link_wait_s=o.max_link_wait_s if o is not None else 0.0,
+    )
 
 
 def _total_replicas(cluster: ClusterConfig) -> int:
