@@ -166,11 +166,15 @@ def simulate(
 def _make_simulation(config: ScenarioConfig, deployment: Deployment, workload: Workload, step_model: Any, bar: Any) -> Simulation:
     """Wire the configured replicas, router and engine knobs around ``workload``."""
     cluster = config.cluster
+    prefix_tokens = workload.prefix_block_size if cluster.prefix_caching and workload.prefix_block_ids else 0
     setup = ReplicaSetup(
         num_kv_blocks=deployment.memory.num_kv_blocks,
         block_size=cluster.block_size,
         max_model_len=deployment.max_model_len,
         scheduler=config.scheduler,
+        # The cache holds as many prefix blocks as the replica's KV cache has room for.
+        prefix_cache_blocks=deployment.memory.num_kv_blocks * cluster.block_size // prefix_tokens if prefix_tokens else 0,
+        prefix_block_tokens=prefix_tokens or 0,
     )
     return Simulation(
         workload,

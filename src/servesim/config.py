@@ -131,6 +131,13 @@ class ClusterConfig(BaseModel):
         ),
     )
 
+    prefix_caching: bool = Field(
+        False,
+        description=(
+            "Keep a prefix cache per replica over the trace's prefix-block hashes (e.g. Mooncake hash_ids): a "
+            "prompt's cached leading blocks skip prefill (a minimal model: no KV block sharing)."
+        ),
+    )
     prefill_offload: PrefillOffloadConfig | None = Field(
         None,
         description=(
@@ -209,6 +216,13 @@ class ScenarioConfig(BaseModel):
     )
     engine: EngineConfig = Field(default_factory=EngineConfig, description="Simulator knobs.")
     catalog: CatalogConfig = Field(default_factory=CatalogConfig, description="Extra catalog entries.")
+
+    @model_validator(mode="after")
+    def _router_needs(self) -> ScenarioConfig:
+        if self.router.policy == "prefix_aware" and not self.cluster.prefix_caching:
+            raise ValueError("router.policy = 'prefix_aware' needs cluster.prefix_caching: true (replicas without a "
+                             "prefix cache give it nothing to match)")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (every default filled in)."""

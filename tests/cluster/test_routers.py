@@ -10,6 +10,7 @@ from servesim.cluster.conservation import check_conservation
 from servesim.cluster.router_config import RouterConfig
 from servesim.cluster.routers import (
     LapsRouter,
+    PrefixAwareRouter,
     LeastKvRouter,
     LeastOutstandingRouter,
     PowerOfTwoRouter,
@@ -93,6 +94,36 @@ def test_laps_splits_replicas_by_prompt_length():
     assert router.route(Sequence(1, 0.0, 257, 10), state) == 2  # long: 2 and 3 tie, lowest index
     assert [LapsRouter(256, f).num_long(4) for f in (0.1, 0.3, 0.5, 0.9)] == [1, 2, 2, 3]
     assert LapsRouter(256, 0.5).route(Sequence(2, 0.0, 5000, 10), views([9])) == 0
+
+
+class CachedView(ReplicaSnapshot):
+    """A snapshot with a fixed prefix cache content."""
+
+    __slots__ = ("cached",)
+
+    def __init__(self, index, outstanding, cached):
+        super().__init__(index, outstanding, 0.0)
+        self.cached = cached
+
+    def prefix_match(self, block_ids):
+        n = 0
+        for b in block_ids:
+            if b not in self.cached:
+                break
+            n += 1
+        return n
+
+
+def test_prefix_aware_takes_the_longest_cached_prefix_within_the_load_bound():
+    prompt = Sequence(0, 0.0, 2000, 10)
+    prompt.prefix = (1, 2, 3, 4)
+    state = [CachedView(0, 0, set()), CachedView(1, 3, {1, 2}), CachedView(2, 9, {1, 2, 3, 4}), CachedView(3, 2, {1})]
+    # Loads 0, 3, 9, 2 with slack 4: replica 2 (9 > 0 + 4) is out; of the rest, 1 holds 2 blocks.
+    assert PrefixAwareRouter(load_slack=4).route(prompt, state) == 1
+    assert PrefixAwareRouter(load_slack=9).route(prompt, state) == 2  # now within the bound: 4 blocks
+    assert PrefixAwareRouter(load_slack=0).route(prompt, state) == 0  # only the least loaded qualifies
+    no_prefix = Sequence(1, 0.0, 100, 10)
+    assert PrefixAwareRouter(4).route(no_prefix, state) == 0  # no prefix: least outstanding
 
 
 def test_randomized_policies_need_a_stream():

@@ -53,8 +53,9 @@ def test_columns_are_cast_to_their_dtypes():
     assert list(t.columns()) == [
         "request_id", "arrival_s", "prompt_tokens", "output_tokens", "tokens_generated",
         "replica", "status", "reject_reason", "first_scheduled_s", "first_token_s",
-        "finish_s", "max_itl_s", "num_preemptions",
+        "finish_s", "max_itl_s", "num_preemptions", "cached_tokens",
     ]
+    assert t.cached_tokens.tolist() == [0, 0, 0]  # tables built without the column get zeros
 
 
 def test_column_length_mismatch_is_rejected():

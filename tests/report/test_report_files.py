@@ -74,7 +74,7 @@ def test_requests_parquet_has_stored_and_derived_columns(tmp_path):
     assert t.column_names == [
         "request_id", "arrival_s", "prompt_tokens", "output_tokens", "tokens_generated",
         "replica", "status", "reject_reason", "first_scheduled_s", "first_token_s",
-        "finish_s", "max_itl_s", "num_preemptions", "ttft_s", "tpot_s", "e2e_s", "queue_delay_s",
+        "finish_s", "max_itl_s", "num_preemptions", "cached_tokens", "ttft_s", "tpot_s", "e2e_s", "queue_delay_s",
     ]
     assert str(t.schema.field("status").type) == "int8"
     assert str(t.schema.field("reject_reason").type) == "string"

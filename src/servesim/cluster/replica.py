@@ -201,6 +201,11 @@ class Replica:
         started = 1 + bisect_left(stretch.end_s, self.loop.now, 0, last - 1)
         return self.scheduler.run_blocks_used(stretch.plan, stretch.run, started)
 
+    def prefix_match(self, block_ids: tuple[int, ...]) -> int:
+        """Leading prefix blocks of a prompt this replica's prefix cache holds (0 without one)."""
+        cache = self.scheduler.prefix_cache
+        return 0 if cache is None or not block_ids else cache.peek(block_ids)
+
     @property
     def num_tokens_produced(self) -> int:
         """Output tokens this replica's iterations sampled (the scheduler's own count)."""

@@ -16,7 +16,8 @@ class RouterConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     policy: Literal[
-        "round_robin", "least_outstanding", "least_kv", "random", "power_of_two", "session_affinity", "laps"
+        "round_robin", "least_outstanding", "least_kv", "random", "power_of_two", "session_affinity", "laps",
+        "prefix_aware",
     ] = Field(
         "least_outstanding",
         description=(
@@ -25,7 +26,8 @@ class RouterConfig(BaseModel):
             "'power_of_two': the less loaded of two drawn at random; 'session_affinity': a session's "
             "requests go where its first went (placed by least outstanding); 'laps': prompts longer than "
             "laps_threshold_tokens go to a long-prefill group of replicas, the others to a short-prefill group, "
-            "least outstanding within each. Ties go to the lowest index."
+            "least outstanding within each; 'prefix_aware': the longest cached prompt prefix among replicas within "
+            "prefix_load_slack of the least loaded (needs cluster.prefix_caching). Ties go to the lowest index."
         ),
     )
     laps_threshold_tokens: int = Field(
@@ -47,6 +49,11 @@ class RouterConfig(BaseModel):
             "'laps': how long a short prompt may wait at the router so that short prompts bound for the "
             "same replica enter it together (s); the window opens with the first one held. 0: no window."
         ),
+    )
+    prefix_load_slack: int = Field(
+        4,
+        ge=0,
+        description="'prefix_aware': replicas with at most this many more outstanding requests than the least loaded compete on cache hits (count).",
     )
     view_delay_s: float = Field(
         0.0,

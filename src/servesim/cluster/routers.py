@@ -194,6 +194,30 @@ class LapsRouter:
         return best
 
 
+class PrefixAwareRouter:
+    """The replica whose prefix cache holds the longest prefix of the prompt, among those
+    within ``load_slack`` outstanding requests of the least loaded (the SGLang and llm-d
+    cache-aware routers' rule); ties go to fewer outstanding, then the lowest index."""
+
+    __slots__ = ("load_slack",)
+
+    def __init__(self, load_slack: int = 4) -> None:
+        self.load_slack = load_slack
+
+    def route(self, request: Sequence, replicas: Seq[ReplicaView]) -> int:
+        loads = [r.num_outstanding for r in replicas]
+        bound = min(loads) + self.load_slack
+        prefix = request.prefix
+        best, best_key = 0, None
+        for i, replica in enumerate(replicas):
+            if loads[i] > bound:
+                continue
+            key = (-(replica.prefix_match(prefix) if prefix else 0), loads[i])
+            if best_key is None or key < best_key:
+                best, best_key = i, key
+        return best
+
+
 ROUTERS: dict[str, type] = {
     "round_robin": RoundRobinRouter,
     "least_outstanding": LeastOutstandingRouter,
@@ -202,6 +226,7 @@ ROUTERS: dict[str, type] = {
     "power_of_two": PowerOfTwoRouter,
     "session_affinity": SessionAffinityRouter,
     "laps": LapsRouter,
+    "prefix_aware": PrefixAwareRouter,
 }
 # Policies that draw random numbers (they take the run's "router" stream).
 RANDOMIZED = frozenset({"random", "power_of_two"})
@@ -216,4 +241,6 @@ def make_router(config: RouterConfig, rng: np.random.Generator | None = None) ->
         return cls(rng)
     if config.policy == "laps":
         return cls(config.laps_threshold_tokens, config.laps_long_fraction)
+    if config.policy == "prefix_aware":
+        return cls(config.prefix_load_slack)
     return cls()

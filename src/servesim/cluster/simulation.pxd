@@ -28,6 +28,7 @@ cdef class Simulation:
     cdef public object _max_itl
     cdef public object _preempt
     cdef public object _generated
+    cdef public object _cached
     cdef public long _num_arrived
     cdef public long _num_done
     cdef public double _next_arrival_s
@@ -51,7 +52,7 @@ cdef class Simulation:
     cdef public long _entry_offset
 
     @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,
-                   reason=str, session=object)
+                   reason=str, session=object, prefix=object)
     cpdef _on_arrival(self, double now, object _payload)
     @cython.locals(seq=Sequence, i=long)
     cpdef _on_finished(self, list seqs, double now)

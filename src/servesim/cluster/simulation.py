@@ -23,6 +23,7 @@ from servesim.cluster.routers import LeastOutstandingRouter, Router
 from servesim.cluster.views import ReplicaSnapshot
 from servesim.core.events import EventLoop
 from servesim.kvcache.manager import KVCacheManager
+from servesim.kvcache.prefix_cache import PrefixCache
 from servesim.metrics.records import FINISHED, IN_FLIGHT, REJECTED, RequestTable, TimeSeries, TimeSeriesBuilder
 from servesim.scheduler.batch_scheduler import BatchScheduler
 from servesim.scheduler.lockstep import LockstepScheduler
@@ -49,6 +50,9 @@ class ReplicaSetup:
     block_size: int
     max_model_len: int
     scheduler: SchedulerConfig
+    # Prefix caching (0: off): capacity in the workload's prefix blocks, and their size in tokens.
+    prefix_cache_blocks: int = 0
+    prefix_block_tokens: int = 0
 
 
 @dataclass
@@ -99,7 +103,7 @@ class Simulation:
         self._num_done = 0
         self._next_arrival_s = float("inf")  # time of the next arrival event
         self._chunk_start = 0
-        self._chunk: tuple[list, list, list, list, list | None] = ([], [], [], [], None)
+        self._chunk: tuple[list, list, list, list, list | None, list | None] = ([], [], [], [], None, None)
         # The router's view: the replicas themselves, or snapshots refreshed at
         # the first arrival once they are view_delay_s old (see RouterConfig).
         self._view_delay_s = view_delay_s
@@ -132,6 +136,8 @@ class Simulation:
         scheduler = (LockstepScheduler if fast_path else BatchScheduler)(
             setup.scheduler, KVCacheManager(setup.num_kv_blocks, setup.block_size)
         )
+        if setup.prefix_cache_blocks > 0:
+            scheduler.prefix_cache = PrefixCache(setup.prefix_cache_blocks, setup.prefix_block_tokens)
         return Replica(
             index,
             self.loop,
@@ -159,6 +165,7 @@ class Simulation:
         self._max_itl = array("d", [nan]) * n
         self._preempt = array("q", [0]) * n
         self._generated = array("q", [0]) * n
+        self._cached = array("q", [0]) * n
 
     # ------------------------------------------------------------------ run
 
@@ -185,6 +192,7 @@ class Simulation:
             finish_s=view(self._finish, np.float64),
             max_itl_s=view(self._max_itl, np.float64),
             num_preemptions=view(self._preempt, np.int64),
+            cached_tokens=view(self._cached, np.int64),
         )
         return SimulationOutput(
             requests=table,
@@ -203,8 +211,10 @@ class Simulation:
         if k >= len(self._chunk[0]):
             self._load_chunk(i)
             k = 0
-        prompt, output, priority, arrival, session = self._chunk
+        prompt, output, priority, arrival, session, prefix = self._chunk
         seq = Sequence(i, now, prompt[k], output[k], priority[k], None if session is None else session[k])
+        if prefix is not None:
+            seq.prefix = prefix[k]
         reason = self._rejection(seq)
         if reason:
             self._status[i] = REJECTED
@@ -317,6 +327,7 @@ class Simulation:
         i = seq.rid
         self._generated[i] = seq.num_generated
         self._preempt[i] = seq.num_preemptions
+        self._cached[i] = seq.cached_tokens
         if seq.first_scheduled_s >= 0.0:
             self._first_sched[i] = seq.first_scheduled_s
         if seq.first_token_s >= 0.0:
@@ -342,6 +353,7 @@ class Simulation:
             w.priority[start:stop].tolist(),
             w.arrival_s[start:stop].tolist(),
             None if w.session_id is None else [_session_key(s) for s in w.session_id[start:stop]],
+            None if w.prefix_block_ids is None else [tuple(ids) for ids in w.prefix_block_ids[start:stop]],
         )
 
 

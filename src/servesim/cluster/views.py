@@ -23,21 +23,29 @@ class ReplicaView(Protocol):
     def kv_usage(self) -> float:
         """Fraction of the replica's KV-cache blocks in use, 0..1."""
 
+    def prefix_match(self, block_ids: tuple[int, ...]) -> int:
+        """Leading prefix blocks of a prompt the replica's prefix cache holds (0 without one)."""
+
 
 class ReplicaSnapshot:
     """A replica's readings, copied at one moment."""
 
-    __slots__ = ("index", "num_outstanding", "kv_usage")
+    __slots__ = ("index", "num_outstanding", "kv_usage", "_replica")
 
-    def __init__(self, index: int, num_outstanding: int, kv_usage: float) -> None:
+    def __init__(self, index: int, num_outstanding: int, kv_usage: float, replica: ReplicaView | None = None) -> None:
         self.index = index
         self.num_outstanding = num_outstanding
         self.kv_usage = kv_usage
+        self._replica = replica
 
     @classmethod
     def of(cls, replica: ReplicaView) -> ReplicaSnapshot:
         """The replica's readings now."""
-        return cls(replica.index, replica.num_outstanding, replica.kv_usage)
+        return cls(replica.index, replica.num_outstanding, replica.kv_usage, replica)
+
+    def prefix_match(self, block_ids: tuple[int, ...]) -> int:
+        """Read live: a router's cache index follows the replicas' caches as it routes."""
+        return 0 if self._replica is None else self._replica.prefix_match(block_ids)
 
     def __repr__(self) -> str:
         return f"ReplicaSnapshot({self.index}, outstanding={self.num_outstanding}, kv={self.kv_usage:.3f})"

@@ -38,6 +38,7 @@ _REQUEST_DTYPES: dict[str, type | np.dtype] = {
     "finish_s": np.float64,
     "max_itl_s": np.float64,
     "num_preemptions": np.int64,
+    "cached_tokens": np.int64,
 }
 
 _TIMESERIES_DTYPES: dict[str, type] = {
@@ -95,6 +96,8 @@ class RequestTable:
     max_itl_s: float64, largest gap between consecutive output tokens (s);
         NaN when fewer than 2 tokens were produced.
     num_preemptions: int64, times the request was preempted.
+    cached_tokens: int64, prompt tokens its replica's prefix cache held on
+        arrival (their prefill is skipped); 0 without prefix caching.
 
     Derived latencies are methods (seconds, NaN where undefined); they
     allocate a new array on each call.
@@ -113,8 +116,11 @@ class RequestTable:
     finish_s: np.ndarray
     max_itl_s: np.ndarray
     num_preemptions: np.ndarray
+    cached_tokens: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.cached_tokens is None:  # tables built before prefix caching existed
+            object.__setattr__(self, "cached_tokens", np.zeros(len(self.request_id), dtype=np.int64))
         _coerce_columns(self, _REQUEST_DTYPES)
 
     def __len__(self) -> int:

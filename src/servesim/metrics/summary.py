@@ -101,6 +101,7 @@ def summarize(
         },
         "utilization": _utilization(requests, info),
         "num_preemptions": int(requests.num_preemptions.sum()),
+        **_prefix_stats(requests),
         **_batch_stats(timeseries),
         "sim_time_s": json_float(info.sim_time_s),
         "horizon_s": json_float(info.horizon_s),
@@ -186,4 +187,14 @@ def _cost(info: RunInfo, span: float | None, out_tokens: int) -> dict[str, Any]:
         "price_usd_per_gpu_hr": price,
         "usd": usd,
         "usd_per_million_output_tokens": None if usd is None else ratio(usd, out_tokens / 1e6),
+    }
+
+
+def _prefix_stats(requests: RequestTable) -> dict:
+    """Prompt tokens served from prefix caches, and their share of the prompts that were scheduled."""
+    scheduled = ~np.isnan(requests.first_scheduled_s)
+    cached = int(requests.cached_tokens[scheduled].sum())
+    return {
+        "prefix_cached_tokens": cached,
+        "prefix_hit_rate": ratio(cached, float(requests.prompt_tokens[scheduled].sum())),
     }

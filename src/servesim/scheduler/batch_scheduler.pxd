@@ -40,6 +40,7 @@ cdef class BatchScheduler:
     cdef public bint _chunked
     cdef public long num_preemptions
     cdef public long num_tokens_produced
+    cdef public object prefix_cache
 
     cpdef BatchPlan schedule(self, double now)
     @cython.locals(seq=Sequence, n=long, seqs=list, num_new=list, i=Py_ssize_t)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from bisect import bisect_left
 
 from servesim.kvcache.manager import KVCacheManager
+from servesim.kvcache.prefix_cache import PrefixCache
 from servesim.perf.batch_shape import BatchShape
 from servesim.scheduler.config import SchedulerConfig
 from servesim.scheduler.queues import QUEUE_POLICIES
@@ -126,11 +127,20 @@ class BatchScheduler:
         self._chunked = config.chunked_prefill
         self.num_preemptions = 0
         self.num_tokens_produced = 0  # output tokens sampled, all sequences (for the books)
+        self.prefix_cache: PrefixCache | None = None  # set by the replica's owner to cache prefixes
 
     # ------------------------------------------------------------------ public
 
     def add(self, seq: Sequence) -> None:
-        """Queue a newly arrived sequence."""
+        """Queue a newly arrived sequence; a prefix-cache hit counts as computed already
+        (at least one prompt token is left to compute, to sample the first output token)."""
+        cache = self.prefix_cache
+        if cache is not None and seq.prefix:
+            hit = cache.lookup(seq.prefix) * cache.block_tokens
+            if hit > seq.num_prompt - 1:
+                hit = seq.num_prompt - 1
+            seq.num_computed = hit
+            seq.cached_tokens = hit
         self.waiting.push(seq)
 
     @property
@@ -275,6 +285,8 @@ class BatchScheduler:
             budget -= n
             if seq.first_scheduled_s < 0.0:
                 seq.first_scheduled_s = now
+                if self.prefix_cache is not None and seq.prefix:
+                    self.prefix_cache.insert(seq.prefix)
 
     def _preempt(self, seq: Sequence) -> None:
         """Preempt by recompute: drop the KV cache and requeue."""

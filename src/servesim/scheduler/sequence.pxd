@@ -7,6 +7,8 @@ cdef class Sequence:
     cdef public long max_output
     cdef public long priority
     cdef public object session
+    cdef public tuple prefix
+    cdef public long cached_tokens
     cdef public long num_generated
     cdef public long num_computed
     cdef public double first_scheduled_s

@@ -20,6 +20,8 @@ class Sequence:
         "max_output",
         "priority",
         "session",
+        "prefix",
+        "cached_tokens",
         "num_generated",
         "num_computed",
         "first_scheduled_s",
@@ -47,6 +49,8 @@ class Sequence:
         self.max_output = max_output
         self.priority = priority
         self.session = session  # conversation/agent id (routers may use it), or None
+        self.prefix: tuple[int, ...] = ()  # the prompt's prefix-block hashes, when the trace has them
+        self.cached_tokens = 0  # prompt tokens found in the replica's prefix cache on arrival
         self.num_generated = 0
         self.num_computed = 0
         self.first_scheduled_s = -1.0

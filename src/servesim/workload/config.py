@@ -33,7 +33,7 @@ class TraceWorkloadConfig(BaseModel):
     kind: Literal["trace"] = Field(description="Selects this config: replay a trace.")
     path: str = Field(
         min_length=1,
-        description="Trace file path, or 'builtin:azure-2023-conv' for the trace shipped with servesim.",
+        description="Trace file path, or a trace shipped with servesim: 'builtin:azure-2023-conv', 'builtin:mooncake-conv'.",
     )
     format: Literal["auto", "azure2023", "azure2024", "burstgpt", "mooncake"] = Field(
         "auto",

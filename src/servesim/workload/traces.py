@@ -63,7 +63,10 @@ OnBadRow = Literal["skip", "error"]
 FORMATS: tuple[str, ...] = ("azure2023", "azure2024", "burstgpt", "mooncake")
 BUILTIN_PREFIX = "builtin:"
 # Traces shipped inside the package: name -> file under servesim/data/traces.
-BUILTIN_TRACES: dict[str, str] = {"azure-2023-conv": "azure_2023_conv.csv"}
+BUILTIN_TRACES: dict[str, str] = {
+    "azure-2023-conv": "azure_2023_conv.csv",
+    "mooncake-conv": "mooncake_conversation.jsonl",
+}
 MOONCAKE_BLOCK_SIZE = 512
 
 _AZURE_COLUMNS = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
