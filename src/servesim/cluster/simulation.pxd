@@ -55,6 +55,9 @@ cdef class Simulation:
                    reason=str, session=object, prefix=object)
     cpdef _on_arrival(self, double now, object _payload)
     @cython.locals(seq=Sequence, i=long)
+    @cython.locals(r=long, remote=long)
+    cpdef long _place(self, Sequence seq, double now) except? -1
+    cpdef _dispatch(self, Sequence seq, long r, double now)
     cpdef _on_finished(self, list seqs, double now)
     cpdef double _peek_arrival(self) except? -1.0
     @cython.locals(peak=long)

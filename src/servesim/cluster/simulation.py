@@ -6,6 +6,12 @@ heap stays small however long the trace is.  Requests that can never be
 served (longer than the model's context, more KV than the replica has, or a
 prompt over the token budget without chunked prefill) are rejected at
 arrival with a reason.
+
+Topologies (docs/cluster.md): with prefill/decode disaggregation the first
+replicas run prompts only and ``_on_prefilled`` sends each KV cache over
+its replica's link to a decode replica (``_on_kv_arrived``); with prefill
+offload those first replicas are a remote cluster that takes long prompts
+(``_place``); LAPS's batching window holds short prompts (``_dispatch``).
 """
 
 from __future__ import annotations
@@ -221,24 +227,9 @@ class Simulation:
             self._reason[i] = REJECT_REASONS.index(reason)
             self._num_done += 1
         else:
-            if self._view_delay_s > 0.0 and now - self._views_taken_s >= self._view_delay_s:
-                self._views = [ReplicaSnapshot.of(replica) for replica in self._entry]
-                self._views_taken_s = now
-            r = self._entry_offset + self.router.route(seq, self._views)
-            if self._offload and seq.num_prompt > self._pd.offload_threshold_tokens:
-                remote = self._decode_router.route(seq, self.replicas[: self._num_prefill])
-                if self._links[remote].backlog_s(now) <= self._pd.max_link_wait_s:
-                    r = remote
+            r = self._place(seq, now)
             self._replica[i] = r
-            if self._pd is not None and r < self._num_prefill:
-                seq.max_output = 1  # the prefill replica stops after the first token
-            if self._hold_short_s > 0.0 and seq.num_prompt <= self._short_prompt_tokens:
-                held = self._held[r]
-                if not held:
-                    self.loop.schedule(now + self._hold_short_s, ARRIVAL, self._on_release, r)
-                held.append(seq)
-            else:
-                self.replicas[r].submit(seq, now)
+            self._dispatch(seq, r, now)
         self._num_arrived = i + 1
         if k + 1 < len(arrival):
             self._next_arrival_s = arrival[k + 1]
@@ -250,6 +241,32 @@ class Simulation:
             self._next_arrival_s = float("inf")
         if self.progress is not None and (i & 4095) == 0:
             self.progress.update(now, self._num_done)
+
+    def _place(self, seq: Sequence, now: float) -> int:
+        """The replica an arriving request goes to: the router's choice among the entry
+        replicas (through a snapshot when views may be stale), or, with prefill offload,
+        a remote prefill replica for a long prompt while that replica's link has room."""
+        if self._view_delay_s > 0.0 and now - self._views_taken_s >= self._view_delay_s:
+            self._views = [ReplicaSnapshot.of(replica) for replica in self._entry]
+            self._views_taken_s = now
+        r = self._entry_offset + self.router.route(seq, self._views)
+        if self._offload and seq.num_prompt > self._pd.offload_threshold_tokens:
+            remote = self._decode_router.route(seq, self.replicas[: self._num_prefill])
+            if self._links[remote].backlog_s(now) <= self._pd.max_link_wait_s:
+                r = remote
+        return r
+
+    def _dispatch(self, seq: Sequence, r: int, now: float) -> None:
+        """Hand a placed request to replica ``r``, or hold it for LAPS's batching window."""
+        if self._pd is not None and r < self._num_prefill:
+            seq.max_output = 1  # the prefill replica stops after the first token
+        if self._hold_short_s > 0.0 and seq.num_prompt <= self._short_prompt_tokens:
+            held = self._held[r]
+            if not held:
+                self.loop.schedule(now + self._hold_short_s, ARRIVAL, self._on_release, r)
+            held.append(seq)
+        else:
+            self.replicas[r].submit(seq, now)
 
     def _on_release(self, now: float, replica: int) -> None:
         """The batching window of ``replica`` closes: its held requests go to it together."""
