@@ -142,3 +142,10 @@ def test_skipped_workload_rows_and_rejections_are_listed_by_reason():
     text = summary_text(summary)
     assert "workload rows skipped: unparseable_number 2, zero_output_tokens 1" in text
     assert "rejected by reason: exceeds_kv_capacity 3" in text
+
+
+def test_prefix_hit_rate_shows_only_when_something_was_cached():
+    summary = run_summary()
+    assert "prefix hits" not in summary_text(summary)
+    summary = {**summary, "prefix_cached_tokens": 150, "prefix_hit_rate": 0.5}
+    assert "prefix hits 50.0% of prompt tokens" in summary_text(summary)

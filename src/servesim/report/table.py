@@ -135,6 +135,11 @@ def _utilization(s: dict[str, Any]) -> str:
         f"{line}  mean batch {_fmt(s.get('mean_running_batch'), 1)}  "
         f"peak queue {_fmt(s.get('peak_queue_len'), 0)}  peak KV {_pct(s.get('peak_kv_usage'))}  "
         f"preemptions {s.get('num_preemptions', 0):,}"
+        + (
+            f"  prefix hits {_pct(s.get('prefix_hit_rate'))} of prompt tokens"
+            if s.get("prefix_cached_tokens")
+            else ""
+        )
     )
 
 
