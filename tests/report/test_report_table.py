@@ -148,4 +148,4 @@ def test_prefix_hit_rate_shows_only_when_something_was_cached():
     summary = run_summary()
     assert "prefix hits" not in summary_text(summary)
     summary = {**summary, "prefix_cached_tokens": 150, "prefix_hit_rate": 0.5}
-    assert "prefix hits 50.0% of prompt tokens" in summary_text(summary)
+    assert "prefix hits 50.0% of prompt tokens" in " ".join(summary_text(summary).split())  # rich wraps lines
