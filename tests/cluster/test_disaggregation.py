@@ -95,15 +95,15 @@ def test_a_link_of_zero_bandwidth_is_a_config_error():
 # ------------------------------------------------------------ prefill offload (PrfaaS)
 
 
-def _offload_run(requests, *, threshold=500, max_wait=0.05, bw=1e6):
-    # Replica 0 is the remote prefill replica; replica 1 the local one.
+def _offload_run(requests, *, threshold=500, max_wait=0.05, bw=1e6, remote=1, local=1):
+    # Replicas 0 .. remote-1 are the remote prefill replicas; the others are local.
     sim = Simulation(
         Workload.from_requests(requests),
         ReplicaSetup(1000, 16, 100_000, SchedulerConfig()),
-        2,
+        remote + local,
         RoundRobinRouter(),
         LinearStepModel(),
-        pd=PdSetup(1, 1000.0, bw, 0.005, offload_threshold_tokens=threshold, max_link_wait_s=max_wait),
+        pd=PdSetup(remote, 1000.0, bw, 0.005, offload_threshold_tokens=threshold, max_link_wait_s=max_wait),
     )
     out = sim.run()
     check_conservation(out.requests, sim.replicas)
@@ -139,3 +139,11 @@ def test_offload_and_disaggregation_do_not_combine():
     with pytest.raises(ConfigError, match="cannot be combined"):
         servesim.simulate({"cluster": {"num_replicas": 2, "disaggregation": {},
                                        "prefill_offload": {}}})
+
+
+def test_more_remote_replicas_than_local_ones():
+    # Three remote prefill replicas, one local: three long prompts spread over the remote ones.
+    reqs = [Request(0.0, 600, 3), Request(0.0, 600, 3), Request(0.0, 600, 3), Request(0.0, 100, 3)]
+    out, sim = _offload_run(reqs, remote=3, local=1)
+    assert [link.num_transfers for link in sim._links] == [1, 1, 1]
+    assert out.requests.replica.tolist() == [3, 3, 3, 3]  # all decode locally

@@ -125,7 +125,8 @@ class Simulation:
         self._hold_short_s = hold_short_s
         self._short_prompt_tokens = short_prompt_tokens
         self._held: list[list[Sequence]] = [[] for _ in self.replicas]
-        self._links = [] if pd is None else [KvLink(pd.link_bytes_per_s, pd.link_latency_s) for _ in self._entry]
+        # One link per prefill replica (in the prefill pool, or the remote cluster).
+        self._links = [] if pd is None else [KvLink(pd.link_bytes_per_s, pd.link_latency_s) for _ in range(self._num_prefill)]
         self._in_transfer: dict[int, Sequence] = {}  # rid -> prefilled request whose KV is on the way
         self._decode_router = LeastOutstandingRouter()
         # The largest request a replica could ever hold, in tokens.
