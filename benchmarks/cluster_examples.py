@@ -80,6 +80,19 @@ def pd_ratio() -> list[str]:
     return _rows("P/D ratio", "pd-disaggregation.yaml", runs, _goodput)
 
 
+def pd_controller() -> list[str]:
+    """The run-time P/D controller started from each split of the long-prompt example."""
+
+    def with_switches(config, result) -> str:
+        return f"{_goodput(config, result)}; {result.summary['role_switches']} role switch(es)"
+
+    runs = [(f"{p}P{d}D{' + controller' if on else ''}",
+             [f"cluster.disaggregation.prefill_replicas={p}", f"cluster.disaggregation.decode_replicas={d}",
+              *(["cluster.disaggregation.controller={}"] if on else [])])
+            for p, d in ((1, 3), (2, 2), (3, 1)) for on in (False, True)]
+    return _rows("P/D controller", "pd-disaggregation.yaml", runs, with_switches)
+
+
 def prefill_offload() -> list[str]:
     """Remote prefill (PrfaaS) vs local only, as the cross-datacenter link's bandwidth falls."""
     runs = [("local only (baseline)", ["cluster.prefill_offload=null"])]
@@ -104,7 +117,7 @@ def prefix_aware() -> list[str]:
 def main() -> None:
     print("| technique | run | result |")
     print("|---|---|---|")
-    for row in [*laps(), *disaggregation(), *pd_ratio(), *prefill_offload(), *prefix_aware()]:
+    for row in [*laps(), *disaggregation(), *pd_ratio(), *pd_controller(), *prefill_offload(), *prefix_aware()]:
         print(row)
 
 

@@ -158,6 +158,7 @@ def simulate(
         num_steps=out.num_steps,
         price_usd_per_gpu_hr=deployment.hardware.price_usd_per_gpu_hr,
         workload_skipped=dict(workload.skipped),
+        num_role_switches=len(out.role_switches),
     )
     summary = summarize(out.requests, out.timeseries, info, config.slo)
     return Result(config, summary, out.requests, out.timeseries, info, deployment)
@@ -208,7 +209,16 @@ def _pd_setup(config: ScenarioConfig, deployment: Deployment) -> PdSetup | None:
         link_latency_s=link.latency_s,
         offload_threshold_tokens=o.threshold_tokens if o is not None else 0,
         max_link_wait_s=o.max_link_wait_s if o is not None else 0.0,
+        **_controller_fields(d.controller if d is not None else None),
     )
+
+
+def _controller_fields(c) -> dict:
+    """PdSetup's controller fields (its interval stays 0, off, without a controller)."""
+    if c is None:
+        return {}
+    return {"control_interval_s": c.interval_s, "switch_s": c.switch_s,
+            "prefill_queue_high": c.prefill_queue_high, "decode_batch_high": c.decode_batch_high}
 
 
 def _total_replicas(cluster: ClusterConfig) -> int:

@@ -58,6 +58,29 @@ class KvLinkConfig(BaseModel):
     latency_s: float = Field(10e-6, ge=0, description="One-way latency of a transfer (s).")
 
 
+class PdControllerConfig(BaseModel):
+    """A controller that moves replicas between the prefill and decode pools at run time
+    (in the spirit of P/D-Serve): it looks at the pools at arrivals, at most every
+    ``interval_s``, and switches one replica at a time, which first drains and then
+    spends ``switch_s`` changing role."""
+
+    model_config = _FROZEN
+
+    interval_s: float = Field(5.0, gt=0, description="Least time between two looks at the pools (s).")
+    switch_s: float = Field(2.0, ge=0, description="Time a drained replica needs to change role (s).")
+    prefill_queue_high: float = Field(
+        2.0, gt=0, description="Mean outstanding prompts per prefill replica above which a decode replica turns to prefill (count)."
+    )
+    decode_batch_high: float = Field(
+        32.0,
+        gt=0,
+        description=(
+            "Mean outstanding requests per decode replica (its batch) above which a prefill replica turns to decode; "
+            "a decode replica turns to prefill only while the decode pool stays under half of it (count)."
+        ),
+    )
+
+
 class DisaggregationConfig(BaseModel):
     """Prefill/decode disaggregation (xPyD): prompts run on prefill replicas, their KV cache moves
     to a decode replica, which generates the rest of the output."""
@@ -67,6 +90,9 @@ class DisaggregationConfig(BaseModel):
     prefill_replicas: int = Field(1, ge=1, description="Replicas that run prompts (count).")
     decode_replicas: int = Field(1, ge=1, description="Replicas that generate output tokens (count).")
     link: KvLinkConfig = Field(default_factory=KvLinkConfig, description="Link from each prefill replica to the decode pool.")
+    controller: PdControllerConfig | None = Field(
+        None, description="Move replicas between the pools at run time (null: the split stays as configured)."
+    )
 
 
 class PrefillOffloadConfig(BaseModel):

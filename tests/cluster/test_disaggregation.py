@@ -145,5 +145,39 @@ def test_more_remote_replicas_than_local_ones():
     # Three remote prefill replicas, one local: three long prompts spread over the remote ones.
     reqs = [Request(0.0, 600, 3), Request(0.0, 600, 3), Request(0.0, 600, 3), Request(0.0, 100, 3)]
     out, sim = _offload_run(reqs, remote=3, local=1)
-    assert [link.num_transfers for link in sim._links] == [1, 1, 1]
+    assert [link.num_transfers for link in sim._links] == [1, 1, 1, 0]  # the local replica sends nothing
     assert out.requests.replica.tolist() == [3, 3, 3, 3]  # all decode locally
+
+
+# ------------------------------------------------------------ the run-time P/D controller
+
+
+def test_the_controller_moves_an_idle_decode_replica_to_a_backed_up_prefill_pool():
+    # 1 prefill + 2 decode replicas; 1,000-token prompts every 0.25 s (each prefill takes 1.01 s).
+    # The controller looks every 0.25 s: at 0.5 s replica 0 has 2 outstanding prompts (> 1) and
+    # the decode pool is idle, so decode replica 1 (least loaded, lowest index) leaves its pool.
+    # At 0.75 s it is found drained: ready at 0.75 + 0.5 = 1.25 s, when it joins the prefill pool
+    # and takes the arrival of that instant.
+    reqs = [Request(0.25 * i, 1000, 2) for i in range(8)]
+    pd = PdSetup(1, 1000.0, 1e9, 0.0, control_interval_s=0.25, switch_s=0.5, prefill_queue_high=1.0,
+                 decode_batch_high=100.0)
+    sim = Simulation(Workload.from_requests(reqs), ReplicaSetup(1000, 16, 100_000, SchedulerConfig()), 3,
+                     RoundRobinRouter(), LinearStepModel(), pd=pd)
+    out = sim.run()
+    check_conservation(out.requests, sim.replicas)
+    assert sim.role_switches == [(1.25, 1, 0)]
+    assert out.requests.first_scheduled_s[5] == 1.25  # request 5 starts at once on replica 1
+    assert [r.index for r in sim._prefill_pool] == [0, 1] and [r.index for r in sim._decode_pool] == [2]
+
+
+def test_the_controller_recovers_from_a_bad_split():
+    # The long-prompt example run 1P3D: prompts back up; the controller moves one replica.
+    cfg = {"cluster.disaggregation.prefill_replicas": 1, "cluster.disaggregation.decode_replicas": 3}
+    from servesim.config import load_config
+
+    path = __import__("pathlib").Path(__file__).resolve().parents[2] / "examples" / "pd-disaggregation.yaml"
+    overrides = [f"{k}={v}" for k, v in cfg.items()] + ["workload.num_requests=600"]
+    static = servesim.simulate(load_config(path, overrides)).summary
+    steered = servesim.simulate(load_config(path, [*overrides, "cluster.disaggregation.controller={}"])).summary
+    assert static["role_switches"] == 0 and steered["role_switches"] >= 1
+    assert steered["slo"]["goodput_rps"] > 2 * static["slo"]["goodput_rps"]

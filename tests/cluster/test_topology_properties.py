@@ -22,6 +22,9 @@ def scenarios(draw):
         cluster["num_replicas"] = p + d
         cluster["disaggregation"] = {"prefill_replicas": p, "decode_replicas": d,
                                      "link": {"bandwidth_gbps": draw(st.sampled_from([1.0, 100.0]))}}
+        if draw(st.booleans()):
+            cluster["disaggregation"]["controller"] = {"interval_s": 0.2, "switch_s": 0.1,
+                                                       "prefill_queue_high": 0.5, "decode_batch_high": 2.0}
     else:
         cluster["num_replicas"] = draw(st.integers(1, 2))
         cluster["prefill_offload"] = {"remote_prefill_replicas": draw(st.integers(1, 3)),

@@ -35,6 +35,11 @@ class PdSetup:
     link_latency_s: float
     offload_threshold_tokens: int = 0
     max_link_wait_s: float = 0.0
+    # Run-time P/D controller (disaggregation only; interval 0: off), see PdControllerConfig.
+    control_interval_s: float = 0.0
+    switch_s: float = 0.0
+    prefill_queue_high: float = 0.0
+    decode_batch_high: float = 0.0
 
 
 class KvLink:

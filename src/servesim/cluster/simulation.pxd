@@ -49,7 +49,14 @@ cdef class Simulation:
     cdef public dict _in_transfer
     cdef public object _decode_router
     cdef public bint _offload
-    cdef public long _entry_offset
+    cdef public list _roles
+    cdef public list _prefill_pool
+    cdef public list _decode_pool
+    cdef public bint _control
+    cdef public double _last_look_s
+    cdef public object _switching
+    cdef public double _switch_ready_s
+    cdef public list role_switches
 
     @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,
                    reason=str, session=object, prefix=object)

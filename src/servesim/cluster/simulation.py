@@ -17,7 +17,7 @@ offload those first replicas are a remote cluster that takes long prompts
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -39,6 +39,9 @@ from servesim.workload.request import Workload
 
 # Rows of the workload converted to Python lists at a time (bounds memory).
 _CHUNK = 65536
+
+# Roles of a replica in a disaggregated run.
+PREFILL, DECODE = 0, 1
 
 # Why a request can never be served; index 0 means "not rejected".
 REJECT_REASONS = ("", "exceeds_max_model_len", "exceeds_kv_capacity", "exceeds_token_budget")
@@ -69,6 +72,7 @@ class SimulationOutput:
     busy_time_s: np.ndarray
     num_steps: int
     num_events: int
+    role_switches: list = field(default_factory=list)  # (time s, replica, new role) of each completed switch
 
 
 class Simulation:
@@ -113,11 +117,15 @@ class Simulation:
         # The router's view: the replicas themselves, or snapshots refreshed at
         # the first arrival once they are view_delay_s old (see RouterConfig).
         self._view_delay_s = view_delay_s
+        # Pools (disaggregated or offload): replicas that run prompts and replicas that
+        # generate; the run-time controller moves replicas between them (in place).
+        self._roles = [PREFILL if i < self._num_prefill else DECODE for i in range(num_replicas)]
+        self._prefill_pool = self.replicas[: self._num_prefill]
+        self._decode_pool = self.replicas[self._num_prefill :]
         # Where the router sends arrivals: the prefill pool (disaggregated), the local
         # replicas (prefill offload: long prompts may still go remote), or all.
         self._offload = pd is not None and pd.offload_threshold_tokens > 0
-        self._entry_offset = self._num_prefill if self._offload else 0
-        self._entry = self.replicas[self._entry_offset :] if self._offload else self.replicas[: self._num_prefill]
+        self._entry = self._decode_pool if self._offload else self._prefill_pool
         self._views: list = self._entry if view_delay_s <= 0.0 else []
         self._views_taken_s = float("-inf")
         # Batching window (LAPS): prompts of at most short_prompt_tokens wait at
@@ -125,8 +133,14 @@ class Simulation:
         self._hold_short_s = hold_short_s
         self._short_prompt_tokens = short_prompt_tokens
         self._held: list[list[Sequence]] = [[] for _ in self.replicas]
-        # One link per prefill replica (in the prefill pool, or the remote cluster).
-        self._links = [] if pd is None else [KvLink(pd.link_bytes_per_s, pd.link_latency_s) for _ in range(self._num_prefill)]
+        # One link per replica: any may run prompts (after a role switch).
+        self._links = [] if pd is None else [KvLink(pd.link_bytes_per_s, pd.link_latency_s) for _ in range(num_replicas)]
+        # The run-time P/D controller: a replica draining for a role switch, when it is ready.
+        self._control = pd is not None and pd.control_interval_s > 0.0 and not self._offload
+        self._last_look_s = float("-inf")
+        self._switching: tuple | None = None  # (replica, new role)
+        self._switch_ready_s = -1.0
+        self.role_switches: list[tuple[float, int, int]] = []
         self._in_transfer: dict[int, Sequence] = {}  # rid -> prefilled request whose KV is on the way
         self._decode_router = LeastOutstandingRouter()
         # The largest request a replica could ever hold, in tokens.
@@ -208,6 +222,7 @@ class Simulation:
             busy_time_s=np.array([r.busy_time_s for r in self.replicas]),
             num_steps=sum(r.num_steps for r in self.replicas),
             num_events=self.loop.num_events,
+            role_switches=list(self.role_switches),
         )
 
     # --------------------------------------------------------------- events
@@ -250,16 +265,58 @@ class Simulation:
         if self._view_delay_s > 0.0 and now - self._views_taken_s >= self._view_delay_s:
             self._views = [ReplicaSnapshot.of(replica) for replica in self._entry]
             self._views_taken_s = now
-        r = self._entry_offset + self.router.route(seq, self._views)
+        if self._control:
+            self._steer(now)
+        r = self._entry[self.router.route(seq, self._views)].index
         if self._offload and seq.num_prompt > self._pd.offload_threshold_tokens:
-            remote = self._decode_router.route(seq, self.replicas[: self._num_prefill])
+            remote = self._prefill_pool[self._decode_router.route(seq, self._prefill_pool)].index
             if self._links[remote].backlog_s(now) <= self._pd.max_link_wait_s:
                 r = remote
         return r
 
+    def _steer(self, now: float) -> None:
+        """The run-time P/D controller, at an arrival: finish a role switch in progress,
+        or, at most every control_interval_s, move one replica to the pool under pressure.
+
+        A replica leaves its pool at once (no new work) and joins the other once it has
+        drained (nothing outstanding) and then spent switch_s changing role.
+        """
+        pd = self._pd
+        if self._switching is not None:
+            replica, role = self._switching
+            if self._switch_ready_s < 0.0:
+                if replica.num_outstanding == 0 and not self._held[replica.index]:
+                    self._switch_ready_s = now + pd.switch_s
+            if 0.0 <= self._switch_ready_s <= now:
+                self._roles[replica.index] = role
+                replica._on_finished = self._on_prefilled if role == PREFILL else self._on_finished
+                (self._prefill_pool if role == PREFILL else self._decode_pool).append(replica)
+                self._prefill_pool.sort(key=_by_index)
+                self._decode_pool.sort(key=_by_index)
+                self.role_switches.append((now, replica.index, role))
+                self._switching = None
+                self._switch_ready_s = -1.0
+            return
+        if now - self._last_look_s < pd.control_interval_s:
+            return
+        self._last_look_s = now
+        prefill, decode = self._prefill_pool, self._decode_pool
+        queued = sum(r.num_outstanding for r in prefill) / len(prefill)
+        batch = sum(r.num_outstanding for r in decode) / len(decode)
+        # Hysteresis: a move must leave the other pool well under its own threshold.
+        if queued > pd.prefill_queue_high and len(decode) > 1 and batch * len(decode) / (len(decode) - 1) < pd.decode_batch_high / 2:
+            source, role = decode, PREFILL
+        elif batch > pd.decode_batch_high and len(prefill) > 1 and queued < pd.prefill_queue_high / 2:
+            source, role = prefill, DECODE
+        else:
+            return
+        chosen = source[self._decode_router.route(None, source)]
+        source.remove(chosen)
+        self._switching = (chosen, role)
+
     def _dispatch(self, seq: Sequence, r: int, now: float) -> None:
         """Hand a placed request to replica ``r``, or hold it for LAPS's batching window."""
-        if self._pd is not None and r < self._num_prefill:
+        if self._pd is not None and self._roles[r] == PREFILL:
             seq.max_output = 1  # the prefill replica stops after the first token
         if self._hold_short_s > 0.0 and seq.num_prompt <= self._short_prompt_tokens:
             held = self._held[r]
@@ -305,8 +362,7 @@ class Simulation:
         decode.last_token_s = seq.last_token_s
         decode.max_itl_s = seq.max_itl_s
         decode.num_preemptions = seq.num_preemptions
-        pool = self.replicas[self._num_prefill :]
-        r = self._num_prefill + self._decode_router.route(decode, pool)
+        r = self._decode_pool[self._decode_router.route(decode, self._decode_pool)].index
         self._replica[seq.rid] = r
         self.replicas[r].submit(decode, now)
 
@@ -373,6 +429,10 @@ class Simulation:
             None if w.session_id is None else [_session_key(s) for s in w.session_id[start:stop]],
             None if w.prefix_block_ids is None else [tuple(ids) for ids in w.prefix_block_ids[start:stop]],
         )
+
+
+def _by_index(replica: Replica) -> int:
+    return replica.index
 
 
 def _session_key(session: object) -> str | None:

@@ -259,6 +259,7 @@ class RunInfo:
     num_steps: model steps executed across all replicas.
     price_usd_per_gpu_hr: GPU price (USD per GPU-hour), or None if unknown.
     workload_skipped: trace rows dropped while loading, by reason.
+    num_role_switches: replicas the P/D controller moved between pools.
     """
 
     sim_time_s: float
@@ -270,6 +271,7 @@ class RunInfo:
     num_steps: int
     price_usd_per_gpu_hr: float | None = None
     workload_skipped: dict[str, int] = field(default_factory=dict)
+    num_role_switches: int = 0
 
     def __post_init__(self) -> None:
         busy = np.asarray(self.busy_time_s, dtype=np.float64)

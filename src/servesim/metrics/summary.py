@@ -112,6 +112,7 @@ def summarize(
         "simulated_requests_per_wall_s": ratio(n, info.wall_time_s),
         "cost": _cost(info, span, out_tokens),
         "workload_skipped": {str(k): int(v) for k, v in sorted(info.workload_skipped.items())},
+        "role_switches": int(info.num_role_switches),
     }
     return summary
 
