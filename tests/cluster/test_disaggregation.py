@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fakes import LinearStepModel
@@ -11,6 +13,7 @@ from servesim.cluster.conservation import check_conservation
 from servesim.cluster.disaggregation import KvLink, PdSetup
 from servesim.cluster.routers import RoundRobinRouter
 from servesim.cluster.simulation import ReplicaSetup, Simulation
+from servesim.config import load_config
 from servesim.errors import ConfigError
 from servesim.scheduler.config import SchedulerConfig
 from servesim.workload.request import Request, Workload
@@ -172,11 +175,9 @@ def test_the_controller_moves_an_idle_decode_replica_to_a_backed_up_prefill_pool
 
 def test_the_controller_recovers_from_a_bad_split():
     # The long-prompt example run 1P3D: prompts back up; the controller moves one replica.
-    cfg = {"cluster.disaggregation.prefill_replicas": 1, "cluster.disaggregation.decode_replicas": 3}
-    from servesim.config import load_config
-
-    path = __import__("pathlib").Path(__file__).resolve().parents[2] / "examples" / "pd-disaggregation.yaml"
-    overrides = [f"{k}={v}" for k, v in cfg.items()] + ["workload.num_requests=600"]
+    path = Path(__file__).resolve().parents[2] / "examples" / "pd-disaggregation.yaml"
+    overrides = ["cluster.disaggregation.prefill_replicas=1", "cluster.disaggregation.decode_replicas=3",
+                 "workload.num_requests=600"]
     static = servesim.simulate(load_config(path, overrides)).summary
     steered = servesim.simulate(load_config(path, [*overrides, "cluster.disaggregation.controller={}"])).summary
     assert static["role_switches"] == 0 and steered["role_switches"] >= 1
