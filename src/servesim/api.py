@@ -207,6 +207,7 @@ def _pd_setup(config: ScenarioConfig, deployment: Deployment) -> PdSetup | None:
         kv_bytes_per_token=deployment.memory.kv_bytes_per_token_per_gpu * gpus,
         link_bytes_per_s=link.bandwidth_gbps * 1e9 / 8,
         link_latency_s=link.latency_s,
+        stream_layers=deployment.model.num_layers if link.layerwise else 0,
         offload_threshold_tokens=o.threshold_tokens if o is not None else 0,
         max_link_wait_s=o.max_link_wait_s if o is not None else 0.0,
         **_controller_fields(d.controller if d is not None else None),

@@ -56,6 +56,13 @@ class KvLinkConfig(BaseModel):
         ),
     )
     latency_s: float = Field(10e-6, ge=0, description="One-way latency of a transfer (s).")
+    layerwise: bool = Field(
+        False,
+        description=(
+            "Stream each layer's KV cache while the prefill runs (it may start when the prompt's prefill "
+            "starts; only the last layer's share is left after it ends) instead of sending it whole afterwards."
+        ),
+    )
 
 
 class PdControllerConfig(BaseModel):

@@ -182,3 +182,31 @@ def test_the_controller_recovers_from_a_bad_split():
     steered = servesim.simulate(load_config(path, [*overrides, "cluster.disaggregation.controller={}"])).summary
     assert static["role_switches"] == 0 and steered["role_switches"] >= 1
     assert steered["slo"]["goodput_rps"] > 2 * static["slo"]["goodput_rps"]
+
+
+def test_layerwise_streaming_overlaps_the_prefill():
+    # 100 KB of KV over 1 MB/s is 0.1 s; the prefill ran from 0.0 to 0.11 s.
+    link = KvLink(bytes_per_s=1e6, latency_s=0.0)
+    # Streamed from 0.0 the transfer could end at 0.1, but the last of 10 layers (10 KB, 0.01 s)
+    # only leaves at the prefill's end: arrived at 0.11 + 0.01.
+    assert link.send(0.11, 1e5, streamed_from_s=0.0, num_layers=10) == 0.11 + 1e4 / 1e6
+    # A long transfer is bound by the link: streamed from 0.2, 1 MB ends at 1.2, after the last layer.
+    assert link.send(0.25, 1e6, streamed_from_s=0.2, num_layers=10) == 0.2 + 1.0
+
+
+def test_layerwise_streaming_shortens_the_gap_after_prefill():
+    out_whole, _ = _run([Request(0.0, 100, 3)])
+    sim = Simulation(
+        Workload.from_requests([Request(0.0, 100, 3)]),
+        ReplicaSetup(1000, 16, 100_000, SchedulerConfig()),
+        2,
+        RoundRobinRouter(),
+        LinearStepModel(),
+        pd=PdSetup(1, 1000.0, 1e6, 0.001, stream_layers=10),
+    )
+    out_streamed = sim.run()
+    # Whole: 0.1 s of transfer after the prefill; streamed from the prefill's start (0.0): the
+    # transfer ends at 0.1 < 0.11, so only the last layer's 0.01 s is left after the prefill.
+    whole_gap = out_whole.requests.max_itl_s[0]
+    streamed_gap = out_streamed.requests.max_itl_s[0]
+    assert whole_gap - streamed_gap == pytest.approx(0.1 - 0.01)

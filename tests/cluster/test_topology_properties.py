@@ -21,7 +21,8 @@ def scenarios(draw):
         p, d = draw(st.integers(1, 2)), draw(st.integers(1, 2))
         cluster["num_replicas"] = p + d
         cluster["disaggregation"] = {"prefill_replicas": p, "decode_replicas": d,
-                                     "link": {"bandwidth_gbps": draw(st.sampled_from([1.0, 100.0]))}}
+                                     "link": {"bandwidth_gbps": draw(st.sampled_from([1.0, 100.0])),
+                                              "layerwise": draw(st.booleans())}}
         if draw(st.booleans()):
             cluster["disaggregation"]["controller"] = {"interval_s": 0.2, "switch_s": 0.1,
                                                        "prefill_queue_high": 0.5, "decode_batch_high": 2.0}

@@ -35,6 +35,8 @@ class PdSetup:
     link_latency_s: float
     offload_threshold_tokens: int = 0
     max_link_wait_s: float = 0.0
+    # Stream the KV cache layer by layer during the prefill (0: after it, whole).
+    stream_layers: int = 0
     # Run-time P/D controller (disaggregation only; interval 0: off), see PdControllerConfig.
     control_interval_s: float = 0.0
     switch_s: float = 0.0
@@ -62,10 +64,22 @@ class KvLink:
         """How long a transfer queued now would wait for the link (s)."""
         return self.free_at_s - now if self.free_at_s > now else 0.0
 
-    def send(self, now: float, num_bytes: float) -> float:
-        """Queue a transfer of ``num_bytes`` at ``now``; returns when it has fully arrived (s)."""
-        start = now if now > self.free_at_s else self.free_at_s
-        self.free_at_s = start + num_bytes / self.bytes_per_s
+    def send(self, now: float, num_bytes: float, streamed_from_s: float | None = None, num_layers: int = 1) -> float:
+        """Queue a transfer of ``num_bytes`` at ``now``; returns when it has fully arrived (s).
+
+        Layer by layer (``streamed_from_s``: when the prompt's prefill began): the KV
+        cache leaves as the layers produce it, so the transfer may start at
+        ``streamed_from_s`` (once the link is free) but cannot end before its last
+        layer, ``num_bytes / num_layers``, has crossed after the prefill ends at ``now``.
+        """
+        if streamed_from_s is None:
+            start = now if now > self.free_at_s else self.free_at_s
+            self.free_at_s = start + num_bytes / self.bytes_per_s
+        else:
+            start = streamed_from_s if streamed_from_s > self.free_at_s else self.free_at_s
+            end = start + num_bytes / self.bytes_per_s
+            last_layer = now + num_bytes / num_layers / self.bytes_per_s
+            self.free_at_s = end if end > last_layer else last_layer
         self.bytes_sent += num_bytes
         self.num_transfers += 1
         return self.free_at_s + self.latency_s

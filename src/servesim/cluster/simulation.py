@@ -343,7 +343,12 @@ class Simulation:
             if wanted <= 1:
                 done.append(seq)
                 continue
-            arrives = self._links[self._replica[seq.rid]].send(now, seq.num_prompt * pd.kv_bytes_per_token)
+            link = self._links[self._replica[seq.rid]]
+            num_bytes = seq.num_prompt * pd.kv_bytes_per_token
+            if pd.stream_layers:
+                arrives = link.send(now, num_bytes, seq.first_scheduled_s, pd.stream_layers)
+            else:
+                arrives = link.send(now, num_bytes)
             self._in_transfer[seq.rid] = seq
             self.loop.schedule(arrives, ARRIVAL, self._on_kv_arrived, seq)
         if done:
