@@ -208,6 +208,7 @@ def _pd_setup(config: ScenarioConfig, deployment: Deployment) -> PdSetup | None:
         link_bytes_per_s=link.bandwidth_gbps * 1e9 / 8,
         link_latency_s=link.latency_s,
         stream_layers=deployment.model.num_layers if link.layerwise else 0,
+        forward_queue_len=(d.forward_queue_len or 0) if d is not None else 0,
         offload_threshold_tokens=o.threshold_tokens if o is not None else 0,
         max_link_wait_s=o.max_link_wait_s if o is not None else 0.0,
         **_controller_fields(d.controller if d is not None else None),

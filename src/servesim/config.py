@@ -100,6 +100,14 @@ class DisaggregationConfig(BaseModel):
     controller: PdControllerConfig | None = Field(
         None, description="Move replicas between the pools at run time (null: the split stays as configured)."
     )
+    forward_queue_len: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "A prefill replica with this many outstanding prompts rejects a new one, which is forwarded to the "
+            "prefill replica with the fewest (as P/D-Serve does); null: never (count)."
+        ),
+    )
 
 
 class PrefillOffloadConfig(BaseModel):

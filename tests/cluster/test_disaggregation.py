@@ -210,3 +210,19 @@ def test_layerwise_streaming_shortens_the_gap_after_prefill():
     whole_gap = out_whole.requests.max_itl_s[0]
     streamed_gap = out_streamed.requests.max_itl_s[0]
     assert whole_gap - streamed_gap == pytest.approx(0.1 - 0.01)
+
+
+def test_a_busy_prefill_replica_forwards_new_prompts():
+    # Round robin over the two prefill replicas sends prompts 0 and 2 to replica 0, prompt 1 to
+    # replica 1.  Without forwarding prompt 2 waits behind prompt 0 (replica 0 is busy until
+    # 0.51 s).  With forward_queue_len = 1, replica 0 (1 outstanding at 0.2 s) rejects it and it
+    # goes to the least loaded prefill replica: 1, idle since prompt 1's prefill ended at 0.07 s.
+    reqs = [Request(0.0, 500, 2), Request(0.01, 50, 2), Request(0.2, 500, 2)]
+    def run(forward):
+        sim = Simulation(Workload.from_requests(reqs), ReplicaSetup(1000, 16, 100_000, SchedulerConfig()), 3,
+                         RoundRobinRouter(), LinearStepModel(), pd=PdSetup(2, 10.0, 1e9, 0.0, forward_queue_len=forward))
+        out = sim.run()
+        check_conservation(out.requests, sim.replicas)
+        return out.requests
+    assert run(0).first_scheduled_s[2] == 0.0 + (0.01 + 0.001 * 500)
+    assert run(1).first_scheduled_s[2] == 0.2

@@ -24,6 +24,8 @@ def scenarios(draw):
                                      "link": {"bandwidth_gbps": draw(st.sampled_from([1.0, 100.0])),
                                               "layerwise": draw(st.booleans())}}
         if draw(st.booleans()):
+            cluster["disaggregation"]["forward_queue_len"] = draw(st.integers(1, 3))
+        if draw(st.booleans()):
             cluster["disaggregation"]["controller"] = {"interval_s": 0.2, "switch_s": 0.1,
                                                        "prefill_queue_high": 0.5, "decode_batch_high": 2.0}
     else:

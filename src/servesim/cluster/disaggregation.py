@@ -37,6 +37,8 @@ class PdSetup:
     max_link_wait_s: float = 0.0
     # Stream the KV cache layer by layer during the prefill (0: after it, whole).
     stream_layers: int = 0
+    # A prefill replica with this many outstanding prompts forwards a new one (0: never).
+    forward_queue_len: int = 0
     # Run-time P/D controller (disaggregation only; interval 0: off), see PdControllerConfig.
     control_interval_s: float = 0.0
     switch_s: float = 0.0

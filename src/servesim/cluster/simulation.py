@@ -262,12 +262,15 @@ class Simulation:
         """The replica an arriving request goes to: the router's choice among the entry
         replicas (through a snapshot when views may be stale), or, with prefill offload,
         a remote prefill replica for a long prompt while that replica's link has room."""
+        if self._control:
+            self._steer(now)  # may change the pools (and then drops the snapshot)
         if self._view_delay_s > 0.0 and now - self._views_taken_s >= self._view_delay_s:
             self._views = [ReplicaSnapshot.of(replica) for replica in self._entry]
             self._views_taken_s = now
-        if self._control:
-            self._steer(now)
-        r = self._entry[self.router.route(seq, self._views)].index
+        r = self._views[self.router.route(seq, self._views)].index
+        if self._pd is not None and 0 < self._pd.forward_queue_len <= self.replicas[r].num_outstanding:
+            # The chosen prefill replica is busy and rejects it: forward to the least loaded one.
+            r = self._prefill_pool[self._decode_router.route(seq, self._prefill_pool)].index
         if self._offload and seq.num_prompt > self._pd.offload_threshold_tokens:
             remote = self._prefill_pool[self._decode_router.route(seq, self._prefill_pool)].index
             if self._links[remote].backlog_s(now) <= self._pd.max_link_wait_s:
@@ -294,6 +297,7 @@ class Simulation:
                 self._prefill_pool.sort(key=_by_index)
                 self._decode_pool.sort(key=_by_index)
                 self.role_switches.append((now, replica.index, role))
+                self._views_taken_s = float("-inf")
                 self._switching = None
                 self._switch_ready_s = -1.0
             return
@@ -313,6 +317,7 @@ class Simulation:
         chosen = source[self._decode_router.route(None, source)]
         source.remove(chosen)
         self._switching = (chosen, role)
+        self._views_taken_s = float("-inf")  # a router's pools are always current; only loads go stale
 
     def _dispatch(self, seq: Sequence, r: int, now: float) -> None:
         """Hand a placed request to replica ``r``, or hold it for LAPS's batching window."""
