@@ -47,6 +47,8 @@ def scenarios(draw):
         },
         "cluster": cluster,
         "router": router,
+        "scheduler": {"policy": draw(st.sampled_from(["fcfs", "priority", "laps"])),
+                      "max_num_batched_tokens": draw(st.sampled_from([512, 8192]))},
         "horizon_s": draw(st.sampled_from([None, 3.0])),
     }
 

@@ -27,7 +27,7 @@ from servesim.kvcache.manager import KVCacheManager
 from servesim.kvcache.prefix_cache import PrefixCache
 from servesim.perf.batch_shape import BatchShape
 from servesim.scheduler.config import SchedulerConfig
-from servesim.scheduler.queues import QUEUE_POLICIES
+from servesim.scheduler.queues import make_queue
 from servesim.scheduler.sequence import Sequence
 
 
@@ -120,7 +120,7 @@ class BatchScheduler:
     def __init__(self, config: SchedulerConfig, kv: KVCacheManager) -> None:
         self.config = config
         self.kv = kv
-        self.waiting = QUEUE_POLICIES[config.policy]()
+        self.waiting = make_queue(config)
         self.running: list[Sequence] = []
         self._max_tokens = config.max_num_batched_tokens
         self._max_seqs = config.max_num_seqs

@@ -19,9 +19,17 @@ class SchedulerConfig(BaseModel):
     chunked_prefill: bool = Field(
         True, description="Split a prompt over several iterations when it exceeds the remaining token budget."
     )
-    policy: Literal["fcfs", "priority"] = Field(
+    policy: Literal["fcfs", "priority", "laps"] = Field(
         "fcfs",
-        description="Waiting-queue order: 'fcfs' by arrival; 'priority' by request priority (smaller first), then arrival.",
+        description=(
+            "Waiting-queue order: 'fcfs' by arrival; 'priority' by request priority (smaller first), then arrival; "
+            "'laps': LAPS's dual queue on one instance, short prompts (<= laps_threshold_tokens) first, a long "
+            "prompt before any short one that arrived more than laps_max_wait_s after it."
+        ),
+    )
+    laps_threshold_tokens: int = Field(256, ge=1, description="'laps': prompts up to this long are short (tokens).")
+    laps_max_wait_s: float = Field(
+        1.0, ge=0, description="'laps': how far a long prompt lets later short prompts pass it (s); bounds its wait."
     )
 
     @model_validator(mode="after")

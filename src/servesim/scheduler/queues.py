@@ -112,4 +112,71 @@ class PriorityQueue:
         return best
 
 
-QUEUE_POLICIES: dict[str, type] = {"fcfs": FcfsQueue, "priority": PriorityQueue}
+class LengthAwareQueue:
+    """LAPS's dual queue on one instance: short prompts and long prompts wait apart.
+
+    Short prompts (at most ``threshold_tokens`` long) go first, so
+    a short prompt never waits behind a long prefill; a long prompt goes before
+    any short one that arrived more than ``max_wait_s`` after it, which bounds
+    its wait.  Preempted sequences go back to the front of their queue.
+    Victim: the most recently admitted running sequence, as with FCFS.
+    """
+
+    __slots__ = ("threshold_tokens", "max_wait_s", "_short", "_long")
+
+    def __init__(self, threshold_tokens: int = 256, max_wait_s: float = 1.0) -> None:
+        self.threshold_tokens = threshold_tokens
+        self.max_wait_s = max_wait_s
+        self._short: deque[Sequence] = deque()
+        self._long: deque[Sequence] = deque()
+
+    def _queue_of(self, seq: Sequence) -> deque[Sequence]:
+        return self._short if seq.num_prompt <= self.threshold_tokens else self._long
+
+    def push(self, seq: Sequence) -> None:
+        self._queue_of(seq).append(seq)
+
+    def push_preempted(self, seq: Sequence) -> None:
+        self._queue_of(seq).appendleft(seq)
+
+    def _next_queue(self) -> deque[Sequence]:
+        shorts, longs = self._short, self._long
+        if not shorts:
+            return longs
+        if longs and longs[0].arrival_s + self.max_wait_s < shorts[0].arrival_s:
+            return longs
+        return shorts
+
+    def peek(self) -> Sequence:
+        return self._next_queue()[0]
+
+    def pop(self) -> Sequence:
+        return self._next_queue().popleft()
+
+    def __len__(self) -> int:
+        return len(self._short) + len(self._long)
+
+    def __iter__(self):
+        # Admission order as long as nothing new arrives.
+        shorts, longs = list(self._short), list(self._long)
+        i = j = 0
+        while i < len(shorts) or j < len(longs):
+            if i == len(shorts) or (j < len(longs) and longs[j].arrival_s + self.max_wait_s < shorts[i].arrival_s):
+                yield longs[j]
+                j += 1
+            else:
+                yield shorts[i]
+                i += 1
+
+    def victim_index(self, running: list[Sequence]) -> int:
+        return len(running) - 1
+
+
+QUEUE_POLICIES: dict[str, type] = {"fcfs": FcfsQueue, "priority": PriorityQueue, "laps": LengthAwareQueue}
+
+
+def make_queue(config) -> WaitingQueue:  # noqa: ANN001 - a SchedulerConfig
+    """The waiting queue ``config.policy`` names, with its parameters."""
+    if config.policy == "laps":
+        return LengthAwareQueue(config.laps_threshold_tokens, config.laps_max_wait_s)
+    return QUEUE_POLICIES[config.policy]()
