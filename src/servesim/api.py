@@ -16,7 +16,7 @@ from servesim.cluster.conservation import check_conservation
 from servesim.cluster.disaggregation import PdSetup
 from servesim.cluster.routers import make_router
 from servesim.cluster.simulation import ReplicaSetup, Simulation
-from servesim.config import ClusterConfig, ScenarioConfig, load_config, validate_config
+from servesim.config import ClusterConfig, PdControllerConfig, ScenarioConfig, load_config, validate_config
 from servesim.core.rng import RandomStreams
 from servesim.errors import ConfigError
 from servesim.metrics.records import RequestTable, RunInfo, TimeSeries
@@ -215,7 +215,7 @@ def _pd_setup(config: ScenarioConfig, deployment: Deployment) -> PdSetup | None:
     )
 
 
-def _controller_fields(c) -> dict:
+def _controller_fields(c: PdControllerConfig | None) -> dict[str, float]:
     """PdSetup's controller fields (its interval stays 0, off, without a controller)."""
     if c is None:
         return {}

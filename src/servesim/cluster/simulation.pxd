@@ -47,7 +47,7 @@ cdef class Simulation:
     cdef public list _entry
     cdef public list _links
     cdef public dict _in_transfer
-    cdef public object _decode_router
+    cdef public object _least_loaded
     cdef public bint _offload
     cdef public list _roles
     cdef public list _prefill_pool

@@ -102,9 +102,11 @@ class Simulation:
         self.loop = EventLoop()
         self.progress = progress
         self.timeseries = TimeSeriesBuilder()
-        # Disaggregated: replicas [0, num_prefill) run prompts, the rest generate.
+        # Disaggregated: replicas [0, num_prefill) start out running prompts, the rest
+        # generating; with prefill offload [0, num_prefill) are the remote cluster.
         self._pd = pd
         self._num_prefill = pd.num_prefill if pd is not None else num_replicas
+        self._roles = [PREFILL if i < self._num_prefill else DECODE for i in range(num_replicas)]
         self.replicas = [
             self._make_replica(i, step_model, fast_path, timeseries_interval_s) for i in range(num_replicas)
         ]
@@ -114,35 +116,7 @@ class Simulation:
         self._next_arrival_s = float("inf")  # time of the next arrival event
         self._chunk_start = 0
         self._chunk: tuple[list, list, list, list, list | None, list | None] = ([], [], [], [], None, None)
-        # The router's view: the replicas themselves, or snapshots refreshed at
-        # the first arrival once they are view_delay_s old (see RouterConfig).
-        self._view_delay_s = view_delay_s
-        # Pools (disaggregated or offload): replicas that run prompts and replicas that
-        # generate; the run-time controller moves replicas between them (in place).
-        self._roles = [PREFILL if i < self._num_prefill else DECODE for i in range(num_replicas)]
-        self._prefill_pool = self.replicas[: self._num_prefill]
-        self._decode_pool = self.replicas[self._num_prefill :]
-        # Where the router sends arrivals: the prefill pool (disaggregated), the local
-        # replicas (prefill offload: long prompts may still go remote), or all.
-        self._offload = pd is not None and pd.offload_threshold_tokens > 0
-        self._entry = self._decode_pool if self._offload else self._prefill_pool
-        self._views: list = self._entry if view_delay_s <= 0.0 else []
-        self._views_taken_s = float("-inf")
-        # Batching window (LAPS): prompts of at most short_prompt_tokens wait at
-        # the router up to hold_short_s, then go to their replica together.
-        self._hold_short_s = hold_short_s
-        self._short_prompt_tokens = short_prompt_tokens
-        self._held: list[list[Sequence]] = [[] for _ in self.replicas]
-        # One link per replica: any may run prompts (after a role switch).
-        self._links = [] if pd is None else [KvLink(pd.link_bytes_per_s, pd.link_latency_s) for _ in range(num_replicas)]
-        # The run-time P/D controller: a replica draining for a role switch, when it is ready.
-        self._control = pd is not None and pd.control_interval_s > 0.0 and not self._offload
-        self._last_look_s = float("-inf")
-        self._switching: tuple | None = None  # (replica, new role)
-        self._switch_ready_s = -1.0
-        self.role_switches: list[tuple[float, int, int]] = []
-        self._in_transfer: dict[int, Sequence] = {}  # rid -> prefilled request whose KV is on the way
-        self._decode_router = LeastOutstandingRouter()
+        self._init_topology(view_delay_s, hold_short_s, short_prompt_tokens)
         # The largest request a replica could ever hold, in tokens.
         self._kv_token_capacity = setup.num_kv_blocks * setup.block_size
         # Requests whose peak KV tokens stay below this pass every check of _rejection.
@@ -151,8 +125,42 @@ class Simulation:
             limits.append(setup.scheduler.max_num_batched_tokens)
         self._fits_everywhere = min(limits) + 1
 
+    def _init_topology(self, view_delay_s: float, hold_short_s: float, short_prompt_tokens: int) -> None:
+        """Pools, the router's view, LAPS's window, KV links and the P/D controller (docs/cluster.md)."""
+        pd = self._pd
+        # Pools (disaggregated or offload): replicas that run prompts and replicas that
+        # generate; the run-time controller moves replicas between them (in place).
+        self._prefill_pool = self.replicas[: self._num_prefill]
+        self._decode_pool = self.replicas[self._num_prefill :]
+        # Where the router sends arrivals: the prefill pool (disaggregated), the local
+        # replicas (prefill offload: long prompts may still go remote), or all.
+        self._offload = pd is not None and pd.offload_threshold_tokens > 0
+        self._entry = self._decode_pool if self._offload else self._prefill_pool
+        # The router's view: the entry replicas themselves, or snapshots refreshed at
+        # the first arrival once they are view_delay_s old (see RouterConfig).
+        self._view_delay_s = view_delay_s
+        self._views: list = self._entry if view_delay_s <= 0.0 else []
+        self._views_taken_s = float("-inf")
+        # Batching window (LAPS): prompts of at most short_prompt_tokens wait at
+        # the router up to hold_short_s, then go to their replica together.
+        self._hold_short_s = hold_short_s
+        self._short_prompt_tokens = short_prompt_tokens
+        self._held: list[list[Sequence]] = [[] for _ in self.replicas]
+        # One link per replica: any may run prompts (after a role switch).
+        self._links = [] if pd is None else [KvLink(pd.link_bytes_per_s, pd.link_latency_s) for _ in self.replicas]
+        self._in_transfer: dict[int, Sequence] = {}  # rid -> prefilled request whose KV is on the way
+        # The run-time P/D controller: a replica draining for a role switch, when it is ready.
+        self._control = pd is not None and pd.control_interval_s > 0.0 and not self._offload
+        self._last_look_s = float("-inf")
+        self._switching: tuple | None = None  # (replica, new role)
+        self._switch_ready_s = -1.0
+        self.role_switches: list[tuple[float, int, int]] = []
+        # Picks the least loaded replica of a pool: decode placement, remote prefill,
+        # forwarding and the controller's choice of which replica moves.
+        self._least_loaded = LeastOutstandingRouter()
+
     def _make_replica(self, index: int, step_model, fast_path: bool, sample_every_s: float) -> Replica:
-        prefill_only = self._pd is not None and index < self._pd.num_prefill
+        prefill_only = self._pd is not None and self._roles[index] == PREFILL
         setup = self.setup
         scheduler = (LockstepScheduler if fast_path else BatchScheduler)(
             setup.scheduler, KVCacheManager(setup.num_kv_blocks, setup.block_size)
@@ -270,9 +278,9 @@ class Simulation:
         r = self._views[self.router.route(seq, self._views)].index
         if self._pd is not None and 0 < self._pd.forward_queue_len <= self.replicas[r].num_outstanding:
             # The chosen prefill replica is busy and rejects it: forward to the least loaded one.
-            r = self._prefill_pool[self._decode_router.route(seq, self._prefill_pool)].index
+            r = self._prefill_pool[self._least_loaded.route(seq, self._prefill_pool)].index
         if self._offload and seq.num_prompt > self._pd.offload_threshold_tokens:
-            remote = self._prefill_pool[self._decode_router.route(seq, self._prefill_pool)].index
+            remote = self._prefill_pool[self._least_loaded.route(seq, self._prefill_pool)].index
             if self._links[remote].backlog_s(now) <= self._pd.max_link_wait_s:
                 r = remote
         return r
@@ -314,7 +322,7 @@ class Simulation:
             source, role = prefill, DECODE
         else:
             return
-        chosen = source[self._decode_router.route(None, source)]
+        chosen = source[self._least_loaded.route(None, source)]
         source.remove(chosen)
         self._switching = (chosen, role)
         self._views_taken_s = float("-inf")  # a router's pools are always current; only loads go stale
@@ -372,7 +380,7 @@ class Simulation:
         decode.last_token_s = seq.last_token_s
         decode.max_itl_s = seq.max_itl_s
         decode.num_preemptions = seq.num_preemptions
-        r = self._decode_pool[self._decode_router.route(decode, self._decode_pool)].index
+        r = self._decode_pool[self._least_loaded.route(decode, self._decode_pool)].index
         self._replica[seq.rid] = r
         self.replicas[r].submit(decode, now)
 
