@@ -130,10 +130,44 @@ def prefix_aware() -> list[str]:
     return _rows("prefix-aware routing", "prefix-aware-mooncake.yaml", runs, hit_rate)
 
 
+def route_balance_frontier() -> list[str]:
+    """RouteBalance vs quality-threshold and cheapest-first routing on a three-pool cluster at 36 req/s:
+    each policy's knob swept, one row per run (mean quality, model cost, E2E latency), and for each
+    baseline run the fastest RouteBalance run that matches it on quality (within 0.005) and cost
+    (within 3%), with the ratio of their median latencies."""
+    runs = [("route_balance", [f"router.latency_weight={lw}", f"router.cost_weight={cw}"])
+            for cw in (0.0, 0.1, 0.2, 0.5, 1.0, 2.0) for lw in (0.003, 0.01, 0.03, 0.05, 0.1, 0.3)]
+    runs += [("quality_threshold", [f"router.min_quality={q}"]) for q in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)]
+    runs += [("cheapest_first", [f"router.spill_outstanding={n}"]) for n in (8, 16, 32, 48, 64)]
+    points = []
+    for policy, knobs in runs:
+        s = servesim.simulate(load_config(EXAMPLES / "route-balance.yaml", [f"router.policy={policy}", *knobs])).summary
+        knob = ", ".join(k.removeprefix("router.") for k in knobs)
+        points.append((policy, knob, s["mean_quality"], s["model_cost_per_request_usd"] * 1e3, s["e2e_s"]["p50"],
+                       s["e2e_s"]["p90"]))
+    rows = ["| policy | knob | mean quality | model cost per request (m$) | E2E p50 (s) | E2E p90 (s) | fastest route_balance run at its quality and cost |",
+            "|---|---|---|---|---|---|---|"]
+    balanced = [p for p in points if p[0] == "route_balance"]
+    for policy, knob, quality, cost, p50, p90 in sorted(points, key=lambda p: (p[0], p[2])):
+        verdict = ""
+        if policy != "route_balance":
+            matched = [b for b in balanced if b[2] >= quality - 0.005 and b[3] <= cost * 1.03]
+            if matched:
+                b = min(matched, key=lambda b: b[4])
+                verdict = f"{b[1]}: quality {b[2]:.3f}, {b[3]:.3f} m$, p50 {b[4]:.2f} s ({p50 / b[4]:.2f}x faster)"
+            else:
+                verdict = "none"
+        rows.append(f"| {policy} | {knob} | {quality:.3f} | {cost:.3f} | {p50:.2f} | {p90:.2f} | {verdict} |")
+    return rows
+
+
 def main() -> None:
     print("| technique | run | result |")
     print("|---|---|---|")
     for row in [*laps(), *laps_one_instance(), *disaggregation(), *pd_ratio(), *pd_controller(), *prefill_offload(), *prefix_aware()]:
+        print(row)
+    print()
+    for row in route_balance_frontier():
         print(row)
 
 

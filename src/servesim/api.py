@@ -15,10 +15,14 @@ from typing import Any, Callable
 from servesim.cluster.conservation import check_conservation
 from servesim.cluster.disaggregation import PdSetup
 from servesim.cluster.routers import make_router
-from servesim.cluster.simulation import ReplicaSetup, Simulation
-from servesim.config import ClusterConfig, PdControllerConfig, ScenarioConfig, load_config, validate_config
+from servesim.cluster.model_routing import PoolProfile, make_model_router
+from servesim.cluster.router_config import MODEL_ROUTERS
+from servesim.cluster.simulation import ReplicaSetup, Simulation, fit_limit
+from servesim.config import ClusterConfig, PdControllerConfig, PoolConfig, ScenarioConfig, load_config, validate_config
 from servesim.core.rng import RandomStreams
-from servesim.errors import ConfigError
+from servesim.errors import ConfigError, ServesimError
+from servesim.metrics.pools import pool_summary
+from servesim.perf.batch_shape import BatchShape
 from servesim.metrics.records import RequestTable, RunInfo, TimeSeries
 from servesim.metrics.summary import summarize
 from servesim.perf.catalog import Catalog
@@ -136,11 +140,12 @@ def simulate(
     # writes) holds the parameters the run used.
     config = _calibrated(_as_config(config))
     started = time.perf_counter()
-    deployment = _build_deployment(config, None)
+    pools = _pool_deployments(config)
+    deployment = pools[0][1]
     if workload is None:
         workload = build_workload(config.workload, RandomStreams(config.seed))
     bar = progress(len(workload)) if progress is not None else None
-    sim = _make_simulation(config, deployment, workload, step_model or deployment.step_model, bar)
+    sim = _make_simulation(config, pools, workload, step_model, bar)
     try:
         out = sim.run()
     finally:
@@ -148,6 +153,7 @@ def simulate(
             bar.close()
     check_conservation(out.requests, sim.replicas)
     cluster = config.cluster
+    mixed = cluster.pools is not None
     info = RunInfo(
         sim_time_s=out.sim_time_s,
         horizon_s=config.horizon_s,
@@ -159,30 +165,45 @@ def simulate(
         price_usd_per_gpu_hr=deployment.hardware.price_usd_per_gpu_hr,
         workload_skipped=dict(workload.skipped),
         num_role_switches=len(out.role_switches),
+        num_gpus=sum(p.num_replicas * _gpus(p) for p, _ in pools) if mixed else None,
+        usd_per_hr=_fleet_usd_per_hr(pools) if mixed else None,
     )
     summary = summarize(out.requests, out.timeseries, info, config.slo)
+    if mixed:
+        summary.update(pool_summary(out.requests, sim.pool_profiles, workload.difficulty))
     return Result(config, summary, out.requests, out.timeseries, info, deployment)
 
 
-def _make_simulation(config: ScenarioConfig, deployment: Deployment, workload: Workload, step_model: Any, bar: Any) -> Simulation:
-    """Wire the configured replicas, router and engine knobs around ``workload``."""
+def _make_simulation(
+    config: ScenarioConfig, pools: list[tuple[PoolConfig, Deployment]], workload: Workload, step_model: Any, bar: Any
+) -> Simulation:
+    """Wire the configured replicas, router and engine knobs around ``workload``.
+
+    ``step_model`` (None: each pool's own) replaces every pool's step model.
+    """
     cluster = config.cluster
+    deployment = pools[0][1]
     prefix_tokens = workload.prefix_block_size if cluster.prefix_caching and workload.prefix_block_ids else 0
-    setup = ReplicaSetup(
-        num_kv_blocks=deployment.memory.num_kv_blocks,
-        block_size=cluster.block_size,
-        max_model_len=deployment.max_model_len,
-        scheduler=config.scheduler,
-        # The cache holds as many prefix blocks as the replica's KV cache has room for.
-        prefix_cache_blocks=deployment.memory.num_kv_blocks * cluster.block_size // prefix_tokens if prefix_tokens else 0,
-        prefix_block_tokens=prefix_tokens or 0,
-    )
-    return Simulation(
+    layout = [
+        (_replica_setup(config, d, prefix_tokens or 0), step_model or d.step_model, pool.num_replicas) for pool, d in pools
+    ]
+    setup = layout[0][0]
+    if config.router.policy in MODEL_ROUTERS:
+        if workload.difficulty is None:
+            raise ConfigError(f"router.policy = {config.router.policy!r} needs a difficulty per request; the "
+                              "workload has none (set workload.difficulty)")
+        profiles = _pool_profiles(config, pools, layout, workload)
+        mean_output = float(workload.output_tokens.mean()) if len(workload) else 1.0
+        router = make_model_router(config.router, profiles, workload.difficulty, mean_output)
+    else:
+        profiles = _pool_profiles(config, pools, layout, workload) if cluster.pools is not None else []
+        router = make_router(config.router, RandomStreams(config.seed).stream("router"))
+    sim = Simulation(
         workload,
         setup,
         _total_replicas(cluster),
-        make_router(config.router, RandomStreams(config.seed).stream("router")),
-        step_model,
+        router,
+        layout[0][1],
         horizon_s=config.horizon_s,
         fast_path=config.engine.fast_path,
         timeseries_interval_s=config.engine.timeseries_interval_s,
@@ -191,7 +212,90 @@ def _make_simulation(config: ScenarioConfig, deployment: Deployment, workload: W
         hold_short_s=config.router.laps_batch_window_s if config.router.policy == "laps" else 0.0,
         short_prompt_tokens=config.router.laps_threshold_tokens,
         pd=_pd_setup(config, deployment),
+        pools=layout if cluster.pools is not None else None,
     )
+    sim.pool_profiles = profiles
+    return sim
+
+
+def _replica_setup(config: ScenarioConfig, deployment: Deployment, prefix_tokens: int) -> ReplicaSetup:
+    """What each replica of a deployment is built from."""
+    blocks, block_size = deployment.memory.num_kv_blocks, config.cluster.block_size
+    return ReplicaSetup(
+        num_kv_blocks=blocks,
+        block_size=block_size,
+        max_model_len=deployment.max_model_len,
+        scheduler=config.scheduler,
+        # The cache holds as many prefix blocks as the replica's KV cache has room for.
+        prefix_cache_blocks=blocks * block_size // prefix_tokens if prefix_tokens else 0,
+        prefix_block_tokens=prefix_tokens,
+    )
+
+
+def _pool_deployments(config: ScenarioConfig) -> list[tuple[PoolConfig, Deployment]]:
+    """Each pool's config (the cluster section's values where it leaves a field null) and
+    deployment; a cluster without pools is one pool named after its model."""
+    cluster = config.cluster
+    catalog = build_catalog(config)
+    if cluster.pools is None:
+        only = PoolConfig(name=cluster.model, num_replicas=_total_replicas(cluster))
+        return [(only, _build_deployment(config, catalog))]
+    if config.calibration is not None and any((p.hardware or cluster.hardware) != cluster.hardware for p in cluster.pools):
+        raise ConfigError("calibration: a calibration file is fitted for one GPU type, and cluster.pools use "
+                          f"others than cluster.hardware = {cluster.hardware!r}; drop it or use one GPU type")
+    out = []
+    for i, pool in enumerate(cluster.pools):
+        inherited = {name: getattr(pool, name) for name in _POOL_FIELDS if getattr(pool, name) is not None}
+        pool_cluster = cluster.model_copy(update={**inherited, "num_replicas": pool.num_replicas, "pools": None})
+        try:
+            deployment = _build_deployment(config.model_copy(update={"cluster": pool_cluster}), catalog)
+        except ServesimError as err:
+            raise type(err)(f"cluster.pools[{i}] ({pool.name}): {err}") from None
+        out.append((pool.model_copy(update=inherited), deployment))
+    return out
+
+
+# Fields a pool may set for itself; null ones come from the cluster section.
+_POOL_FIELDS = ("model", "hardware", "tensor_parallel", "pipeline_parallel", "weight_dtype", "kv_cache_dtype")
+
+
+def _gpus(pool: PoolConfig) -> int:
+    return (pool.tensor_parallel or 1) * (pool.pipeline_parallel or 1)
+
+
+def _fleet_usd_per_hr(pools: list[tuple[PoolConfig, Deployment]]) -> float | None:
+    """The mixed fleet's price per hour, or None when a pool's GPU has no price."""
+    prices = [d.hardware.price_usd_per_gpu_hr for _, d in pools]
+    if any(price is None for price in prices):
+        return None
+    return sum(p.num_replicas * _gpus(p) * price for (p, _), price in zip(pools, prices))
+
+
+def _pool_profiles(config: ScenarioConfig, pools: list, layout: list, workload: Workload) -> list[PoolProfile]:
+    """What model routers know of each pool: quality, price and step times (see PoolProfile)."""
+    sched = config.scheduler
+    mean_prompt = float(workload.prompt_tokens.mean()) if len(workload) else 1.0
+    expected_output = config.router.expected_output_tokens or (float(workload.output_tokens.mean()) if len(workload) else 1.0)
+    context = max(1, int(round(mean_prompt + expected_output / 2)))  # a decoding request's mean context
+    profiles, first = [], 0
+    for i, ((pool, deployment), (setup, step_model, count)) in enumerate(zip(pools, layout)):
+        decode = tuple(step_model.decode_time_s(b, b * context) for b in range(1, sched.max_num_seqs + 1))
+        chunk = min(sched.max_num_batched_tokens, 2048)
+        prefill = step_model.time_s(BatchShape.build(prefill_chunks=[(0, chunk)])) / chunk
+        price = pool.price_usd_per_mtok
+        if price is None:
+            gpu_price = deployment.hardware.price_usd_per_gpu_hr
+            if gpu_price is None:
+                raise ConfigError(f"cluster.pools[{i}].price_usd_per_mtok: required, since GPU {deployment.hardware.name!r} "
+                                  "has no price_usd_per_gpu_hr in the catalog")
+            # A replica-hour's price over the tokens it decodes in an hour at a batch of 64.
+            batch = min(64, sched.max_num_seqs)
+            tokens_per_s = batch / decode[batch - 1]
+            price = gpu_price * _gpus(pool) / 3600.0 / tokens_per_s * 1e6
+        profiles.append(PoolProfile(pool.name, first, count, tuple(map(tuple, pool.quality)), price, prefill, decode,
+                                    fit_limit(setup)))
+        first += count
+    return profiles
 
 
 def _pd_setup(config: ScenarioConfig, deployment: Deployment) -> PdSetup | None:

@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from servesim import yaml_text
-from servesim.cluster.router_config import RouterConfig
+from servesim.cluster.router_config import MODEL_ROUTERS, RouterConfig
 from servesim.errors import ConfigError
 from servesim.metrics.config import SloTargets
 from servesim.perf.dtypes import KvCacheDtype, WeightDtype
@@ -134,6 +134,55 @@ class PrefillOffloadConfig(BaseModel):
     )
 
 
+class PoolConfig(BaseModel):
+    """One pool of a heterogeneous cluster: identical replicas of one model on one GPU type.
+
+    Fields left null take the ``cluster`` section's value, so a pool names
+    only what sets it apart.  ``quality`` and ``price_usd_per_mtok`` are what
+    model routers (``router.policy: route_balance``, ``quality_threshold``,
+    ``cheapest_first``) weigh.
+    """
+
+    model_config = _FROZEN
+
+    name: str = Field(min_length=1, description="Pool name, shown in the summary.")
+    num_replicas: int = Field(1, ge=1, description="Replicas in this pool (count).")
+    model: str | None = Field(None, description="Model catalog id; null = cluster.model.")
+    hardware: str | None = Field(None, description="GPU catalog id; null = cluster.hardware.")
+    tensor_parallel: int | None = Field(None, ge=1, description="Tensor-parallel degree (count); null = cluster.tensor_parallel.")
+    pipeline_parallel: int | None = Field(None, ge=1, description="Pipeline-parallel degree (count); null = cluster.pipeline_parallel.")
+    weight_dtype: WeightDtype | None = Field(None, description="Weight format; null = cluster.weight_dtype.")
+    kv_cache_dtype: KvCacheDtype | None = Field(None, description="KV-cache format; null = cluster.kv_cache_dtype.")
+    quality: list[tuple[float, float]] = Field(
+        default_factory=lambda: [(0.0, 1.0), (1.0, 1.0)],
+        description=(
+            "Expected answer quality (0..1) of this pool's model against request difficulty (0..1), as "
+            "[difficulty, quality] points joined by straight lines (flat beyond the ends), e.g. "
+            "[[0, 0.95], [1, 0.3]] for a small model."
+        ),
+    )
+    price_usd_per_mtok: float | None = Field(
+        None,
+        ge=0,
+        description=(
+            "What a million tokens (prompt + output) served by this pool cost, as a model router weighs it (USD); "
+            "null = the GPU-hour price of a replica over its decode throughput at a batch of 64 (see docs/cluster.md)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _quality_is_a_curve(self) -> PoolConfig:
+        points = self.quality
+        if not points:
+            raise ValueError("quality: needs at least one [difficulty, quality] point")
+        for d, q in points:
+            if not (0.0 <= d <= 1.0 and 0.0 <= q <= 1.0):
+                raise ValueError(f"quality point [{d}, {q}]: difficulty and quality must both lie in [0, 1]")
+        if any(b[0] <= a[0] for a, b in zip(points, points[1:])):
+            raise ValueError(f"quality = {[list(p) for p in points]}: difficulties must increase from point to point")
+        return self
+
+
 class ClusterConfig(BaseModel):
     """The deployment: identical replicas of one model on one GPU type."""
 
@@ -187,10 +236,30 @@ class ClusterConfig(BaseModel):
         ),
     )
 
+    pools: list[PoolConfig] | None = Field(
+        None,
+        description=(
+            "A heterogeneous cluster: several pools, each its own model, GPU type, parallelism and count "
+            "(fields a pool leaves null come from this section). num_replicas must equal the pools' sum. "
+            "null: one pool of num_replicas identical replicas."
+        ),
+    )
+
     @model_validator(mode="after")
     def _pools_add_up(self) -> ClusterConfig:
         if self.disaggregation is not None and self.prefill_offload is not None:
             raise ValueError("disaggregation and prefill_offload cannot be combined yet; set one of them to null")
+        if self.pools is not None:
+            if not self.pools:
+                raise ValueError("pools: an empty list; give at least one pool or null")
+            if self.disaggregation is not None or self.prefill_offload is not None:
+                raise ValueError("pools cannot be combined with disaggregation or prefill_offload yet; set those to null")
+            names = [p.name for p in self.pools]
+            if len(set(names)) != len(names):
+                raise ValueError(f"pools: names must be unique, got {names}")
+            total = sum(p.num_replicas for p in self.pools)
+            if total != self.num_replicas:
+                raise ValueError(f"num_replicas = {self.num_replicas} but the pools have {total} replicas; set num_replicas to {total}")
         d = self.disaggregation
         if d is not None and d.prefill_replicas + d.decode_replicas != self.num_replicas:
             raise ValueError(
@@ -260,6 +329,12 @@ class ScenarioConfig(BaseModel):
 
     @model_validator(mode="after")
     def _router_needs(self) -> ScenarioConfig:
+        if self.router.policy in MODEL_ROUTERS:
+            if self.cluster.pools is None:
+                raise ValueError(f"router.policy = {self.router.policy!r} routes between models: it needs cluster.pools")
+            if self.workload.difficulty is None:
+                raise ValueError(f"router.policy = {self.router.policy!r} weighs each request's difficulty: set "
+                                 "workload.difficulty (e.g. {a: 1, b: 1} for uniform)")
         if self.router.policy == "prefix_aware" and not self.cluster.prefix_caching:
             raise ValueError("router.policy = 'prefix_aware' needs cluster.prefix_caching: true (replicas without a "
                              "prefix cache give it nothing to match)")

@@ -10,6 +10,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+# Policies that choose a model (a pool) as well as a replica.
+MODEL_ROUTERS = ("route_balance", "quality_threshold", "cheapest_first")
+
+
 class RouterConfig(BaseModel):
     """How arriving requests are spread over replicas."""
 
@@ -17,7 +21,7 @@ class RouterConfig(BaseModel):
 
     policy: Literal[
         "round_robin", "least_outstanding", "least_kv", "random", "power_of_two", "session_affinity", "laps",
-        "prefix_aware",
+        "prefix_aware", "route_balance", "quality_threshold", "cheapest_first",
     ] = Field(
         "least_outstanding",
         description=(
@@ -27,7 +31,11 @@ class RouterConfig(BaseModel):
             "requests go where its first went (placed by least outstanding); 'laps': prompts longer than "
             "laps_threshold_tokens go to a long-prefill group of replicas, the others to a short-prefill group, "
             "least outstanding within each; 'prefix_aware': the longest cached prompt prefix among replicas within "
-            "prefix_load_slack of the least loaded (needs cluster.prefix_caching). Ties go to the lowest index."
+            "prefix_load_slack of the least loaded (needs cluster.prefix_caching). Model routers (need cluster.pools "
+            "and workload.difficulty): 'route_balance': the replica with the best weighted score of expected quality, "
+            "predicted latency from its load, and price; 'quality_threshold': the cheapest pool whose quality at the "
+            "request's difficulty reaches min_quality, regardless of load, then its least loaded replica; "
+            "'cheapest_first': the cheapest pool with a replica under spill_outstanding requests. Ties go to the lowest index."
         ),
     )
     laps_threshold_tokens: int = Field(
@@ -54,6 +62,24 @@ class RouterConfig(BaseModel):
         4,
         ge=0,
         description="'prefix_aware': replicas with at most this many more outstanding requests than the least loaded compete on cache hits (count).",
+    )
+    quality_weight: float = Field(1.0, ge=0, description="'route_balance': weight of expected quality (0..1) in the score.")
+    latency_weight: float = Field(
+        0.1, ge=0, description="'route_balance': score lost per second of predicted latency (queueing + prefill + decode)."
+    )
+    cost_weight: float = Field(
+        0.2, ge=0, description="'route_balance': score lost at the price of the most expensive pool (prices count relative to it)."
+    )
+    min_quality: float = Field(
+        0.8, ge=0, le=1, description="'quality_threshold': least expected quality a pool must reach at the request's difficulty."
+    )
+    spill_outstanding: int = Field(
+        16, ge=1, description="'cheapest_first': a pool is full when each of its replicas has this many outstanding requests (count)."
+    )
+    expected_output_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="'route_balance': output length the latency prediction assumes (tokens); null = the workload's mean.",
     )
     view_delay_s: float = Field(
         0.0,

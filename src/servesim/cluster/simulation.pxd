@@ -57,6 +57,11 @@ cdef class Simulation:
     cdef public object _switching
     cdef public double _switch_ready_s
     cdef public list role_switches
+    cdef public list _setups
+    cdef public list _fits_on
+    cdef public bint _hetero
+    cdef public list pool_profiles
+    cdef public long _longest_model_len
 
     @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,
                    reason=str, session=object, prefix=object)

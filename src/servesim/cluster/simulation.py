@@ -44,7 +44,7 @@ _CHUNK = 65536
 PREFILL, DECODE = 0, 1
 
 # Why a request can never be served; index 0 means "not rejected".
-REJECT_REASONS = ("", "exceeds_max_model_len", "exceeds_kv_capacity", "exceeds_token_budget")
+REJECT_REASONS = ("", "exceeds_max_model_len", "exceeds_kv_capacity", "exceeds_token_budget", "fits_no_pool")
 
 
 class ProgressSink(Protocol):
@@ -94,6 +94,7 @@ class Simulation:
         hold_short_s: float = 0.0,
         short_prompt_tokens: int = 0,
         pd: PdSetup | None = None,
+        pools: list[tuple[ReplicaSetup, object, int]] | None = None,
     ) -> None:
         self.workload = workload
         self.setup = setup
@@ -107,8 +108,16 @@ class Simulation:
         self._pd = pd
         self._num_prefill = pd.num_prefill if pd is not None else num_replicas
         self._roles = [PREFILL if i < self._num_prefill else DECODE for i in range(num_replicas)]
+        # A heterogeneous cluster: (setup, step model, replicas) per pool, in replica order.
+        layout = pools if pools is not None else [(setup, step_model, num_replicas)]
+        self._setups = [pool_setup for pool_setup, _, count in layout for _ in range(count)]
+        models = [model for _, model, count in layout for _ in range(count)]
+        if len(self._setups) != num_replicas:
+            raise ValueError(f"pools hold {len(self._setups)} replicas, expected num_replicas = {num_replicas}")
+        self._hetero = len(layout) > 1
+        self.pool_profiles: list = []  # what model routers know of each pool (set by the caller)
         self.replicas = [
-            self._make_replica(i, step_model, fast_path, timeseries_interval_s) for i in range(num_replicas)
+            self._make_replica(i, models[i], fast_path, timeseries_interval_s) for i in range(num_replicas)
         ]
         self._allocate_results(len(workload))
         self._num_arrived = 0
@@ -117,13 +126,13 @@ class Simulation:
         self._chunk_start = 0
         self._chunk: tuple[list, list, list, list, list | None, list | None] = ([], [], [], [], None, None)
         self._init_topology(view_delay_s, hold_short_s, short_prompt_tokens)
-        # The largest request a replica could ever hold, in tokens.
-        self._kv_token_capacity = setup.num_kv_blocks * setup.block_size
-        # Requests whose peak KV tokens stay below this pass every check of _rejection.
-        limits = [setup.max_model_len - 1, self._kv_token_capacity]
-        if not setup.scheduler.chunked_prefill:
-            limits.append(setup.scheduler.max_num_batched_tokens)
-        self._fits_everywhere = min(limits) + 1
+        # The largest request the most capacious replica could ever hold, in tokens.
+        self._kv_token_capacity = max(s.num_kv_blocks * s.block_size for s in self._setups)
+        self._longest_model_len = max(s.max_model_len for s in self._setups)
+        # A request whose peak KV tokens stay below _fits_on[r] can be served by replica r;
+        # below _fits_everywhere, by any (it passes every check of _rejection).
+        self._fits_on = [fit_limit(s) for s in self._setups]
+        self._fits_everywhere = min(self._fits_on)
 
     def _init_topology(self, view_delay_s: float, hold_short_s: float, short_prompt_tokens: int) -> None:
         """Pools, the router's view, LAPS's window, KV links and the P/D controller (docs/cluster.md)."""
@@ -161,7 +170,7 @@ class Simulation:
 
     def _make_replica(self, index: int, step_model, fast_path: bool, sample_every_s: float) -> Replica:
         prefill_only = self._pd is not None and self._roles[index] == PREFILL
-        setup = self.setup
+        setup = self._setups[index]
         scheduler = (LockstepScheduler if fast_path else BatchScheduler)(
             setup.scheduler, KVCacheManager(setup.num_kv_blocks, setup.block_size)
         )
@@ -276,6 +285,8 @@ class Simulation:
             self._views = [ReplicaSnapshot.of(replica) for replica in self._entry]
             self._views_taken_s = now
         r = self._views[self.router.route(seq, self._views)].index
+        if self._hetero and seq.num_prompt + seq.max_output - 1 >= self._fits_on[r]:
+            r = self._fitting_replica(seq)  # the router chose a pool that cannot hold it
         if self._pd is not None and 0 < self._pd.forward_queue_len <= self.replicas[r].num_outstanding:
             # The chosen prefill replica is busy and rejects it: forward to the least loaded one.
             r = self._prefill_pool[self._least_loaded.route(seq, self._prefill_pool)].index
@@ -284,6 +295,12 @@ class Simulation:
             if self._links[remote].backlog_s(now) <= self._pd.max_link_wait_s:
                 r = remote
         return r
+
+    def _fitting_replica(self, seq: Sequence) -> int:
+        """The least loaded entry replica that can hold ``seq`` (one exists: _rejection checked)."""
+        peak = seq.num_prompt + seq.max_output - 1
+        fitting = [replica for replica in self._entry if peak < self._fits_on[replica.index]]
+        return fitting[self._least_loaded.route(seq, fitting)].index
 
     def _steer(self, now: float) -> None:
         """The run-time P/D controller, at an arrival: finish a role switch in progress,
@@ -405,7 +422,7 @@ class Simulation:
         peak = seq.num_prompt + seq.max_output - 1  # tokens in KV at its last iteration
         if peak < self._fits_everywhere:
             return ""
-        if peak + 1 > self.setup.max_model_len:
+        if peak + 1 > self._longest_model_len:
             return "exceeds_max_model_len"
         if peak > self._kv_token_capacity:
             return "exceeds_kv_capacity"
@@ -413,6 +430,9 @@ class Simulation:
         if not sched.chunked_prefill and peak > sched.max_num_batched_tokens:
             # Without chunking a recompute after preemption must fit one iteration.
             return "exceeds_token_budget"
+        if peak >= max(self._fits_on):
+            # Heterogeneous pools: each limit is met by some pool, but no pool meets all.
+            return "fits_no_pool"
         return ""
 
     def _store_progress(self, seq: Sequence) -> None:
@@ -447,6 +467,16 @@ class Simulation:
             None if w.session_id is None else [_session_key(s) for s in w.session_id[start:stop]],
             None if w.prefix_block_ids is None else [tuple(ids) for ids in w.prefix_block_ids[start:stop]],
         )
+
+
+def fit_limit(setup: ReplicaSetup) -> int:
+    """Requests whose peak KV tokens (prompt + output - 1) stay below this can be served by a
+    replica built from ``setup``: within its context, its KV cache and, without chunked
+    prefill, one iteration's token budget."""
+    limits = [setup.max_model_len - 1, setup.num_kv_blocks * setup.block_size]
+    if not setup.scheduler.chunked_prefill:
+        limits.append(setup.scheduler.max_num_batched_tokens)
+    return min(limits) + 1
 
 
 def _by_index(replica: Replica) -> int:

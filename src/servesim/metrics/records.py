@@ -260,6 +260,9 @@ class RunInfo:
     price_usd_per_gpu_hr: GPU price (USD per GPU-hour), or None if unknown.
     workload_skipped: trace rows dropped while loading, by reason.
     num_role_switches: replicas the P/D controller moved between pools.
+    num_gpus, usd_per_hr: the fleet's GPUs and its price per hour, for a
+        fleet of mixed pools (None: ``num_replicas x gpus_per_replica`` GPUs
+        at ``price_usd_per_gpu_hr``).
     """
 
     sim_time_s: float
@@ -272,6 +275,8 @@ class RunInfo:
     price_usd_per_gpu_hr: float | None = None
     workload_skipped: dict[str, int] = field(default_factory=dict)
     num_role_switches: int = 0
+    num_gpus: int | None = None
+    usd_per_hr: float | None = None
 
     def __post_init__(self) -> None:
         busy = np.asarray(self.busy_time_s, dtype=np.float64)

@@ -21,7 +21,8 @@ Definitions used throughout (all times in simulated seconds unless noted):
 * **utilization**: per replica, ``busy_time_s / (sim_time_s - first
   arrival)``, i.e. the share of the active window it spent executing
   steps; ``mean`` averages replicas.
-* **cost**: ``gpu_hours = num_replicas * gpus_per_replica * span / 3600``;
+* **cost**: ``gpu_hours = num_gpus * span / 3600`` (``num_gpus =
+  num_replicas * gpus_per_replica``, or the pools' sum in a mixed fleet);
   ``usd = gpu_hours * price`` and ``usd_per_million_output_tokens =
   usd / (output tokens of finished requests / 1e6)`` when a price is set.
 
@@ -67,7 +68,7 @@ def summarize(
         mean_running_batch: float | None, peak_queue_len: int | None,
         peak_kv_usage: float | None (fraction of blocks)
         sim_time_s, horizon_s, wall_time_s, num_steps, num_replicas,
-        gpus_per_replica, simulated_requests_per_wall_s
+        gpus_per_replica (null for a mixed fleet), num_gpus, simulated_requests_per_wall_s
         cost: {gpu_hours, price_usd_per_gpu_hr, usd, usd_per_million_output_tokens}
         workload_skipped: {reason: int}
     """
@@ -108,7 +109,9 @@ def summarize(
         "wall_time_s": json_float(info.wall_time_s),
         "num_steps": int(info.num_steps),
         "num_replicas": int(info.num_replicas),
-        "gpus_per_replica": int(info.gpus_per_replica),
+        # A mixed fleet has no one size of replica (its pools are in "pools").
+        "gpus_per_replica": int(info.gpus_per_replica) if info.num_gpus is None else None,
+        "num_gpus": int(info.num_gpus if info.num_gpus is not None else info.num_replicas * info.gpus_per_replica),
         "simulated_requests_per_wall_s": ratio(n, info.wall_time_s),
         "cost": _cost(info, span, out_tokens),
         "workload_skipped": {str(k): int(v) for k, v in sorted(info.workload_skipped.items())},
@@ -177,12 +180,16 @@ def _batch_stats(ts: TimeSeries) -> dict[str, Any]:
 
 
 def _cost(info: RunInfo, span: float | None, out_tokens: int) -> dict[str, Any]:
-    """GPU-hours over the span, and dollars when a price is known."""
-    gpu_hours = (
-        None if span is None else json_float(info.num_replicas * info.gpus_per_replica * span / 3600.0)
-    )
-    price = json_float(info.price_usd_per_gpu_hr)
-    usd = None if gpu_hours is None or price is None else json_float(gpu_hours * price)
+    """GPU-hours over the span, and dollars when a price is known (a mixed fleet: its price
+    per hour; ``price_usd_per_gpu_hr`` is then the fleet's mean per GPU)."""
+    num_gpus = info.num_gpus if info.num_gpus is not None else info.num_replicas * info.gpus_per_replica
+    gpu_hours = None if span is None else json_float(num_gpus * span / 3600.0)
+    if info.usd_per_hr is not None:
+        price = json_float(info.usd_per_hr / num_gpus)
+        usd = None if span is None else json_float(info.usd_per_hr * span / 3600.0)
+    else:
+        price = json_float(info.price_usd_per_gpu_hr)
+        usd = None if gpu_hours is None or price is None else json_float(gpu_hours * price)
     return {
         "gpu_hours": gpu_hours,
         "price_usd_per_gpu_hr": price,

@@ -20,6 +20,8 @@ of the others unchanged.  The same seed always gives the same workload.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from servesim.core.rng import RandomStreams
@@ -28,6 +30,7 @@ from servesim.workload import synthetic as gen
 from servesim.workload import transforms
 from servesim.workload.config import (
     ArrivalConfig,
+    DifficultyConfig,
     LengthConfig,
     SyntheticWorkloadConfig,
     TraceWorkloadConfig,
@@ -50,10 +53,18 @@ def build_workload(cfg: TraceWorkloadConfig | SyntheticWorkloadConfig, streams: 
     windowing/sampling, ConfigError for a config of unknown type.
     """
     if isinstance(cfg, TraceWorkloadConfig):
-        return _build_trace(cfg, streams)
+        return _with_difficulty(_build_trace(cfg, streams), cfg.difficulty, streams)
     if isinstance(cfg, SyntheticWorkloadConfig):
-        return _build_synthetic(cfg, streams)
+        return _with_difficulty(_build_synthetic(cfg, streams), cfg.difficulty, streams)
     raise ConfigError(f"workload: unknown config type {type(cfg).__name__}; expected kind 'trace' or 'synthetic'")
+
+
+def _with_difficulty(workload: Workload, cfg: DifficultyConfig | None, streams: RandomStreams) -> Workload:
+    """``workload`` with a Beta(a, b) difficulty per request (unchanged when ``cfg`` is None)."""
+    if cfg is None:
+        return workload
+    drawn = streams.stream("workload.difficulty").beta(cfg.a, cfg.b, len(workload))
+    return dataclasses.replace(workload, difficulty=drawn)
 
 
 # --------------------------------------------------------------------------- trace

@@ -21,6 +21,21 @@ from servesim.errors import ConfigError
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
+class DifficultyConfig(BaseModel):
+    """How hard each request is, for model routing (``router.policy: route_balance`` and its baselines).
+
+    A difficulty is a number in [0, 1] (0: any model answers well, 1: only the
+    strongest may); each request's is drawn from Beta(a, b) on the stream
+    ``workload.difficulty``, after every other draw, so switching it on leaves
+    the rest of the workload unchanged.  Beta(1, 1) is uniform.
+    """
+
+    model_config = _FROZEN
+
+    a: float = Field(1.0, gt=0, description="First shape parameter of the Beta distribution (a > b: mostly hard requests).")
+    b: float = Field(1.0, gt=0, description="Second shape parameter of the Beta distribution (b > a: mostly easy requests).")
+
+
 class TraceWorkloadConfig(BaseModel):
     """Replay a trace file, optionally windowed, rescaled in time and sampled.
 
@@ -81,6 +96,9 @@ class TraceWorkloadConfig(BaseModel):
     burstgpt_log_type: str | None = Field(
         None,
         description="BurstGPT only: keep rows whose Log Type is this ('Conversation log' or 'API log'); None = all.",
+    )
+    difficulty: DifficultyConfig | None = Field(
+        None, description="Draw a difficulty in [0, 1] per request for model routing; null = none."
     )
 
     @model_validator(mode="after")
@@ -197,6 +215,9 @@ class SyntheticWorkloadConfig(BaseModel):
     priority_mix: dict[int, float] | None = Field(
         None,
         description="Share of requests per priority level, e.g. {0: 0.2, 1: 0.8} (smaller = more urgent; shares sum to 1); null = all 0.",
+    )
+    difficulty: DifficultyConfig | None = Field(
+        None, description="Draw a difficulty in [0, 1] per request for model routing; null = none."
     )
 
     @model_validator(mode="after")

@@ -45,7 +45,8 @@ class Workload:
     non-decreasing and >= 0; ``prompt_tokens`` and ``output_tokens`` are int64
     and >= 1; ``priority`` is int64.  Optional columns are None or length n.
     ``prefix_block_ids`` (when present) is a list of int tuples and
-    ``prefix_block_size`` the tokens per block.  ``skipped`` counts the source
+    ``prefix_block_size`` the tokens per block.  ``difficulty`` (float64 in
+[0, 1], for model routing) is None unless the workload config draws it.  ``skipped`` counts the source
     rows that were not turned into requests, by reason (e.g.
     ``{"zero_output_tokens": 12}``); ``source`` names where it came from.
     """
@@ -58,6 +59,7 @@ class Workload:
     model: np.ndarray | None = None
     prefix_block_ids: list[tuple[int, ...]] | None = None
     prefix_block_size: int | None = None
+    difficulty: np.ndarray | None = None
     source: str = "unknown"
     skipped: dict[str, int] = field(default_factory=dict)
 
@@ -79,6 +81,9 @@ class Workload:
         prio = np.zeros(len(arrival), np.int64) if priority is None else np.asarray(priority, np.int64)
         sort = lambda a: None if a is None else np.asarray(a, dtype=object if np.asarray(a).dtype.kind in "OU" else None)[order]
         blocks = optional.pop("prefix_block_ids", None)
+        difficulty = optional.pop("difficulty", None)
+        if difficulty is not None:
+            difficulty = np.asarray(difficulty, np.float64)[order]
         if blocks is not None:
             blocks = [tuple(blocks[i]) for i in order]
         return cls(
@@ -89,6 +94,7 @@ class Workload:
             session_id=sort(optional.pop("session_id", None)),
             model=sort(optional.pop("model", None)),
             prefix_block_ids=blocks,
+            difficulty=difficulty,
             **optional,
         )
 
@@ -126,6 +132,7 @@ class Workload:
             model=pick(self.model),
             prefix_block_ids=None if self.prefix_block_ids is None else [self.prefix_block_ids[i] for i in index],
             prefix_block_size=self.prefix_block_size,
+            difficulty=pick(self.difficulty),
             source=self.source,
             skipped=dict(self.skipped),
         )
