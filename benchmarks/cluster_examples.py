@@ -117,6 +117,16 @@ def prefill_offload() -> list[str]:
     return _rows("PrfaaS", "prefill-offload.yaml", runs, _goodput)
 
 
+def prefill_offload_hybrid() -> list[str]:
+    """The same sweep for a hybrid-attention variant of the model (4 of its 32 layers keep a KV
+    cache, an eighth of the bytes per token): the offload keeps paying on slower links."""
+    hybrid = ["catalog.models.llama-3-8b.kv_cache_layers=4"]
+    runs = [("hybrid, local only (baseline)", [*hybrid, "cluster.prefill_offload=null"])]
+    runs += [(f"hybrid, offload over {bw:g} Gbit/s", [*hybrid, f"cluster.prefill_offload.link.bandwidth_gbps={bw}"])
+             for bw in (100, 10, 5, 2, 1, 0.5)]
+    return _rows("PrfaaS (hybrid attention)", "prefill-offload.yaml", runs, _goodput)
+
+
 def prefix_aware() -> list[str]:
     """Prefix-cache-aware routing vs round robin and least outstanding on the Mooncake trace: hit rate."""
 
@@ -164,7 +174,7 @@ def route_balance_frontier() -> list[str]:
 def main() -> None:
     print("| technique | run | result |")
     print("|---|---|---|")
-    for row in [*laps(), *laps_one_instance(), *disaggregation(), *pd_ratio(), *pd_controller(), *prefill_offload(), *prefix_aware()]:
+    for row in [*laps(), *laps_one_instance(), *disaggregation(), *pd_ratio(), *pd_controller(), *prefill_offload(), *prefill_offload_hybrid(), *prefix_aware()]:
         print(row)
     print()
     for row in route_balance_frontier():

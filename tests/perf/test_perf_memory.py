@@ -104,3 +104,28 @@ def test_every_model_fits_somewhere_reasonable():
         tp = 8 if m.num_heads % 8 == 0 else 4
         wbytes = 1 if m.num_params > 400e9 else 2
         assert plan_memory(m, h200, tensor_parallel=tp, weight_bytes_per_param=wbytes).num_kv_blocks > 0
+
+
+def test_hybrid_attention_keeps_kv_in_its_full_attention_layers_only():
+    """Llama-3-8B's shapes with 4 of 32 layers keeping KV: an eighth of the KV bytes per token
+    (131072 / 8 = 16384 on one GPU; 8192 per GPU of a two-stage pipeline), eight times the tokens,
+    and the step model's decode attention reads an eighth as many KV bytes."""
+    from servesim.perf.steptime import StepTimeModel
+
+    hybrid = LLAMA_8B.model_copy(update={"kv_cache_layers": 4})
+    assert hybrid.kv_bytes_per_token(2) == LLAMA_8B.kv_bytes_per_token(2) / 8
+    assert kv_bytes_per_token_per_gpu(hybrid, 1, 1) == 16384
+    assert kv_bytes_per_token_per_gpu(hybrid, 1, 2) == 8192
+    dense_plan = plan_memory(LLAMA_8B, H100)
+    hybrid_plan = plan_memory(hybrid, H100)
+    assert hybrid_plan.num_kv_blocks == math.floor(dense_plan.kv_cache_bytes_per_gpu / (16 * 16384))
+    dense_step, hybrid_step = StepTimeModel(LLAMA_8B, H100), StepTimeModel(hybrid, H100)
+    # Decode time grows with context by the KV read: 8x less steep for the hybrid model.
+    dense_slope = dense_step.decode_time_s(1, 200_001) - dense_step.decode_time_s(1, 1)
+    hybrid_slope = hybrid_step.decode_time_s(1, 200_001) - hybrid_step.decode_time_s(1, 1)
+    assert hybrid_slope == pytest.approx(dense_slope / 8, rel=1e-9)
+
+
+def test_kv_cache_layers_cannot_exceed_the_layers():
+    with pytest.raises(ValueError, match="kv_cache_layers: must be at most num_layers"):
+        LLAMA_8B.model_validate({**LLAMA_8B.model_dump(), "kv_cache_layers": 33})

@@ -90,10 +90,13 @@ def kv_bytes_per_token_per_gpu(
     """KV bytes one token occupies on the fullest GPU of the replica.
 
     The layers of the fullest pipeline stage, times this rank's share of each
-    layer's KV (heads split by TP; MLA's latent replicated).
+    layer's KV (heads split by TP; MLA's latent replicated).  In a
+    hybrid-attention model only ``num_kv_layers`` of the layers keep KV,
+    spread evenly over the stages.
     """
     per_layer = model.kv_elems_per_token_per_layer * kv_bytes_per_elem * kv_share_per_gpu(model, tensor_parallel)
-    return layers_per_stage(model, pipeline_parallel) * per_layer
+    kv_fraction = model.num_kv_layers / model.num_layers
+    return layers_per_stage(model, pipeline_parallel) * kv_fraction * per_layer
 
 
 def plan_memory(

@@ -59,9 +59,20 @@ class ModelSpec(BaseModel):
     qk_nope_head_dim: int | None = Field(default=None, gt=0, description="MLA non-rotary q/k dims per head")
     qk_rope_head_dim: int | None = Field(default=None, gt=0, description="MLA rotary q/k dims per head")
     v_head_dim: int | None = Field(default=None, gt=0, description="MLA value dims per head")
+    kv_cache_layers: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "hybrid-attention models: layers with full attention, which keep a per-token KV cache; the others "
+            "(linear attention, short sliding windows) hold state that does not grow with the context and is "
+            "not modelled; null = every layer"
+        ),
+    )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ModelSpec:
+        if self.kv_cache_layers is not None and self.kv_cache_layers > self.num_layers:
+            raise ValueError(f"kv_cache_layers: must be at most num_layers ({self.num_layers}), got {self.kv_cache_layers}")
         # Messages start with the offending field so the catalog can name it.
         if self.attention == "mla":
             for name in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
@@ -224,9 +235,14 @@ class ModelSpec(BaseModel):
             return self.kv_lora_rank + self.qk_rope_head_dim  # type: ignore[operator]
         return 2 * self.num_kv_heads * self.head_dim  # type: ignore[operator]
 
+    @property
+    def num_kv_layers(self) -> int:
+        """Layers that keep a per-token KV cache (and attend over the whole context)."""
+        return self.kv_cache_layers or self.num_layers
+
     def kv_bytes_per_token(self, kv_bytes_per_elem: float = 2) -> float:
         """KV-cache bytes one token occupies across all layers (whole model, one copy)."""
-        return self.num_layers * self.kv_elems_per_token_per_layer * kv_bytes_per_elem
+        return self.num_kv_layers * self.kv_elems_per_token_per_layer * kv_bytes_per_elem
 
     # ------------------------------------------------------------- attention
     @property

@@ -186,7 +186,9 @@ class StepTimeModel:
     def _init_attention(self, model: ModelSpec, hw: HardwareSpec, p: StepTimeParams, tp: int, kvbytes: float) -> None:
         flops = hw.bf16_flops_s * p.attn_flops_efficiency
         bw = hw.mem_bw_bytes_s * p.attn_bw_efficiency
-        layers = model.num_layers
+        # Only full-attention layers read a KV cache and pay per (query, key) pair
+        # (hybrid-attention models: the linear-attention layers' cost is not modelled).
+        layers = model.num_kv_layers
         kv_bytes_per_token = layers * model.kv_elems_per_token_per_layer * kvbytes * kv_share_per_gpu(model, tp)
         self._pair_s = layers * model.attention_flops_per_pair / tp / flops
         self._prefill_kv_s = kv_bytes_per_token / bw
