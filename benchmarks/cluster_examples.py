@@ -127,6 +127,30 @@ def prefill_offload_hybrid() -> list[str]:
     return _rows("PrfaaS (hybrid attention)", "prefill-offload.yaml", runs, _goodput)
 
 
+def semi_pd() -> list[str]:
+    """semi-PD (SM split, shared KV cache) vs colocated chunked prefill and 2P2D over NVLink on the
+    same four GPUs, across load; then the controller recovering from a bad initial split."""
+
+    def latency(config, result) -> str:
+        s = result.summary
+        changes = s.get("semi_pd", {}).get("split_changes")
+        return (f"E2E mean {s['e2e_s']['mean']:.2f} s; " + _goodput(config, result)
+                + ("" if changes is None else f"; {changes} split change(s), final prefill shares "
+                   f"{', '.join(f'{x:g}' for x in s['semi_pd']['final_prefill_shares'])}"))
+
+    pd = ["cluster.semi_pd=null",
+          "cluster.disaggregation={prefill_replicas: 2, decode_replicas: 2, link: {bandwidth_gbps: 3600}}"]
+    runs = [(f"{label}, {rate:g} req/s", [*overrides, f"workload.arrival.rate_rps={rate}"])
+            for rate in (12.0, 20.0, 24.0, 28.0)
+            for label, overrides in (("4 colocated (baseline)", ["cluster.semi_pd=null"]), ("2P2D over NVLink", pd),
+                                     ("semi-PD + controller", []))]
+    runs += [(f"split {share:g} {'+ controller' if ctl else 'fixed'}, 24 req/s",
+              [f"cluster.semi_pd.prefill_share={share}", "workload.arrival.rate_rps=24",
+               *([] if ctl else ["cluster.semi_pd.controller=null"])])
+             for share in (0.25, 0.5, 0.8) for ctl in (False, True)]
+    return _rows("semi-PD", "semi-pd.yaml", runs, latency)
+
+
 def prefix_aware() -> list[str]:
     """Prefix-cache-aware routing vs round robin and least outstanding on the Mooncake trace: hit rate."""
 
@@ -174,7 +198,7 @@ def route_balance_frontier() -> list[str]:
 def main() -> None:
     print("| technique | run | result |")
     print("|---|---|---|")
-    for row in [*laps(), *laps_one_instance(), *disaggregation(), *pd_ratio(), *pd_controller(), *prefill_offload(), *prefill_offload_hybrid(), *prefix_aware()]:
+    for row in [*laps(), *laps_one_instance(), *disaggregation(), *pd_ratio(), *pd_controller(), *semi_pd(), *prefill_offload(), *prefill_offload_hybrid(), *prefix_aware()]:
         print(row)
     print()
     for row in route_balance_frontier():

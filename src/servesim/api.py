@@ -16,12 +16,14 @@ from servesim.cluster.conservation import check_conservation
 from servesim.cluster.disaggregation import PdSetup
 from servesim.cluster.routers import make_router
 from servesim.cluster.model_routing import PoolProfile, make_model_router
+from servesim.cluster.semi_pd import SemiPdSetup, SmShareStepModel, SmSplit
 from servesim.cluster.router_config import MODEL_ROUTERS
 from servesim.cluster.simulation import ReplicaSetup, Simulation, fit_limit
 from servesim.config import ClusterConfig, PdControllerConfig, PoolConfig, ScenarioConfig, load_config, validate_config
 from servesim.core.rng import RandomStreams
 from servesim.errors import ConfigError, ServesimError
 from servesim.metrics.pools import pool_summary
+from servesim.metrics.stats import json_float
 from servesim.perf.batch_shape import BatchShape
 from servesim.metrics.records import RequestTable, RunInfo, TimeSeries
 from servesim.metrics.summary import summarize
@@ -154,23 +156,29 @@ def simulate(
     check_conservation(out.requests, sim.replicas)
     cluster = config.cluster
     mixed = cluster.pools is not None
+    split = cluster.semi_pd is not None  # two simulated workers per replica
     info = RunInfo(
         sim_time_s=out.sim_time_s,
         horizon_s=config.horizon_s,
         wall_time_s=time.perf_counter() - started,
-        num_replicas=_total_replicas(cluster),
-        gpus_per_replica=cluster.tensor_parallel * cluster.pipeline_parallel,
+        num_replicas=_simulated_replicas(cluster),
+        gpus_per_replica=0 if mixed else cluster.tensor_parallel * cluster.pipeline_parallel,
         busy_time_s=out.busy_time_s,
         num_steps=out.num_steps,
         price_usd_per_gpu_hr=deployment.hardware.price_usd_per_gpu_hr,
         workload_skipped=dict(workload.skipped),
         num_role_switches=len(out.role_switches),
-        num_gpus=sum(p.num_replicas * _gpus(p) for p, _ in pools) if mixed else None,
-        usd_per_hr=_fleet_usd_per_hr(pools) if mixed else None,
+        num_gpus=sum(p.num_replicas * _gpus(p) for p, _ in pools) if mixed or split else None,
+        usd_per_hr=_fleet_usd_per_hr(pools) if mixed or split else None,
     )
     summary = summarize(out.requests, out.timeseries, info, config.slo)
     if mixed:
         summary.update(pool_summary(out.requests, sim.pool_profiles, workload.difficulty))
+    if split:
+        summary["semi_pd"] = {
+            "split_changes": len(out.split_changes),
+            "final_prefill_shares": [json_float(s.prefill_share) for s in sim.semi_pd_splits],
+        }
     return Result(config, summary, out.requests, out.timeseries, info, deployment)
 
 
@@ -188,6 +196,12 @@ def _make_simulation(
         (_replica_setup(config, d, prefix_tokens or 0), step_model or d.step_model, pool.num_replicas) for pool, d in pools
     ]
     setup = layout[0][0]
+    semi = _semi_pd_setup(config, layout[0][1], workload) if cluster.semi_pd is not None else None
+    if semi is not None:
+        # Replica i's prefill worker is simulated replica i, its decode worker n + i.
+        layout = [(setup, SmShareStepModel(layout[0][1], split, True), 1) for split in semi.splits] + [
+            (setup, SmShareStepModel(layout[0][1], split, False), 1) for split in semi.splits
+        ]
     if config.router.policy in MODEL_ROUTERS:
         if workload.difficulty is None:
             raise ConfigError(f"router.policy = {config.router.policy!r} needs a difficulty per request; the "
@@ -201,7 +215,7 @@ def _make_simulation(
     sim = Simulation(
         workload,
         setup,
-        _total_replicas(cluster),
+        _simulated_replicas(cluster),
         router,
         layout[0][1],
         horizon_s=config.horizon_s,
@@ -211,11 +225,38 @@ def _make_simulation(
         view_delay_s=config.router.view_delay_s,
         hold_short_s=config.router.laps_batch_window_s if config.router.policy == "laps" else 0.0,
         short_prompt_tokens=config.router.laps_threshold_tokens,
-        pd=_pd_setup(config, deployment),
-        pools=layout if cluster.pools is not None else None,
+        pd=_pd_setup(config, deployment) if semi is None else PdSetup(cluster.num_replicas, 0.0, 1.0, 0.0, paired=True),
+        pools=layout if cluster.pools is not None or semi is not None else None,
+        semi_pd=semi,
     )
     sim.pool_profiles = profiles
+    sim.semi_pd_splits = list(semi.splits) if semi is not None else []
     return sim
+
+
+def _semi_pd_setup(config: ScenarioConfig, step_model: Any, workload: Workload) -> SemiPdSetup:
+    """Each replica's SM split, and what the controller predicts TTFT and TPOT from."""
+    semi, sched = config.cluster.semi_pd, config.scheduler
+    splits = tuple(SmSplit(semi.prefill_share, semi.decode_saturation) for _ in range(config.cluster.num_replicas))
+    c = semi.controller
+    if c is None:
+        return SemiPdSetup(splits)
+    mean_prompt = float(workload.prompt_tokens.mean()) if len(workload) else 1.0
+    mean_output = float(workload.output_tokens.mean()) if len(workload) else 1.0
+    context = max(1, int(round(mean_prompt + mean_output / 2)))  # a decoding request's mean context
+    chunk = min(sched.max_num_batched_tokens, 2048)
+    return SemiPdSetup(
+        splits,
+        interval_s=c.interval_s,
+        step=c.step,
+        min_share=c.min_share,
+        max_share=c.max_share,
+        ttft_s=config.slo.ttft_s,
+        tpot_s=config.slo.tpot_s,
+        prefill_s_per_token=step_model.time_s(BatchShape.build(prefill_chunks=[(0, chunk)])) / chunk,
+        decode_step_s=tuple(step_model.decode_time_s(b, b * context) for b in range(1, sched.max_num_seqs + 1)),
+        mean_prompt_tokens=mean_prompt,
+    )
 
 
 def _replica_setup(config: ScenarioConfig, deployment: Deployment, prefix_tokens: int) -> ReplicaSetup:
@@ -238,14 +279,17 @@ def _pool_deployments(config: ScenarioConfig) -> list[tuple[PoolConfig, Deployme
     cluster = config.cluster
     catalog = build_catalog(config)
     if cluster.pools is None:
-        only = PoolConfig(name=cluster.model, num_replicas=_total_replicas(cluster))
+        only = PoolConfig(name=cluster.model, num_replicas=_total_replicas(cluster),
+                          **{name: getattr(cluster, name) for name in _POOL_FIELDS})
         return [(only, _build_deployment(config, catalog))]
     if config.calibration is not None and any((p.hardware or cluster.hardware) != cluster.hardware for p in cluster.pools):
         raise ConfigError("calibration: a calibration file is fitted for one GPU type, and cluster.pools use "
                           f"others than cluster.hardware = {cluster.hardware!r}; drop it or use one GPU type")
     out = []
     for i, pool in enumerate(cluster.pools):
-        inherited = {name: getattr(pool, name) for name in _POOL_FIELDS if getattr(pool, name) is not None}
+        # Every deployment field resolved: the pool's own, else the cluster section's.
+        inherited = {name: getattr(pool, name) if getattr(pool, name) is not None else getattr(cluster, name)
+                     for name in _POOL_FIELDS}
         pool_cluster = cluster.model_copy(update={**inherited, "num_replicas": pool.num_replicas, "pools": None})
         try:
             deployment = _build_deployment(config.model_copy(update={"cluster": pool_cluster}), catalog)
@@ -260,11 +304,12 @@ _POOL_FIELDS = ("model", "hardware", "tensor_parallel", "pipeline_parallel", "we
 
 
 def _gpus(pool: PoolConfig) -> int:
-    return (pool.tensor_parallel or 1) * (pool.pipeline_parallel or 1)
+    """GPUs per replica of a resolved pool (see _pool_deployments)."""
+    return pool.tensor_parallel * pool.pipeline_parallel
 
 
 def _fleet_usd_per_hr(pools: list[tuple[PoolConfig, Deployment]]) -> float | None:
-    """The mixed fleet's price per hour, or None when a pool's GPU has no price."""
+    """The fleet's price per hour, pool by pool, or None when a pool's GPU has no price."""
     prices = [d.hardware.price_usd_per_gpu_hr for _, d in pools]
     if any(price is None for price in prices):
         return None
@@ -325,6 +370,11 @@ def _controller_fields(c: PdControllerConfig | None) -> dict[str, float]:
         return {}
     return {"control_interval_s": c.interval_s, "switch_s": c.switch_s,
             "prefill_queue_high": c.prefill_queue_high, "decode_batch_high": c.decode_batch_high}
+
+
+def _simulated_replicas(cluster: ClusterConfig) -> int:
+    """Replicas the simulation runs: with semi-PD each replica is two workers."""
+    return 2 * cluster.num_replicas if cluster.semi_pd is not None else _total_replicas(cluster)
 
 
 def _total_replicas(cluster: ClusterConfig) -> int:

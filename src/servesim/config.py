@@ -134,6 +134,42 @@ class PrefillOffloadConfig(BaseModel):
     )
 
 
+class SemiPdControllerConfig(BaseModel):
+    """semi-PD's SLO-aware controller: moves each replica's SM split towards the worker whose
+    predicted latency is further over its target (slo.ttft_s for prefill, slo.tpot_s for decode)."""
+
+    model_config = _FROZEN
+
+    interval_s: float = Field(1.0, gt=0, description="Least time between two looks (s); the controller looks at arrivals.")
+    step: float = Field(0.1, gt=0, lt=1, description="Share of the SMs moved per look (fraction).")
+    min_share: float = Field(0.1, gt=0, lt=1, description="Least share the prefill worker keeps (fraction).")
+    max_share: float = Field(0.9, gt=0, lt=1, description="Largest share the prefill worker takes (fraction).")
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> SemiPdControllerConfig:
+        if self.min_share > self.max_share:
+            raise ValueError(f"min_share = {self.min_share} must not exceed max_share = {self.max_share}")
+        return self
+
+
+class SemiPdConfig(BaseModel):
+    """semi-PD: each replica's GPUs run a prefill worker and a decode worker at once, each on a share
+    of the streaming multiprocessors, over one shared KV cache (docs/cluster.md)."""
+
+    model_config = _FROZEN
+
+    prefill_share: float = Field(0.5, gt=0, lt=1, description="Share of the SMs the prefill worker starts with (fraction).")
+    decode_saturation: float = Field(
+        0.4,
+        gt=0,
+        le=1,
+        description="Share of the SMs at which memory-bound decode reaches full speed (fraction); less slows it proportionally.",
+    )
+    controller: SemiPdControllerConfig | None = Field(
+        None, description="Move the split at run time by SLO pressure (null: it stays at prefill_share)."
+    )
+
+
 class PoolConfig(BaseModel):
     """One pool of a heterogeneous cluster: identical replicas of one model on one GPU type.
 
@@ -245,8 +281,22 @@ class ClusterConfig(BaseModel):
         ),
     )
 
+    semi_pd: SemiPdConfig | None = Field(
+        None,
+        description=(
+            "Split each replica's compute between a prefill and a decode worker sharing its KV cache (semi-PD). "
+            "null: one engine per replica."
+        ),
+    )
+
     @model_validator(mode="after")
     def _pools_add_up(self) -> ClusterConfig:
+        if self.semi_pd is not None:
+            others = [name for name in ("disaggregation", "prefill_offload", "pools") if getattr(self, name) is not None]
+            if self.prefix_caching:
+                others.append("prefix_caching")
+            if others:
+                raise ValueError(f"semi_pd cannot be combined with {', '.join(others)} yet; turn those off")
         if self.disaggregation is not None and self.prefill_offload is not None:
             raise ValueError("disaggregation and prefill_offload cannot be combined yet; set one of them to null")
         if self.pools is not None:
@@ -329,6 +379,9 @@ class ScenarioConfig(BaseModel):
 
     @model_validator(mode="after")
     def _router_needs(self) -> ScenarioConfig:
+        semi = self.cluster.semi_pd
+        if semi is not None and semi.controller is not None and (self.slo.ttft_s is None or self.slo.tpot_s is None):
+            raise ValueError("cluster.semi_pd.controller steers by the SLOs: set slo.ttft_s and slo.tpot_s")
         if self.router.policy in MODEL_ROUTERS:
             if self.cluster.pools is None:
                 raise ValueError(f"router.policy = {self.router.policy!r} routes between models: it needs cluster.pools")

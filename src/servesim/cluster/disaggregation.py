@@ -44,6 +44,9 @@ class PdSetup:
     switch_s: float = 0.0
     prefill_queue_high: float = 0.0
     decode_batch_high: float = 0.0
+    # semi-PD: prefill replica i hands its prompts to decode replica num_prefill + i,
+    # the other worker on the same GPUs, over their shared KV cache (no link).
+    paired: bool = False
 
 
 class KvLink:

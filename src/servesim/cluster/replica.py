@@ -157,6 +157,12 @@ class Replica:
             self._wake_pending = True
             self.loop.schedule(now, WAKE, self._on_wake)
 
+    def nudge(self, now: float) -> None:
+        """Let an idle replica plan again: its KV cache is shared (semi-PD) and may have room now."""
+        if not self._busy and not self._wake_pending:
+            self._wake_pending = True
+            self.loop.schedule(now, WAKE, self._on_wake)
+
     @property
     def num_outstanding(self) -> int:
         """Requests routed here and not finished as of now (what a router sees).

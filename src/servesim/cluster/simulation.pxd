@@ -61,6 +61,10 @@ cdef class Simulation:
     cdef public list _fits_on
     cdef public bint _hetero
     cdef public list pool_profiles
+    cdef public bint _paired
+    cdef public dict _shared_kv
+    cdef public object _semi_control
+    cdef public list semi_pd_splits
     cdef public long _longest_model_len
 
     @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,

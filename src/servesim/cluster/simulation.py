@@ -26,6 +26,7 @@ from servesim.cluster.disaggregation import KvLink, PdSetup
 from servesim.cluster.events import ARRIVAL
 from servesim.cluster.replica import Replica
 from servesim.cluster.routers import LeastOutstandingRouter, Router
+from servesim.cluster.semi_pd import SemiPdController, SemiPdSetup
 from servesim.cluster.views import ReplicaSnapshot
 from servesim.core.events import EventLoop
 from servesim.kvcache.manager import KVCacheManager
@@ -73,6 +74,7 @@ class SimulationOutput:
     num_steps: int
     num_events: int
     role_switches: list = field(default_factory=list)  # (time s, replica, new role) of each completed switch
+    split_changes: list = field(default_factory=list)  # semi-PD: (time s, replica, new prefill share)
 
 
 class Simulation:
@@ -95,6 +97,7 @@ class Simulation:
         short_prompt_tokens: int = 0,
         pd: PdSetup | None = None,
         pools: list[tuple[ReplicaSetup, object, int]] | None = None,
+        semi_pd: SemiPdSetup | None = None,
     ) -> None:
         self.workload = workload
         self.setup = setup
@@ -107,6 +110,10 @@ class Simulation:
         # generating; with prefill offload [0, num_prefill) are the remote cluster.
         self._pd = pd
         self._num_prefill = pd.num_prefill if pd is not None else num_replicas
+        # semi-PD: the two workers of a replica share one KV cache manager.
+        self._paired = pd is not None and pd.paired
+        self._shared_kv: dict[int, KVCacheManager] = {}
+        self._semi_control = None if semi_pd is None or semi_pd.interval_s <= 0.0 else SemiPdController(semi_pd)
         self._roles = [PREFILL if i < self._num_prefill else DECODE for i in range(num_replicas)]
         # A heterogeneous cluster: (setup, step model, replicas) per pool, in replica order.
         layout = pools if pools is not None else [(setup, step_model, num_replicas)]
@@ -116,6 +123,7 @@ class Simulation:
             raise ValueError(f"pools hold {len(self._setups)} replicas, expected num_replicas = {num_replicas}")
         self._hetero = len(layout) > 1
         self.pool_profiles: list = []  # what model routers know of each pool (set by the caller)
+        self.semi_pd_splits: list = []  # semi-PD: each replica's SM split (set by the caller)
         self.replicas = [
             self._make_replica(i, models[i], fast_path, timeseries_interval_s) for i in range(num_replicas)
         ]
@@ -171,9 +179,16 @@ class Simulation:
     def _make_replica(self, index: int, step_model, fast_path: bool, sample_every_s: float) -> Replica:
         prefill_only = self._pd is not None and self._roles[index] == PREFILL
         setup = self._setups[index]
-        scheduler = (LockstepScheduler if fast_path else BatchScheduler)(
-            setup.scheduler, KVCacheManager(setup.num_kv_blocks, setup.block_size)
-        )
+        if self._paired:
+            # The lockstep planner books KV ahead of time, which a second worker on the
+            # same cache would invalidate: semi-PD workers plan iteration by iteration.
+            kv = self._shared_kv.setdefault(index % self._num_prefill, KVCacheManager(setup.num_kv_blocks, setup.block_size))
+            fast_path = False
+            scheduler = BatchScheduler(setup.scheduler, kv)
+        else:
+            scheduler = (LockstepScheduler if fast_path else BatchScheduler)(
+                setup.scheduler, KVCacheManager(setup.num_kv_blocks, setup.block_size)
+            )
         if setup.prefix_cache_blocks > 0:
             scheduler.prefix_cache = PrefixCache(setup.prefix_cache_blocks, setup.prefix_block_tokens)
         return Replica(
@@ -240,6 +255,7 @@ class Simulation:
             num_steps=sum(r.num_steps for r in self.replicas),
             num_events=self.loop.num_events,
             role_switches=list(self.role_switches),
+            split_changes=[] if self._semi_control is None else list(self._semi_control.changes),
         )
 
     # --------------------------------------------------------------- events
@@ -281,6 +297,8 @@ class Simulation:
         a remote prefill replica for a long prompt while that replica's link has room."""
         if self._control:
             self._steer(now)  # may change the pools (and then drops the snapshot)
+        if self._semi_control is not None:
+            self._semi_control.look(now, self._prefill_pool, self._decode_pool)
         if self._view_delay_s > 0.0 and now - self._views_taken_s >= self._view_delay_s:
             self._views = [ReplicaSnapshot.of(replica) for replica in self._entry]
             self._views_taken_s = now
@@ -373,13 +391,16 @@ class Simulation:
             if wanted <= 1:
                 done.append(seq)
                 continue
+            self._in_transfer[seq.rid] = seq
+            if self._paired:
+                self._on_kv_arrived(now, seq)  # the KV cache stays where it is
+                continue
             link = self._links[self._replica[seq.rid]]
             num_bytes = seq.num_prompt * pd.kv_bytes_per_token
             if pd.stream_layers:
                 arrives = link.send(now, num_bytes, seq.first_scheduled_s, pd.stream_layers)
             else:
                 arrives = link.send(now, num_bytes)
-            self._in_transfer[seq.rid] = seq
             self.loop.schedule(arrives, ARRIVAL, self._on_kv_arrived, seq)
         if done:
             self._on_finished(done, now)
@@ -397,11 +418,18 @@ class Simulation:
         decode.last_token_s = seq.last_token_s
         decode.max_itl_s = seq.max_itl_s
         decode.num_preemptions = seq.num_preemptions
-        r = self._decode_pool[self._least_loaded.route(decode, self._decode_pool)].index
+        if self._paired:
+            r = self._replica[seq.rid] + self._num_prefill  # the same GPUs' decode worker
+        else:
+            r = self._decode_pool[self._least_loaded.route(decode, self._decode_pool)].index
         self._replica[seq.rid] = r
         self.replicas[r].submit(decode, now)
 
     def _on_finished(self, seqs: list[Sequence], now: float) -> None:
+        if self._paired and seqs:
+            # Their blocks went back to the cache the other worker shares: it may have room now.
+            r = self._replica[seqs[0].rid]
+            self.replicas[r - self._num_prefill if r >= self._num_prefill else r + self._num_prefill].nudge(now)
         for seq in seqs:
             i = seq.rid
             self._status[i] = FINISHED

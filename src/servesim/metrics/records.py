@@ -253,7 +253,7 @@ class RunInfo:
     horizon_s: the configured stop time (s), or None when the run drained.
     wall_time_s: host wall-clock seconds the run took (varies run to run).
     num_replicas: replicas in the fleet.
-    gpus_per_replica: GPUs each replica occupies.
+    gpus_per_replica: GPUs each replica occupies (0: they differ, a mixed fleet).
     busy_time_s: float64 array, one entry per replica: simulated seconds
         the replica spent executing steps.
     num_steps: model steps executed across all replicas.

@@ -110,7 +110,7 @@ def summarize(
         "num_steps": int(info.num_steps),
         "num_replicas": int(info.num_replicas),
         # A mixed fleet has no one size of replica (its pools are in "pools").
-        "gpus_per_replica": int(info.gpus_per_replica) if info.num_gpus is None else None,
+        "gpus_per_replica": int(info.gpus_per_replica) if info.gpus_per_replica else None,
         "num_gpus": int(info.num_gpus if info.num_gpus is not None else info.num_replicas * info.gpus_per_replica),
         "simulated_requests_per_wall_s": ratio(n, info.wall_time_s),
         "cost": _cost(info, span, out_tokens),
