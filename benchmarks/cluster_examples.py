@@ -71,6 +71,28 @@ def laps_one_instance() -> list[str]:
     return _rows("LAPS (one instance)", "laps-mixed-lengths.yaml", runs, short_ttft)
 
 
+def laps_prefill_pool() -> list[str]:
+    """LAPS where it was built: routing over a disaggregated prefill pool (2P2D, 40 req/s), with and
+    without CUDA graphs for short pure-prefill steps, and the batching window on top."""
+
+    def short_ttft(config, result) -> str:
+        short = result.requests.prompt_tokens <= config.router.laps_threshold_tokens
+        s_mean, s_p90 = _ttft_ms(result, short)
+        l_mean, _ = _ttft_ms(result, ~short)
+        return f"short-prompt TTFT mean {s_mean:.1f} ms, p90 {s_p90:.1f} ms; long-prompt TTFT mean {l_mean:.1f} ms"
+
+    base = ["cluster.disaggregation={prefill_replicas: 2, decode_replicas: 2, link: {bandwidth_gbps: 3600}}",
+            "workload.arrival.rate_rps=40"]
+    graphs = "cluster.prefill_cuda_graph_tokens=1024"
+    runs = [("2P2D, least_outstanding (baseline)", [*base, "router.policy=least_outstanding"]),
+            ("2P2D, laps", base),
+            ("2P2D, least_outstanding, prefill graphs", [*base, "router.policy=least_outstanding", graphs]),
+            ("2P2D, laps, prefill graphs", [*base, graphs])]
+    runs += [(f"2P2D, laps, prefill graphs, {w * 1e3:g} ms window", [*base, graphs, f"router.laps_batch_window_s={w}"])
+             for w in (0.002, 0.005)]
+    return _rows("LAPS (prefill pool)", "laps-mixed-lengths.yaml", runs, short_ttft)
+
+
 def disaggregation() -> list[str]:
     """2 prefill + 2 decode replicas vs 4 colocated: goodput under tight TTFT and TPOT targets."""
     runs = [(f"{label}, {rate:g} req/s", [*overrides, f"workload.arrival.rate_rps={rate}"])
@@ -198,7 +220,7 @@ def route_balance_frontier() -> list[str]:
 def main() -> None:
     print("| technique | run | result |")
     print("|---|---|---|")
-    for row in [*laps(), *laps_one_instance(), *disaggregation(), *pd_ratio(), *pd_controller(), *semi_pd(), *prefill_offload(), *prefill_offload_hybrid(), *prefix_aware()]:
+    for row in [*laps(), *laps_one_instance(), *laps_prefill_pool(), *disaggregation(), *pd_ratio(), *pd_controller(), *semi_pd(), *prefill_offload(), *prefill_offload_hybrid(), *prefix_aware()]:
         print(row)
     print()
     for row in route_balance_frontier():

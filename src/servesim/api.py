@@ -21,7 +21,7 @@ from servesim.cluster.router_config import MODEL_ROUTERS
 from servesim.cluster.simulation import ReplicaSetup, Simulation, fit_limit
 from servesim.config import ClusterConfig, PdControllerConfig, PoolConfig, ScenarioConfig, load_config, validate_config
 from servesim.core.rng import RandomStreams
-from servesim.errors import ConfigError, ServesimError
+from servesim.errors import ConfigError, DeploymentError, ServesimError
 from servesim.metrics.pools import pool_summary
 from servesim.metrics.stats import json_float
 from servesim.perf.batch_shape import BatchShape
@@ -114,6 +114,7 @@ def _build_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deploy
         kv_bytes_per_elem=KV_BYTES_PER_ELEM[cluster.kv_cache_dtype],
         gemm_compute=WEIGHT_FORMATS[cluster.weight_dtype].compute,
         expert_parallel=cluster.expert_parallel,
+        prefill_graph_tokens=cluster.prefill_cuda_graph_tokens,
     )
     max_len = cluster.max_model_len or model.max_context
     return Deployment(model, hardware, memory, step_model, max_len)
@@ -351,6 +352,15 @@ def _pd_setup(config: ScenarioConfig, deployment: Deployment) -> PdSetup | None:
         return None
     link = d.link if d is not None else o.link
     gpus = cluster.tensor_parallel * cluster.pipeline_parallel
+    holds = deployment.memory.kv_capacity_tokens
+    if holds < deployment.max_model_len:
+        # A request handed to the decode side could find no replica able to hold its KV cache.
+        section = "cluster.disaggregation" if d is not None else "cluster.prefill_offload"
+        raise DeploymentError(
+            f"{section}: a decode replica's KV cache holds {holds} tokens, less than one request of "
+            f"max_model_len = {deployment.max_model_len} tokens; set cluster.max_model_len to at most {holds}, "
+            "or give replicas more memory (more GPUs, a larger GPU, fp8 KV cache)"
+        )
     return PdSetup(
         num_prefill=d.prefill_replicas if d is not None else o.remote_prefill_replicas,
         kv_bytes_per_token=deployment.memory.kv_bytes_per_token_per_gpu * gpus,

@@ -237,6 +237,15 @@ class ClusterConfig(BaseModel):
     )
     block_size: int = Field(16, ge=1, description="Tokens per paged KV-cache block (tokens).")
     cuda_graphs: bool = Field(True, description="Replay pure-decode iterations as CUDA graphs (else eager launches).")
+    prefill_cuda_graph_tokens: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Pure-prefill iterations of at most this many tokens replay captured CUDA graphs too, without "
+            "eager launches (LAPS's short-prefill buckets, e.g. 256 on a prefill replica; needs cuda_graphs). "
+            "0: prefill iterations run eager (tokens)."
+        ),
+    )
     expert_parallel: bool = Field(
         False,
         description="MoE only: place experts whole on the tensor-parallel GPUs (EP degree = tensor_parallel) instead of splitting each expert.",

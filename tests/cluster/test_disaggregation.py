@@ -14,7 +14,7 @@ from servesim.cluster.disaggregation import KvLink, PdSetup
 from servesim.cluster.routers import RoundRobinRouter
 from servesim.cluster.simulation import ReplicaSetup, Simulation
 from servesim.config import load_config
-from servesim.errors import ConfigError
+from servesim.errors import ConfigError, DeploymentError
 from servesim.scheduler.config import SchedulerConfig
 from servesim.workload.request import Request, Workload
 
@@ -93,6 +93,20 @@ def test_pools_must_add_up_to_the_replicas():
 def test_a_link_of_zero_bandwidth_is_a_config_error():
     with pytest.raises(ConfigError, match="bandwidth_gbps = 0"):
         servesim.simulate({"cluster": {"num_replicas": 2, "disaggregation": {"link": {"bandwidth_gbps": 0}}}})
+
+
+def test_a_decode_pool_that_cannot_hold_one_request_is_a_deployment_error():
+    """Llama-3-70B on two H100s with a 1 GB activation reserve: 72 GB of each GPU's budget leaves KV room for
+    2,720 tokens per replica, less than one 8,192-token request; a lower max_model_len fits."""
+    scenario = {"cluster": {"num_replicas": 2, "model": "llama-3-70b", "tensor_parallel": 2,
+                            "activation_reserve_gb": 1.0, "disaggregation": {}}}
+    with pytest.raises(DeploymentError, match="cluster.disaggregation: a decode replica's KV cache holds 2720 tokens"
+                                              ".*max_model_len = 8192.*at most 2720"):
+        servesim.simulate(scenario)
+    scenario["cluster"]["max_model_len"] = 2720
+    scenario["workload"] = {"kind": "synthetic", "num_requests": 3, "arrival": {"process": "poisson", "rate_rps": 1},
+                            "prompt_tokens": {"dist": "fixed", "value": 100}, "output_tokens": {"dist": "fixed", "value": 5}}
+    assert servesim.simulate(scenario).summary["num_finished"] == 3
 
 
 # ------------------------------------------------------------ prefill offload (PrfaaS)

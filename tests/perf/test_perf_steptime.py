@@ -176,6 +176,25 @@ def test_graphs_apply_only_to_pure_decode():
     assert not StepTimeModel(LLAMA_8B, H100, cuda_graphs=False).breakdown(decode_shape(4, 100)).graphed
 
 
+def test_prefill_graph_buckets_replay_small_pure_prefill_steps():
+    """LAPS's short-prefill CUDA graphs: a pure-prefill step of at most prefill_graph_tokens tokens
+    pays only the graphed overhead (work + per-layer cost + fixed), however many prompts it holds;
+    a larger one, or one with decodes, runs eager; without cuda_graphs nothing is graphed."""
+    model = StepTimeModel(LLAMA_8B, H100, prefill_graph_tokens=256)
+    eager = StepTimeModel(LLAMA_8B, H100)
+    four_short = BatchShape.build([(0, 64)] * 4)
+    part = model.breakdown(four_short)
+    assert part.graphed
+    graphed_overhead = 32 * PARAMS.per_layer_overhead_s + PARAMS.fixed_step_overhead_s
+    assert model.time_s(four_short) == pytest.approx(_work_s(part) + graphed_overhead, rel=1e-12)
+    # Eager, the same step launches four attention calls per layer from the CPU.
+    assert eager.time_s(four_short) > model.time_s(four_short) + 32 * 4 * PARAMS.per_seq_attention_launch_s * 0.5
+    assert not model.breakdown(BatchShape.build([(0, 257)])).graphed
+    assert model.time_s(BatchShape.build([(0, 257)])) == eager.time_s(BatchShape.build([(0, 257)]))
+    assert not model.breakdown(BatchShape.build([(0, 64)], [100])).graphed
+    assert StepTimeModel(LLAMA_8B, H100, cuda_graphs=False, prefill_graph_tokens=256).prefill_graph_tokens == 0
+
+
 def _work_s(part) -> float:
     return part.gemm_s + part.elementwise_s + part.attention_prefill_s + part.attention_decode_s + part.communication_s
 

@@ -16,6 +16,7 @@ cdef class StepTimeModel:
     cdef public long pipeline_parallel
     cdef public bint cuda_graphs
     cdef public bint expert_parallel
+    cdef public long prefill_graph_tokens
     cdef public double _dense_s_per_token
     cdef public double _dense_fixed_s
     cdef public double _dense_weight_s

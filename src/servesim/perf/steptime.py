@@ -29,8 +29,10 @@ What one step costs (all on one GPU of a TP group, summed over PP stages):
   ``2 * (tp-1)/tp * bytes / (link * eff) + latency``) and PP activation
   sends between stages.
 * ``overhead_s``: the GPU pays ``per_layer_overhead_s`` per layer whatever
-  the work (kernel latencies).  CUDA-graph steps (pure decode, like vLLM)
-  pay only that.  Eager steps (any step with prefill, and every step
+  the work (kernel latencies).  CUDA-graph steps (pure decode, like vLLM,
+  and pure-prefill steps of at most ``prefill_graph_tokens`` tokens, like
+  LAPS's short-prefill buckets; padding to a bucket is not modelled) pay
+  only that.  Eager steps (any step with prefill, and every step
   without graphs) also launch every kernel from the CPU: ``cpu = layers *
   (per_layer_launch_eager_s + calls * per_seq_attention_launch_s)`` with one
   attention call per prefill sequence plus one for all decodes, and the
@@ -85,7 +87,9 @@ class StepTimeModel:
     """Prices steps of one replica: one model on ``tp * pp`` GPUs of one kind.
 
     ``cuda_graphs``: pure-decode steps replay a CUDA graph (no CPU launch
-    cost); steps with any prefill run eager either way.
+    cost); steps with any prefill run eager, except pure-prefill steps of at
+    most ``prefill_graph_tokens`` tokens (LAPS's short-prefill graph buckets;
+    0: none), which replay a graph as well.
     ``weight_bytes_per_param``: bytes each weight streams (2 = bf16, 1 =
     fp8/int8, 0.5 = int4).  ``gemm_compute``: the tensor-core rate GEMMs run
     at, ``'bf16'``, ``'fp8'`` or ``'int8'`` (``HardwareSpec.tensor_flops_s``);
@@ -108,7 +112,7 @@ class StepTimeModel:
         "_pair_s", "_prefill_kv_s", "_decode_kv_s",
         "_comm_s_per_token", "_comm_fixed_s",
         "_gpu_overhead_s", "_graphed_overhead_s", "_eager_base_s", "_eager_per_call_s", "_exposed", "_fixed_s",
-        "_decode_parts",
+        "_decode_parts", "prefill_graph_tokens",
     )
 
     def __init__(
@@ -123,6 +127,7 @@ class StepTimeModel:
         kv_bytes_per_elem: float = 2,
         gemm_compute: str | None = None,
         expert_parallel: bool = False,
+        prefill_graph_tokens: int = 0,
     ) -> None:
         check_parallelism(model, tensor_parallel, pipeline_parallel)
         check_expert_parallelism(model, tensor_parallel, expert_parallel)
@@ -135,6 +140,8 @@ class StepTimeModel:
         self.model, self.hardware, self.params = model, hardware, p
         self.tensor_parallel, self.pipeline_parallel = tensor_parallel, pipeline_parallel
         self.cuda_graphs = bool(cuda_graphs)
+        # Pure-prefill steps of at most this many tokens replay a captured graph too (0: none).
+        self.prefill_graph_tokens = int(prefill_graph_tokens) if cuda_graphs else 0
         if gemm_compute is None:
             gemm_peak = hardware.gemm_peak_flops_s(weight_bytes_per_param)
         else:
@@ -252,7 +259,9 @@ class StepTimeModel:
         work += pairs if pairs > ctx else ctx
         work += shape.decode_kv_tokens * self._decode_kv_s
         work += t * self._comm_s_per_token + self._comm_fixed_s
-        if self.cuda_graphs and shape.num_prefill_seqs == 0:
+        if self.cuda_graphs and (
+            shape.num_prefill_seqs == 0 or (shape.num_decode_seqs == 0 and t <= self.prefill_graph_tokens)
+        ):
             return work + self._graphed_overhead_s
         cpu = self._eager_base_s + (shape.num_prefill_seqs + (shape.num_decode_seqs > 0)) * self._eager_per_call_s
         gpu = work + self._gpu_overhead_s
@@ -279,7 +288,9 @@ class StepTimeModel:
     def breakdown(self, shape: BatchShape) -> StepTime:
         """The step's time by component (see the module docstring)."""
         t = shape.num_tokens
-        graphed = self.cuda_graphs and shape.num_prefill_seqs == 0
+        graphed = self.cuda_graphs and (
+            shape.num_prefill_seqs == 0 or (shape.num_decode_seqs == 0 and t <= self.prefill_graph_tokens)
+        )
         if t == 0:
             return StepTime(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, graphed)
         gemm = self._gemm_s(t, shape.num_seqs)
