@@ -139,6 +139,19 @@ def prefill_offload() -> list[str]:
     return _rows("PrfaaS", "prefill-offload.yaml", runs, _goodput)
 
 
+def prefill_offload_remote_gpus() -> list[str]:
+    """The remote prefill cluster on other GPUs (PrfaaS's compute-dense prefill cluster): TTFT and cost."""
+
+    def with_cost(config, result) -> str:
+        cost = result.summary["cost"]
+        return f"{_goodput(config, result)}; {cost['usd_per_million_output_tokens']:.2f} $ per million output tokens"
+
+    runs = [(f"remote on {gpu}, {bw:g} Gbit/s", [f"cluster.prefill_offload.remote_hardware={gpu}",
+                                                   f"cluster.prefill_offload.link.bandwidth_gbps={bw}"])
+            for gpu in ("h100", "b200", "a100") for bw in (100, 10)]
+    return _rows("PrfaaS (remote GPUs)", "prefill-offload.yaml", runs, with_cost)
+
+
 def prefill_offload_hybrid() -> list[str]:
     """The same sweep for a hybrid-attention variant of the model (4 of its 32 layers keep a KV
     cache, an eighth of the bytes per token): the offload keeps paying on slower links."""
@@ -220,7 +233,7 @@ def route_balance_frontier() -> list[str]:
 def main() -> None:
     print("| technique | run | result |")
     print("|---|---|---|")
-    for row in [*laps(), *laps_one_instance(), *laps_prefill_pool(), *disaggregation(), *pd_ratio(), *pd_controller(), *semi_pd(), *prefill_offload(), *prefill_offload_hybrid(), *prefix_aware()]:
+    for row in [*laps(), *laps_one_instance(), *laps_prefill_pool(), *disaggregation(), *pd_ratio(), *pd_controller(), *semi_pd(), *prefill_offload(), *prefill_offload_remote_gpus(), *prefill_offload_hybrid(), *prefix_aware()]:
         print(row)
     print()
     for row in route_balance_frontier():

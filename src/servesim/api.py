@@ -156,14 +156,14 @@ def simulate(
             bar.close()
     check_conservation(out.requests, sim.replicas)
     cluster = config.cluster
-    mixed = cluster.pools is not None
+    mixed = len(pools) > 1  # GPUs of more than one kind or size
     split = cluster.semi_pd is not None  # two simulated workers per replica
     info = RunInfo(
         sim_time_s=out.sim_time_s,
         horizon_s=config.horizon_s,
         wall_time_s=time.perf_counter() - started,
         num_replicas=_simulated_replicas(cluster),
-        gpus_per_replica=0 if mixed else cluster.tensor_parallel * cluster.pipeline_parallel,
+        gpus_per_replica=_gpus(pools[0][0]) if len({_gpus(p) for p, _ in pools}) == 1 else 0,
         busy_time_s=out.busy_time_s,
         num_steps=out.num_steps,
         price_usd_per_gpu_hr=deployment.hardware.price_usd_per_gpu_hr,
@@ -173,7 +173,7 @@ def simulate(
         usd_per_hr=_fleet_usd_per_hr(pools) if mixed or split else None,
     )
     summary = summarize(out.requests, out.timeseries, info, config.slo)
-    if mixed:
+    if cluster.pools is not None:
         summary.update(pool_summary(out.requests, sim.pool_profiles, workload.difficulty))
     if split:
         summary["semi_pd"] = {
@@ -226,8 +226,8 @@ def _make_simulation(
         view_delay_s=config.router.view_delay_s,
         hold_short_s=config.router.laps_batch_window_s if config.router.policy == "laps" else 0.0,
         short_prompt_tokens=config.router.laps_threshold_tokens,
-        pd=_pd_setup(config, deployment) if semi is None else PdSetup(cluster.num_replicas, 0.0, 1.0, 0.0, paired=True),
-        pools=layout if cluster.pools is not None or semi is not None else None,
+        pd=_pd_setup(config, pools) if semi is None else PdSetup(cluster.num_replicas, 0.0, 1.0, 0.0, paired=True),
+        pools=layout if len(layout) > 1 or semi is not None else None,
         semi_pd=semi,
     )
     sim.pool_profiles = profiles
@@ -276,18 +276,21 @@ def _replica_setup(config: ScenarioConfig, deployment: Deployment, prefix_tokens
 
 def _pool_deployments(config: ScenarioConfig) -> list[tuple[PoolConfig, Deployment]]:
     """Each pool's config (the cluster section's values where it leaves a field null) and
-    deployment; a cluster without pools is one pool named after its model."""
+    deployment, in replica order.  A cluster of one kind of replica is one pool named after
+    its model; a disaggregated cluster whose prefill pool, or a prefill offload whose remote
+    cluster, has its own GPUs is two (prefill side first)."""
     cluster = config.cluster
     catalog = build_catalog(config)
-    if cluster.pools is None:
+    pools = _resolved_pools(cluster)
+    if pools is None:
         only = PoolConfig(name=cluster.model, num_replicas=_total_replicas(cluster),
                           **{name: getattr(cluster, name) for name in _POOL_FIELDS})
         return [(only, _build_deployment(config, catalog))]
-    if config.calibration is not None and any((p.hardware or cluster.hardware) != cluster.hardware for p in cluster.pools):
-        raise ConfigError("calibration: a calibration file is fitted for one GPU type, and cluster.pools use "
+    if config.calibration is not None and any((p.hardware or cluster.hardware) != cluster.hardware for p, _ in pools):
+        raise ConfigError("calibration: a calibration file is fitted for one GPU type, and the cluster's pools use "
                           f"others than cluster.hardware = {cluster.hardware!r}; drop it or use one GPU type")
     out = []
-    for i, pool in enumerate(cluster.pools):
+    for pool, where in pools:
         # Every deployment field resolved: the pool's own, else the cluster section's.
         inherited = {name: getattr(pool, name) if getattr(pool, name) is not None else getattr(cluster, name)
                      for name in _POOL_FIELDS}
@@ -295,9 +298,29 @@ def _pool_deployments(config: ScenarioConfig) -> list[tuple[PoolConfig, Deployme
         try:
             deployment = _build_deployment(config.model_copy(update={"cluster": pool_cluster}), catalog)
         except ServesimError as err:
-            raise type(err)(f"cluster.pools[{i}] ({pool.name}): {err}") from None
+            raise type(err)(f"{where}: {err}") from None
         out.append((pool.model_copy(update=inherited), deployment))
     return out
+
+
+def _resolved_pools(cluster: ClusterConfig) -> list[tuple[PoolConfig, str]] | None:
+    """The cluster's pools with the config path that names each, or None for one kind of replica."""
+    if cluster.pools is not None:
+        return [(pool, f"cluster.pools[{i}] ({pool.name})") for i, pool in enumerate(cluster.pools)]
+    d, o = cluster.disaggregation, cluster.prefill_offload
+    if d is not None and (d.prefill_hardware is not None or d.prefill_tensor_parallel is not None):
+        return [
+            (PoolConfig(name="prefill", num_replicas=d.prefill_replicas, hardware=d.prefill_hardware,
+                        tensor_parallel=d.prefill_tensor_parallel), "cluster.disaggregation (prefill pool)"),
+            (PoolConfig(name="decode", num_replicas=d.decode_replicas), "cluster (decode pool)"),
+        ]
+    if o is not None and (o.remote_hardware is not None or o.remote_tensor_parallel is not None):
+        return [
+            (PoolConfig(name="remote-prefill", num_replicas=o.remote_prefill_replicas, hardware=o.remote_hardware,
+                        tensor_parallel=o.remote_tensor_parallel), "cluster.prefill_offload (remote prefill cluster)"),
+            (PoolConfig(name="local", num_replicas=cluster.num_replicas), "cluster (local replicas)"),
+        ]
+    return None
 
 
 # Fields a pool may set for itself; null ones come from the cluster section.
@@ -344,26 +367,28 @@ def _pool_profiles(config: ScenarioConfig, pools: list, layout: list, workload: 
     return profiles
 
 
-def _pd_setup(config: ScenarioConfig, deployment: Deployment) -> PdSetup | None:
+def _pd_setup(config: ScenarioConfig, pools: list[tuple[PoolConfig, Deployment]]) -> PdSetup | None:
     """The prefill/decode split of a disaggregated cluster or of a prefill offload, or None."""
     cluster = config.cluster
     d, o = cluster.disaggregation, cluster.prefill_offload  # at most one is set (ClusterConfig checks)
     if d is None and o is None:
         return None
     link = d.link if d is not None else o.link
-    gpus = cluster.tensor_parallel * cluster.pipeline_parallel
-    holds = deployment.memory.kv_capacity_tokens
-    if holds < deployment.max_model_len:
-        # A request handed to the decode side could find no replica able to hold its KV cache.
-        section = "cluster.disaggregation" if d is not None else "cluster.prefill_offload"
-        raise DeploymentError(
-            f"{section}: a decode replica's KV cache holds {holds} tokens, less than one request of "
-            f"max_model_len = {deployment.max_model_len} tokens; set cluster.max_model_len to at most {holds}, "
-            "or give replicas more memory (more GPUs, a larger GPU, fp8 KV cache)"
-        )
+    for pool, deployment in pools:
+        holds = deployment.memory.kv_capacity_tokens
+        if holds < deployment.max_model_len:
+            # A prompt, or a request handed to the decode side, could find no replica able to hold its KV cache.
+            section = "cluster.disaggregation" if d is not None else "cluster.prefill_offload"
+            role = "a decode replica's" if pool is pools[-1][0] else "a prefill replica's"
+            raise DeploymentError(
+                f"{section}: {role} KV cache holds {holds} tokens, less than one request of "
+                f"max_model_len = {deployment.max_model_len} tokens; set cluster.max_model_len to at most {holds}, "
+                "or give replicas more memory (more GPUs, a larger GPU, fp8 KV cache)"
+            )
+    sender, deployment = pools[0]  # the prefill side sends the KV caches
     return PdSetup(
         num_prefill=d.prefill_replicas if d is not None else o.remote_prefill_replicas,
-        kv_bytes_per_token=deployment.memory.kv_bytes_per_token_per_gpu * gpus,
+        kv_bytes_per_token=deployment.memory.kv_bytes_per_token_per_gpu * _gpus(sender),
         link_bytes_per_s=link.bandwidth_gbps * 1e9 / 8,
         link_latency_s=link.latency_s,
         stream_layers=deployment.model.num_layers if link.layerwise else 0,

@@ -108,6 +108,19 @@ class DisaggregationConfig(BaseModel):
             "prefill replica with the fewest (as P/D-Serve does); null: never (count)."
         ),
     )
+    prefill_hardware: str | None = Field(
+        None, description="GPU catalog id of the prefill pool, if not cluster.hardware (e.g. compute-dense GPUs for prompts)."
+    )
+    prefill_tensor_parallel: int | None = Field(
+        None, ge=1, description="Tensor-parallel degree of the prefill replicas, if not cluster.tensor_parallel (count)."
+    )
+
+    @model_validator(mode="after")
+    def _switching_needs_one_kind(self) -> DisaggregationConfig:
+        if self.controller is not None and (self.prefill_hardware is not None or self.prefill_tensor_parallel is not None):
+            raise ValueError("controller: replicas switch roles, so the pools must be alike; drop prefill_hardware "
+                             "and prefill_tensor_parallel, or the controller")
+        return self
 
 
 class PrefillOffloadConfig(BaseModel):
@@ -131,6 +144,12 @@ class PrefillOffloadConfig(BaseModel):
     link: KvLinkConfig = Field(
         default_factory=lambda: KvLinkConfig(bandwidth_gbps=100.0, latency_s=0.005),
         description="Cross-datacenter link from each remote prefill replica back to the local cluster.",
+    )
+    remote_hardware: str | None = Field(
+        None, description="GPU catalog id of the remote prefill cluster, if not cluster.hardware."
+    )
+    remote_tensor_parallel: int | None = Field(
+        None, ge=1, description="Tensor-parallel degree of the remote prefill replicas, if not cluster.tensor_parallel (count)."
     )
 
 

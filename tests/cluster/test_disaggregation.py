@@ -240,3 +240,47 @@ def test_a_busy_prefill_replica_forwards_new_prompts():
         return out.requests
     assert run(0).first_scheduled_s[2] == 0.0 + (0.01 + 0.001 * 500)
     assert run(1).first_scheduled_s[2] == 0.2
+
+
+# ------------------------------------------------------------ prefill sides on other GPUs
+
+
+def _lone_request(prompt: int, output: int) -> dict:
+    return {"kind": "synthetic", "num_requests": 1, "arrival": {"process": "constant", "rate_rps": 1},
+            "prompt_tokens": {"dist": "fixed", "value": prompt}, "output_tokens": {"dist": "fixed", "value": output}}
+
+
+def test_a_prefill_pool_on_other_gpus_runs_prompts_at_their_speed_and_is_paid_at_their_price():
+    from servesim.api import build_deployment
+    from servesim.perf.batch_shape import BatchShape
+
+    scenario = {"workload": _lone_request(3000, 4),
+                "cluster": {"num_replicas": 3, "disaggregation": {"prefill_replicas": 1, "decode_replicas": 2,
+                                                                   "prefill_hardware": "b200"}}}
+    result = servesim.simulate(scenario)
+    t, s = result.requests, result.summary
+    b200 = build_deployment(servesim.config.validate_config({"cluster": {"hardware": "b200"}}))
+    h100 = build_deployment(servesim.config.validate_config({}))
+    # The 3000-token prompt fits the default token budget: one B200 iteration (less than half an H100's).
+    prompt_step = b200.step_model.time_s(BatchShape.build([(0, 3000)]))
+    assert t.first_token_s[0] - t.arrival_s[0] == pytest.approx(prompt_step, rel=1e-12)
+    assert prompt_step < 0.5 * h100.step_model.time_s(BatchShape.build([(0, 3000)]))
+    assert t.replica[0] in (1, 2)  # decoded on an H100 replica
+    span_h = (t.finish_s[0] - t.arrival_s[0]) / 3600
+    assert s["num_gpus"] == 3 and s["cost"]["usd"] == pytest.approx((5.25 + 2 * 2.49) * span_h)
+
+
+def test_a_remote_prefill_cluster_on_other_gpus():
+    scenario = {"workload": _lone_request(5000, 3),
+                "cluster": {"num_replicas": 1, "prefill_offload": {"remote_prefill_replicas": 1, "threshold_tokens": 4000,
+                                                                    "remote_hardware": "h200", "remote_tensor_parallel": 2}}}
+    result = servesim.simulate(scenario)
+    s = result.summary
+    assert result.requests.replica[0] == 1  # prefilled remotely, decoded on the local replica
+    assert s["num_gpus"] == 3 and s["gpus_per_replica"] is None
+    assert s["cost"]["price_usd_per_gpu_hr"] == pytest.approx((2 * 2.50 + 2.49) / 3)
+
+
+def test_pools_of_other_gpus_cannot_switch_roles():
+    with pytest.raises(ConfigError, match="replicas switch roles"):
+        servesim.simulate({"cluster": {"num_replicas": 2, "disaggregation": {"prefill_hardware": "b200", "controller": {}}}})

@@ -303,8 +303,10 @@ class Simulation:
             self._views = [ReplicaSnapshot.of(replica) for replica in self._entry]
             self._views_taken_s = now
         r = self._views[self.router.route(seq, self._views)].index
-        if self._hetero and seq.num_prompt + seq.max_output - 1 >= self._fits_on[r]:
-            r = self._fitting_replica(seq)  # the router chose a pool that cannot hold it
+        if self._hetero and self._pd is None and seq.num_prompt + seq.max_output - 1 >= self._fits_on[r]:
+            # The router chose a pool that cannot hold it.  (Disaggregated and offload pools
+            # each hold any request of max_model_len: the deployment checks that.)
+            r = self._fitting_replica(seq)
         if self._pd is not None and 0 < self._pd.forward_queue_len <= self.replicas[r].num_outstanding:
             # The chosen prefill replica is busy and rejects it: forward to the least loaded one.
             r = self._prefill_pool[self._least_loaded.route(seq, self._prefill_pool)].index
