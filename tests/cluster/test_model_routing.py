@@ -158,7 +158,7 @@ def test_a_mixed_fleet_run_reports_pools_quality_and_cost_by_hand():
 
 def test_a_default_pool_price_is_the_gpu_hour_over_decode_throughput():
     result = servesim.simulate(_two_pool_scenario("cheapest_first"))
-    deployment = servesim.api._pool_deployments(result.config)[0][1]
+    deployment = servesim.deployment.pool_deployments(result.config)[0][1]
     context = 200 + 20 // 2  # mean prompt + half the mean output
     tokens_per_s = 64 / deployment.step_model.decode_time_s(64, 64 * context)
     assert result.summary["pools"]["small"]["price_usd_per_mtok"] == pytest.approx(1.99 / 3600 / tokens_per_s * 1e6)

@@ -1,0 +1,170 @@
+"""A deployment resolved from the config: catalog entries, memory plan and step model, pool by pool.
+
+``resolve_deployment`` turns the ``cluster`` section into a ``Deployment``
+(raises ``DeploymentError`` if the model does not fit); ``pool_deployments``
+does it for each pool of the cluster, a heterogeneous one
+(``cluster.pools``) or a P/D or prefill-offload cluster whose prefill side
+runs on other GPUs, resolving every field a pool leaves null from the
+``cluster`` section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from servesim.config import ClusterConfig, PoolConfig, ScenarioConfig
+from servesim.errors import ConfigError, ServesimError
+from servesim.perf.catalog import Catalog
+from servesim.perf.dtypes import KV_BYTES_PER_ELEM, WEIGHT_FORMATS
+from servesim.perf.hardware_spec import HardwareSpec
+from servesim.perf.memory import MemoryPlan, plan_memory
+from servesim.perf.model_spec import ModelSpec
+from servesim.perf.steptime import StepTimeModel
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The resolved pieces of a deployment: catalog entries, memory plan, step model."""
+
+    model: ModelSpec
+    hardware: HardwareSpec
+    memory: MemoryPlan
+    step_model: StepTimeModel
+    max_model_len: int
+
+
+def build_catalog(config: ScenarioConfig) -> Catalog:
+    """The built-in catalog plus the scenario's extra files and inline entries."""
+    catalog = Catalog.default()
+    if config.catalog.files:
+        catalog = catalog.with_files(config.catalog.files)
+    if config.catalog.models or config.catalog.hardware:
+        catalog = catalog.with_entries(models=dict(config.catalog.models), hardware=dict(config.catalog.hardware))
+    return catalog
+
+
+def build_deployment(config: ScenarioConfig, catalog: Catalog | None = None) -> Deployment:
+    """Resolve the model and GPU, plan memory (raises ``DeploymentError`` if it does not fit)."""
+    return resolve_deployment(calibrated(config), catalog)
+
+
+def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deployment:
+    """``build_deployment`` for a config whose calibration is already applied."""
+    catalog = catalog or build_catalog(config)
+    cluster = config.cluster
+    model = catalog.model(cluster.model)
+    hardware = catalog.hardware(cluster.hardware)
+    memory = plan_memory(
+        model,
+        hardware,
+        tensor_parallel=cluster.tensor_parallel,
+        pipeline_parallel=cluster.pipeline_parallel,
+        gpu_memory_utilization=cluster.gpu_memory_utilization,
+        block_size=cluster.block_size,
+        weight_bytes_per_param=WEIGHT_FORMATS[cluster.weight_dtype].bytes_per_param,
+        kv_bytes_per_elem=KV_BYTES_PER_ELEM[cluster.kv_cache_dtype],
+        activation_reserve_gb=cluster.activation_reserve_gb,
+        max_num_batched_tokens=config.scheduler.max_num_batched_tokens,
+    )
+    step_model = StepTimeModel(
+        model,
+        hardware,
+        tensor_parallel=cluster.tensor_parallel,
+        pipeline_parallel=cluster.pipeline_parallel,
+        params=config.perf,
+        cuda_graphs=cluster.cuda_graphs,
+        weight_bytes_per_param=WEIGHT_FORMATS[cluster.weight_dtype].bytes_per_param,
+        kv_bytes_per_elem=KV_BYTES_PER_ELEM[cluster.kv_cache_dtype],
+        gemm_compute=WEIGHT_FORMATS[cluster.weight_dtype].compute,
+        expert_parallel=cluster.expert_parallel,
+        prefill_graph_tokens=cluster.prefill_cuda_graph_tokens,
+    )
+    max_len = cluster.max_model_len or model.max_context
+    return Deployment(model, hardware, memory, step_model, max_len)
+
+
+def calibrated(config: ScenarioConfig) -> ScenarioConfig:
+    """``config`` with ``perf`` = its calibration file's values under the fields set explicitly in ``perf``.
+
+    Every field of the returned ``perf`` counts as set, so calibrating again
+    (or re-running the config a run wrote) changes nothing.
+    """
+    if config.calibration is None:
+        return config
+    from servesim.perf.calibration_file import apply_calibration, load_calibration
+
+    calibration = load_calibration(config.calibration)
+    where = f"calibration file {config.calibration}"
+    return config.model_copy(update={"perf": apply_calibration(config.perf, calibration, config.cluster.hardware, where)})
+
+
+def pool_deployments(config: ScenarioConfig) -> list[tuple[PoolConfig, Deployment]]:
+    """Each pool's config (the cluster section's values where it leaves a field null) and
+    deployment, in replica order.  A cluster of one kind of replica is one pool named after
+    its model; a disaggregated cluster whose prefill pool, or a prefill offload whose remote
+    cluster, has its own GPUs is two (prefill side first)."""
+    cluster = config.cluster
+    catalog = build_catalog(config)
+    pools = _resolved_pools(cluster)
+    if pools is None:
+        only = PoolConfig(name=cluster.model, num_replicas=total_replicas(cluster),
+                          **{name: getattr(cluster, name) for name in _POOL_FIELDS})
+        return [(only, resolve_deployment(config, catalog))]
+    if config.calibration is not None and any((p.hardware or cluster.hardware) != cluster.hardware for p, _ in pools):
+        raise ConfigError("calibration: a calibration file is fitted for one GPU type, and the cluster's pools use "
+                          f"others than cluster.hardware = {cluster.hardware!r}; drop it or use one GPU type")
+    out = []
+    for pool, where in pools:
+        # Every deployment field resolved: the pool's own, else the cluster section's.
+        inherited = {name: getattr(pool, name) if getattr(pool, name) is not None else getattr(cluster, name)
+                     for name in _POOL_FIELDS}
+        pool_cluster = cluster.model_copy(update={**inherited, "num_replicas": pool.num_replicas, "pools": None})
+        try:
+            deployment = resolve_deployment(config.model_copy(update={"cluster": pool_cluster}), catalog)
+        except ServesimError as err:
+            raise type(err)(f"{where}: {err}") from None
+        out.append((pool.model_copy(update=inherited), deployment))
+    return out
+
+
+def _resolved_pools(cluster: ClusterConfig) -> list[tuple[PoolConfig, str]] | None:
+    """The cluster's pools with the config path that names each, or None for one kind of replica."""
+    if cluster.pools is not None:
+        return [(pool, f"cluster.pools[{i}] ({pool.name})") for i, pool in enumerate(cluster.pools)]
+    d, o = cluster.disaggregation, cluster.prefill_offload
+    if d is not None and (d.prefill_hardware is not None or d.prefill_tensor_parallel is not None):
+        return [
+            (PoolConfig(name="prefill", num_replicas=d.prefill_replicas, hardware=d.prefill_hardware,
+                        tensor_parallel=d.prefill_tensor_parallel), "cluster.disaggregation (prefill pool)"),
+            (PoolConfig(name="decode", num_replicas=d.decode_replicas), "cluster (decode pool)"),
+        ]
+    if o is not None and (o.remote_hardware is not None or o.remote_tensor_parallel is not None):
+        return [
+            (PoolConfig(name="remote-prefill", num_replicas=o.remote_prefill_replicas, hardware=o.remote_hardware,
+                        tensor_parallel=o.remote_tensor_parallel), "cluster.prefill_offload (remote prefill cluster)"),
+            (PoolConfig(name="local", num_replicas=cluster.num_replicas), "cluster (local replicas)"),
+        ]
+    return None
+
+
+# Fields a pool may set for itself; null ones come from the cluster section.
+_POOL_FIELDS = ("model", "hardware", "tensor_parallel", "pipeline_parallel", "weight_dtype", "kv_cache_dtype")
+
+
+def gpus_per_replica(pool: PoolConfig) -> int:
+    """GPUs per replica of a resolved pool (see _pool_deployments)."""
+    return pool.tensor_parallel * pool.pipeline_parallel
+
+
+def fleet_usd_per_hr(pools: list[tuple[PoolConfig, Deployment]]) -> float | None:
+    """The fleet's price per hour, pool by pool, or None when a pool's GPU has no price."""
+    prices = [d.hardware.price_usd_per_gpu_hr for _, d in pools]
+    if any(price is None for price in prices):
+        return None
+    return sum(p.num_replicas * gpus_per_replica(p) * price for (p, _), price in zip(pools, prices))
+
+
+def total_replicas(cluster: ClusterConfig) -> int:
+    """Replicas the run simulates (and pays for): with prefill offload, the remote ones too."""
+    extra = cluster.prefill_offload.remote_prefill_replicas if cluster.prefill_offload is not None else 0
+    return cluster.num_replicas + extra
