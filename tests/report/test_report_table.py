@@ -149,3 +149,16 @@ def test_prefix_hit_rate_shows_only_when_something_was_cached():
     assert "prefix hits" not in summary_text(summary)
     summary = {**summary, "prefix_cached_tokens": 150, "prefix_hit_rate": 0.5}
     assert "prefix hits 50.0% of prompt tokens" in " ".join(summary_text(summary).split())  # rich wraps lines
+
+
+def test_pool_and_semi_pd_lines():
+    summary = {**run_summary(), "mean_quality": 0.8125, "model_cost_usd": 0.5,
+               "pools": {"small": {"replicas": 2, "requests_finished": 1, "mean_quality": 0.75, "price_usd_per_mtok": 0.1},
+                         "large": {"replicas": 1, "requests_finished": 1, "mean_quality": 0.875, "price_usd_per_mtok": 2.0}},
+               "semi_pd": {"split_changes": 3, "final_prefill_shares": [0.55, 0.6]}}
+    text = summary_text(summary)
+    assert "Pools mean quality 0.812  model cost $0.5000" in text
+    assert "small: 2 replicas, 1 finished, quality 0.750, $0.1000 per 1M tokens" in text
+    assert "large: 1 replicas, 1 finished, quality 0.875, $2.00 per 1M tokens" in text
+    assert "semi-PD prefill shares now 0.55, 0.60  split changes 3" in text
+    assert "Pools" not in summary_text(run_summary()) and "semi-PD" not in summary_text(run_summary())

@@ -24,7 +24,8 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
     """Print ``summary`` to ``console`` (a new stdout ``Console`` when None).
 
     Sections: run header, latency table (milliseconds), throughput, SLO
-    (only when a target is set), utilization and cost.  Missing values
+    (only when a target is set), utilization, pools and model routing (a
+    heterogeneous cluster), semi-PD splits, and cost.  Missing values
     print as ``-``.  Tolerates a summary lacking optional sections.
     """
     # At least 100 columns even when piped (rich assumes 80), so rows do not wrap.
@@ -36,6 +37,10 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
     if any(v is not None for v in (slo.get("targets") or {}).values()):
         console.print(_slo(slo))
     console.print(_utilization(summary))
+    if summary.get("pools"):
+        console.print(_pools(summary))
+    if summary.get("semi_pd"):
+        console.print(_semi_pd(summary["semi_pd"]))
     console.print(_cost(summary.get("cost") or {}))
 
 
@@ -141,6 +146,21 @@ def _utilization(s: dict[str, Any]) -> str:
             else ""
         )
     )
+
+
+def _pools(s: dict[str, Any]) -> str:
+    lines = [f"[bold]Pools[/bold] mean quality {_fmt(s.get('mean_quality'), 3)}  model cost {_money(s.get('model_cost_usd'))}"]
+    lines += [
+        f"  {name}: {p.get('replicas', 0)} replicas, {p.get('requests_finished', 0):,} finished, "
+        f"quality {_fmt(p.get('mean_quality'), 3)}, {_money(p.get('price_usd_per_mtok'))} per 1M tokens"
+        for name, p in s["pools"].items()
+    ]
+    return "\n".join(lines)
+
+
+def _semi_pd(semi: dict[str, Any]) -> str:
+    shares = ", ".join(_fmt(x) for x in semi.get("final_prefill_shares") or [])
+    return f"[bold]semi-PD[/bold] prefill shares now {shares}  split changes {semi.get('split_changes', 0):,}"
 
 
 def _cost(c: dict[str, Any]) -> str:
