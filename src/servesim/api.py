@@ -26,6 +26,7 @@ from servesim.deployment import (  # noqa: F401 - build_catalog and build_deploy
     pool_deployments,
 )
 from servesim.errors import ConfigError
+from servesim.metrics.kv_cache import kv_cache_summary
 from servesim.metrics.pools import pool_summary
 from servesim.metrics.records import RequestTable, RunInfo, TimeSeries
 from servesim.metrics.stats import json_float
@@ -111,6 +112,9 @@ def simulate(
     summary = summarize(out.requests, out.timeseries, info, config.slo)
     if cluster.pools is not None:
         summary.update(pool_summary(out.requests, sim.pool_profiles, workload.difficulty))
+    caches = [r.scheduler.prefix_cache for r in sim.replicas if r.scheduler.prefix_cache is not None]
+    if caches:
+        summary.update(kv_cache_summary(caches))
     if split:
         summary["semi_pd"] = {
             "split_changes": len(out.split_changes),

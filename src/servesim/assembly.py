@@ -8,6 +8,7 @@ prefill/decode topology (disaggregation, prefill offload or semi-PD).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from servesim.cluster.disaggregation import PdSetup
@@ -20,6 +21,7 @@ from servesim.config import ClusterConfig, PdControllerConfig, PoolConfig, Scena
 from servesim.core.rng import RandomStreams
 from servesim.deployment import Deployment, gpus_per_replica, total_replicas
 from servesim.errors import ConfigError, DeploymentError
+from servesim.kvcache.tiers import KvTier
 from servesim.perf.batch_shape import BatchShape
 from servesim.workload.request import Workload
 
@@ -78,16 +80,33 @@ def build_simulation(
 
 
 def _replica_setup(config: ScenarioConfig, deployment: Deployment, prefix_tokens: int) -> ReplicaSetup:
-    """What each replica of a deployment is built from."""
-    blocks, block_size = deployment.memory.num_kv_blocks, config.cluster.block_size
+    """What each replica of a deployment is built from (``prefix_tokens``: the workload's prefix
+    block size when prefix caching is on, else 0)."""
+    cluster = config.cluster
+    blocks, block_size = deployment.memory.num_kv_blocks, cluster.block_size
+    if prefix_tokens % block_size:
+        raise ConfigError(f"cluster.block_size = {block_size} must divide the workload's prefix block size "
+                          f"({prefix_tokens} tokens) for prefix caching; pick a divisor, e.g. 16")
+    bytes_per_token = deployment.memory.kv_bytes_per_token_per_gpu * deployment.memory.num_gpus
+
+    def make_kv_tiers() -> list[KvTier]:
+        tiers = [
+            KvTier(t.name, t.capacity_gb * 1e9, t.read_gb_per_s * 1e9, t.latency_s, bytes_per_token,
+                   per_io_s=t.per_io_s, bulk=t.io == "bulk", overlap=t.overlap)
+            for t in cluster.kv_tiers
+        ]
+        if cluster.prefix_cache_unlimited:
+            tiers.append(KvTier("unlimited", math.inf, math.inf, 0.0, bytes_per_token))
+        return tiers
+
     return ReplicaSetup(
         num_kv_blocks=blocks,
         block_size=block_size,
         max_model_len=deployment.max_model_len,
         scheduler=config.scheduler,
-        # The cache holds as many prefix blocks as the replica's KV cache has room for.
-        prefix_cache_blocks=blocks * block_size // prefix_tokens if prefix_tokens else 0,
         prefix_block_tokens=prefix_tokens,
+        kv_bytes_per_token=bytes_per_token,
+        make_kv_tiers=make_kv_tiers if prefix_tokens else None,
     )
 
 

@@ -25,7 +25,7 @@ with one line naming the field, the value and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -189,6 +189,30 @@ class SemiPdConfig(BaseModel):
     )
 
 
+class KvTierConfig(BaseModel):
+    """A KV-cache tier below the GPU (per replica): prefix-cache entries the GPU evicts move here,
+    and come back up on a hit, paying a load (docs/memory.md)."""
+
+    model_config = _FROZEN
+
+    name: str = Field(min_length=1, description="Tier name, e.g. 'cpu', 'ssd', 'remote' (shown in the summary).")
+    capacity_gb: float = Field(gt=0, description="Room for KV caches per replica (GB, 1e9 bytes).")
+    read_gb_per_s: float = Field(gt=0, description="Bandwidth of loads into GPU memory (GB/s), e.g. 25 for PCIe 4 x16.")
+    latency_s: float = Field(0.0, ge=0, description="Fixed latency of a load (s).")
+    io: Literal["bulk", "block"] = Field(
+        "bulk",
+        description=(
+            "'block': CPU-driven reads of one KV block each, paying per_io_s per block (LMCache-like); "
+            "'bulk': GPU-driven I/O of one object per prefix block, per_io_s each (Tutti)."
+        ),
+    )
+    per_io_s: float = Field(0.0, ge=0, description="Cost of one I/O operation (s): submission, completion, small-read overhead.")
+    overlap: bool = Field(
+        False,
+        description="Loads run alongside the step's compute (layer by layer, slack-aware) and stall it only by the excess; false: the step waits for them.",
+    )
+
+
 class PoolConfig(BaseModel):
     """One pool of a heterogeneous cluster: identical replicas of one model on one GPU type.
 
@@ -288,8 +312,23 @@ class ClusterConfig(BaseModel):
     prefix_caching: bool = Field(
         False,
         description=(
-            "Keep a prefix cache per replica over the trace's prefix-block hashes (e.g. Mooncake hash_ids): a "
-            "prompt's cached leading blocks skip prefill (a minimal model: no KV block sharing)."
+            "Share KV blocks between requests by the trace's prefix-block hashes (e.g. Mooncake hash_ids): a "
+            "computed prompt's blocks stay cached (LRU, reference counted, in the KV cache's free room), and a "
+            "prompt's cached leading blocks skip prefill."
+        ),
+    )
+    kv_tiers: list[KvTierConfig] = Field(
+        default_factory=list,
+        description=(
+            "KV-cache tiers below the GPU, top first (e.g. CPU DRAM, then SSD), for prefix-cache entries the GPU "
+            "evicts; needs prefix_caching."
+        ),
+    )
+    prefix_cache_unlimited: bool = Field(
+        False,
+        description=(
+            "Keep every prefix block ever computed: entries the GPU evicts stay reachable at no load cost, as "
+            "if GPU memory were unlimited (an upper bound for hit rates); needs prefix_caching."
         ),
     )
     prefill_offload: PrefillOffloadConfig | None = Field(
@@ -319,6 +358,11 @@ class ClusterConfig(BaseModel):
 
     @model_validator(mode="after")
     def _pools_add_up(self) -> ClusterConfig:
+        if (self.kv_tiers or self.prefix_cache_unlimited) and not self.prefix_caching:
+            raise ValueError("kv_tiers and prefix_cache_unlimited hold prefix-cache entries: set prefix_caching: true")
+        names = [t.name for t in self.kv_tiers]
+        if len(set(names)) != len(names) or "gpu" in names:
+            raise ValueError(f"kv_tiers: names must be unique and not 'gpu', got {names}")
         if self.semi_pd is not None:
             others = [name for name in ("disaggregation", "prefill_offload", "pools") if getattr(self, name) is not None]
             if self.prefix_caching:

@@ -5,8 +5,9 @@
 * Tokens: a finished request produced exactly the tokens it asked for; an
   unfinished one fewer; a rejected one none.  The replicas' own count of
   tokens produced equals the sum over requests (double entry).
-* KV blocks: every block in use belongs to a request; after a drained run
-  every block is free again.
+* KV blocks: every block in use belongs to a request (or, with prefix
+  caching, to a cached entry: shared blocks count once, idle entries are
+  evictable); after a drained run no request holds a block.
 
 A failed check is a servesim bug: ``InvariantError`` is raised, loudly.
 """
@@ -62,10 +63,17 @@ def _check_tokens(table: RequestTable, finished: np.ndarray, rejected: np.ndarra
 def _check_blocks(replicas: Seq[Replica], drained: bool) -> None:
     for replica in replicas:
         kv = replica.scheduler.kv
+        audit = getattr(kv, "audit", None)
+        if audit is not None:
+            # Shared prefix blocks: the manager balances requests' blocks and cached entries.
+            live = [s.rid for s in replica.scheduler.running] + [s.rid for s in replica.scheduler.waiting]
+            problem = audit(live)
+            if problem:
+                raise InvariantError(f"KV books: replica {replica.index}: {problem}")
         held = sum(kv.num_blocks_of(s.rid) for s in replica.scheduler.running) + sum(
             kv.num_blocks_of(s.rid) for s in replica.scheduler.waiting
         )
-        if kv.num_used_blocks != held:
+        if audit is None and kv.num_used_blocks != held:
             raise InvariantError(
                 f"KV books: replica {replica.index} has {kv.num_used_blocks} blocks in use, its requests hold {held}"
             )

@@ -44,6 +44,7 @@ cdef class Replica:
     cdef public bint _wake_pending
     cdef public _Stretch _stretch
     cdef public long _outstanding
+    cdef public bint _loads
     cdef public long num_steps
     cdef public double busy_time_s
 
@@ -52,7 +53,7 @@ cdef class Replica:
     cpdef long _kv_used_now(self) except? -1
     @cython.locals(count=long, stretch=_Stretch, now=double, ends=list, j=long)
     cpdef long _outstanding_now(self) except? -1
-    @cython.locals(plan=BatchPlan, end=double)
+    @cython.locals(plan=BatchPlan, compute=double)
     cpdef _start_step(self, double now)
     @cython.locals(run=DecodeRun, stretch=_Stretch)
     cpdef _start_decode(self, BatchPlan plan, double now)

@@ -141,6 +141,8 @@ class Replica:
         self._wake_pending = False
         self._stretch: _Stretch | None = None
         self._outstanding = 0  # routed here and not finished, as of the last booked event
+        cache = scheduler.prefix_cache
+        self._loads = cache is not None and bool(cache.tiers)  # steps may wait for KV loads
         self.num_steps = 0
         self.busy_time_s = 0.0
 
@@ -243,8 +245,11 @@ class Replica:
         if plan.is_pure_decode:
             self._start_decode(plan, now)
         else:
-            end = now + self.step_model.time_s(plan.shape)
-            self.loop.schedule(end, STEP_DONE, self._on_step_done, (plan, now))
+            compute = self.step_model.time_s(plan.shape)
+            if self._loads:
+                # Prefix-cache entries the step's admissions brought up from lower tiers.
+                compute += self.scheduler.prefix_cache.take_stall_s(compute)
+            self.loop.schedule(now + compute, STEP_DONE, self._on_step_done, (plan, now))
 
     def _start_decode(self, plan: BatchPlan, now: float) -> None:
         run = self.scheduler.decode_run(plan, MAX_STRETCH_STEPS if self._stretch_enabled else 1)

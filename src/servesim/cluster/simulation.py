@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from servesim.cluster.semi_pd import SemiPdController, SemiPdSetup
 from servesim.cluster.views import ReplicaSnapshot
 from servesim.core.events import EventLoop
 from servesim.kvcache.manager import KVCacheManager
-from servesim.kvcache.prefix_cache import PrefixCache
+from servesim.kvcache.prefix_cache import PrefixCachingKVManager
 from servesim.metrics.records import FINISHED, IN_FLIGHT, REJECTED, RequestTable, TimeSeries, TimeSeriesBuilder
 from servesim.scheduler.batch_scheduler import BatchScheduler
 from servesim.scheduler.lockstep import LockstepScheduler
@@ -60,9 +60,11 @@ class ReplicaSetup:
     block_size: int
     max_model_len: int
     scheduler: SchedulerConfig
-    # Prefix caching (0: off): capacity in the workload's prefix blocks, and their size in tokens.
-    prefix_cache_blocks: int = 0
+    # Prefix caching (0: off): the workload's prefix block in tokens, a token's KV bytes
+    # (what lower tiers move), and a factory of the replica's lower KV tiers (CPU, SSD, ...).
     prefix_block_tokens: int = 0
+    kv_bytes_per_token: float = 0.0
+    make_kv_tiers: Callable[[], list] | None = None
 
 
 @dataclass
@@ -185,12 +187,17 @@ class Simulation:
             kv = self._shared_kv.setdefault(index % self._num_prefill, KVCacheManager(setup.num_kv_blocks, setup.block_size))
             fast_path = False
             scheduler = BatchScheduler(setup.scheduler, kv)
+        elif setup.prefix_block_tokens > 0:
+            tiers = setup.make_kv_tiers() if setup.make_kv_tiers is not None else []
+            kv = PrefixCachingKVManager(
+                setup.num_kv_blocks, setup.block_size, setup.prefix_block_tokens, setup.kv_bytes_per_token, tiers
+            )
+            scheduler = (LockstepScheduler if fast_path else BatchScheduler)(setup.scheduler, kv)
+            scheduler.prefix_cache = kv
         else:
             scheduler = (LockstepScheduler if fast_path else BatchScheduler)(
                 setup.scheduler, KVCacheManager(setup.num_kv_blocks, setup.block_size)
             )
-        if setup.prefix_cache_blocks > 0:
-            scheduler.prefix_cache = PrefixCache(setup.prefix_cache_blocks, setup.prefix_block_tokens)
         return Replica(
             index,
             self.loop,

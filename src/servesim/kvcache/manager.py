@@ -91,6 +91,13 @@ class KVCacheManager:
             # order vLLM uses (a prefix's head blocks are the most valuable).
             self.pool.release(held)
 
+    def blocks_released_by(self, request_ids: list[int]) -> int:
+        """Blocks that would stop being in use if these requests ended now."""
+        total = 0
+        for rid in request_ids:
+            total += self.num_blocks_of(rid)
+        return total
+
     def num_requests_holding(self) -> int:
         """How many requests hold at least one block."""
         return len(self._blocks)

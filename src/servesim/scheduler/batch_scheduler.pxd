@@ -49,7 +49,7 @@ cdef class BatchScheduler:
     cpdef DecodeRun decode_run(self, BatchPlan plan, long max_steps)
     cpdef list apply_decode_run(self, BatchPlan plan, DecodeRun run, list end_s)
     cpdef long run_blocks_used(self, BatchPlan plan, DecodeRun run, long num_steps) except? -1
-    @cython.locals(seq=Sequence, n=long, kv=KVCacheManager, running=list)
+    @cython.locals(seq=Sequence, n=long, kv=KVCacheManager, running=list, hit=long, attached=bint)
     cpdef _admit_waiting(self, double now, list seqs, list num_new, long budget)
     cpdef _retire(self, list finished)
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 from bisect import bisect_left
 
 from servesim.kvcache.manager import KVCacheManager
-from servesim.kvcache.prefix_cache import PrefixCache
 from servesim.perf.batch_shape import BatchShape
 from servesim.scheduler.config import SchedulerConfig
 from servesim.scheduler.queues import make_queue
@@ -127,20 +126,14 @@ class BatchScheduler:
         self._chunked = config.chunked_prefill
         self.num_preemptions = 0
         self.num_tokens_produced = 0  # output tokens sampled, all sequences (for the books)
-        self.prefix_cache: PrefixCache | None = None  # set by the replica's owner to cache prefixes
+        # The KV manager again when it caches prefixes (a PrefixCachingKVManager; set by the
+        # replica's owner): admission shares cached prefix blocks, a computed prompt files its own.
+        self.prefix_cache = None
 
     # ------------------------------------------------------------------ public
 
     def add(self, seq: Sequence) -> None:
-        """Queue a newly arrived sequence; a prefix-cache hit counts as computed already
-        (at least one prompt token is left to compute, to sample the first output token)."""
-        cache = self.prefix_cache
-        if cache is not None and seq.prefix:
-            hit = cache.lookup(seq.prefix) * cache.block_tokens
-            if hit > seq.num_prompt - 1:
-                hit = seq.num_prompt - 1
-            seq.num_computed = hit
-            seq.cached_tokens = hit
+        """Queue a newly arrived sequence."""
         self.waiting.push(seq)
 
     @property
@@ -191,6 +184,8 @@ class BatchScheduler:
         self.num_tokens_produced += 1
         if seq.first_token_s < 0.0:
             seq.first_token_s = end_s
+            if self.prefix_cache is not None and seq.prefix:
+                self.prefix_cache.register_prefix(seq.rid, seq.prefix, seq.num_prompt)
         else:
             gap = end_s - seq.last_token_s
             if gap > seq.max_itl_s:
@@ -269,14 +264,26 @@ class BatchScheduler:
         waiting = self.waiting
         running = self.running
         kv = self.kv
+        cache = self.prefix_cache
         while budget > 0 and len(waiting) and len(running) < self._max_seqs:
             seq = waiting.peek()
+            hit = 0
+            attached = False
+            if cache is not None and seq.prefix and seq.num_computed == 0:
+                # Cached leading prefix blocks count as computed; at least one prompt
+                # token is left to compute, to sample the first output token.
+                hit = cache.attach_prefix(seq.rid, seq.prefix)
+                attached = True
+                if hit > seq.num_prompt - 1:
+                    hit = seq.num_prompt - 1
+                seq.num_computed = hit
             n = seq.num_prompt + seq.num_generated - seq.num_computed
             if n > budget:
-                if not self._chunked:
-                    break
-                n = budget
-            if not kv.allocate_slots(seq.rid, seq.num_computed + n):
+                n = budget if self._chunked else 0
+            if n == 0 or not kv.allocate_slots(seq.rid, seq.num_computed + n):
+                if attached:
+                    kv.free(seq.rid)  # let go of the shared blocks until it is admitted
+                    seq.num_computed = 0
                 break
             waiting.pop()
             running.append(seq)
@@ -285,8 +292,7 @@ class BatchScheduler:
             budget -= n
             if seq.first_scheduled_s < 0.0:
                 seq.first_scheduled_s = now
-                if self.prefix_cache is not None and seq.prefix:
-                    self.prefix_cache.insert(seq.prefix)
+                seq.cached_tokens = hit
 
     def _preempt(self, seq: Sequence) -> None:
         """Preempt by recompute: drop the KV cache and requeue."""

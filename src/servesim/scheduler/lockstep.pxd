@@ -54,7 +54,7 @@ cdef class LockstepScheduler(BatchScheduler):
     cpdef _grant_due_through(self, long last_step)
     @cython.locals(block=long, total=long, bucket=list, epoch=long, seq=Sequence, end=long)
     cpdef long _blocks_needed(self, long first_step, long last_step) except? -1
-    @cython.locals(step=long, block=long, used=long, bucket=list, epoch=long, seq=Sequence)
+    @cython.locals(step=long, block=long, used=long, bucket=list, epoch=long, seq=Sequence, done=list)
     cpdef long run_blocks_used(self, BatchPlan plan, DecodeRun run, long num_steps) except? -1
     cpdef _push_gap(self, long step, double gap)
     @cython.locals(running=list, i=Py_ssize_t)

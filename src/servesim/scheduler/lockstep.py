@@ -230,6 +230,7 @@ class LockstepScheduler(BatchScheduler):
         step = self.step_index + num_steps - 1
         block = self.kv.block_size
         used = self.kv.num_used_blocks
+        done: list[int] = []
         for bucket in self._phases:
             for epoch, seq in bucket:
                 if epoch != seq.group_epoch or seq.group_join < 0:
@@ -237,9 +238,11 @@ class LockstepScheduler(BatchScheduler):
                 if _finish_step(seq) < step:
                     # Finished (and freed) by then; the blocks it would have been
                     # granted before finishing are not in the pool's count yet.
-                    used -= self.kv.num_blocks_of(seq.rid)
+                    done.append(seq.rid)
                 elif seq.group_next_block <= step:
                     used += (step - seq.group_next_block) // block + 1
+        if done:
+            used -= self.kv.blocks_released_by(done)
         return used
 
     # ------------------------------------------------------- group upkeep

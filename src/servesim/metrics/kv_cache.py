@@ -1,0 +1,49 @@
+"""The prefix cache's books across a run's replicas (``cluster.prefix_caching``).
+
+Counts prefix blocks (the trace's blocks, e.g. Mooncake's 512 tokens), not
+KV blocks.  ``prefix_cache_hit_rate`` is the share of the prefix blocks that
+admitted prompts asked for that were found cached, in any tier; per tier,
+``hit_rate`` is that tier's share.  Bytes loaded are KV bytes brought up to
+the GPU from a tier; bytes stored, those the tier above demoted into it.
+``load_stall_s`` is the time steps waited for loads (summed over replicas).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from servesim.metrics.stats import json_float, ratio
+
+
+def kv_cache_summary(managers: Sequence[Any]) -> dict[str, Any]:
+    """``prefix_cache_hit_rate`` and ``kv_cache`` (per tier: hits, hit rate, bytes moved, evictions)."""
+    looked = sum(m.looked_up_blocks for m in managers)
+    tiers: dict[str, dict[str, Any]] = {
+        "gpu": {
+            "hit_blocks": sum(m.gpu_hit_blocks for m in managers),
+            "evictions": sum(m.num_evicted for m in managers),
+        }
+    }
+    for m in managers:
+        for tier in m.tiers:
+            row = tiers.setdefault(tier.name, {"hit_blocks": 0, "evictions": 0, "bytes_loaded": 0.0, "bytes_stored": 0.0})
+            row["hit_blocks"] += tier.hit_blocks
+            row["evictions"] += tier.num_evicted
+            row["bytes_loaded"] += tier.bytes_loaded
+            row["bytes_stored"] += tier.bytes_stored
+    hits = 0
+    for row in tiers.values():
+        hits += row["hit_blocks"]
+        row["hit_rate"] = ratio(row["hit_blocks"], looked)
+        for key in ("bytes_loaded", "bytes_stored"):
+            if key in row:
+                row[key] = json_float(row[key])
+    return {
+        "prefix_cache_hit_rate": ratio(hits, looked),
+        "kv_cache": {
+            "lookups": sum(m.num_lookups for m in managers),
+            "looked_up_blocks": looked,
+            "load_stall_s": json_float(sum(m.stall_time_s for m in managers)),
+            "tiers": tiers,
+        },
+    }
