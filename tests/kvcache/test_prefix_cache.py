@@ -29,6 +29,7 @@ def computed(kv, rid, chain, prompt):
     """A request admitted with its hits, its prompt computed and filed."""
     hit = kv.attach_prefix(rid, chain)
     assert kv.allocate_slots(rid, prompt)
+    kv.commit_lookup(rid, True)
     kv.register_prefix(rid, chain, prompt)
     return hit
 
@@ -40,6 +41,7 @@ def test_a_computed_prompt_is_shared_by_the_next_and_counted_once():
     # The second prompt shares 10 and 11 (16 tokens), then misses.
     assert kv.attach_prefix(2, (10, 11, 99)) == 16
     assert kv.allocate_slots(2, 24)  # its own third KV pair: 2 more blocks
+    kv.commit_lookup(2, True)
     assert kv.num_used_blocks == 7 and kv.audit([1, 2]) == ""
     assert kv.gpu_hit_blocks == 2 and kv.looked_up_blocks == 6 and kv.num_lookups == 2
 
@@ -64,6 +66,19 @@ def test_idle_entries_are_free_room_and_are_evicted_least_recently_used_first():
     assert not kv.allocate_slots(7, 4) and kv.audit([4, 5, 6]) == ""
 
 
+def test_only_first_admissions_count_in_the_books():
+    kv = manager()
+    computed(kv, 1, (1,), 8)
+    kv.attach_prefix(2, (1, 2))  # admission fails: released, not counted
+    kv.free(2)
+    kv.attach_prefix(2, (1, 2))
+    kv.commit_lookup(2, True)
+    kv.free(2)
+    kv.attach_prefix(2, (1, 2))  # re-admitted after a preemption: not counted again
+    kv.commit_lookup(2, False)
+    assert kv.num_lookups == 2 and kv.looked_up_blocks == 3 and kv.gpu_hit_blocks == 1
+
+
 def test_a_waiting_copy_of_a_cached_hash_stays_private():
     kv = manager()
     kv.allocate_slots(1, 8)
@@ -84,7 +99,8 @@ def test_evicted_entries_go_down_a_tier_and_come_back_with_a_load():
     kv.free(2)
     # A hit in the CPU tier: 8 tokens x 100 bytes over 1000 B/s + 0.5 s, for each entry.
     assert kv.attach_prefix(3, (1, 2)) == 16
-    assert cpu.hit_blocks == 2 and cpu.bytes_loaded == 1600.0 and 1 not in cpu
+    kv.commit_lookup(3, True)
+    assert cpu.num_loads == 2 and kv.tier_hit_blocks == {"cpu": 2} and cpu.bytes_loaded == 1600.0 and 1 not in cpu
     assert kv.take_stall_s(0.1) == pytest.approx(2 * (0.5 + 0.8))
     assert kv.take_stall_s(0.1) == 0.0  # taken once
     assert kv.audit([3]) == ""

@@ -61,13 +61,16 @@ class PrefixCachingKVManager(KVCacheManager):
         # Loads priced into the next step: waited for, and overlapped with its compute.
         self._stall_s = 0.0
         self._overlap_s = 0.0
-        # Books: lookups and the prefix blocks they asked for, hits on the GPU, evictions,
-        # and the time steps waited for loads.
+        # Books, per request admitted for the first time (``commit_lookup``): lookups, the prefix
+        # blocks they asked for, and hits on the GPU and per tier; evictions from the GPU, and
+        # the time steps waited for loads.
         self.num_lookups = 0
         self.looked_up_blocks = 0
         self.gpu_hit_blocks = 0
+        self.tier_hit_blocks: dict[str, int] = {tier.name: 0 for tier in self.tiers}
         self.num_evicted = 0
         self.stall_time_s = 0.0
+        self._lookup: dict[int, tuple[int, list]] = {}  # request id -> (blocks asked, where each hit was)
 
     # ------------------------------------------------------------- capacity
 
@@ -103,6 +106,7 @@ class PrefixCachingKVManager(KVCacheManager):
         return KVCacheManager.append_block(self, request_id)
 
     def free(self, request_id: int) -> None:
+        self._lookup.pop(request_id, None)  # admission failed: the lookup does not count
         hashes = self._attached.pop(request_id, None)
         if not hashes:
             KVCacheManager.free(self, request_id)
@@ -173,10 +177,9 @@ class PrefixCachingKVManager(KVCacheManager):
         loads are priced into the admitting step (``take_stall_s``)."""
         if request_id in self._blocks:
             raise AssertionError(f"request {request_id} is admitted while it holds KV blocks")
-        self.num_lookups += 1
-        self.looked_up_blocks += len(block_ids)
         blocks: list[int] = []
         hashes: list[int] = []
+        found: list = []  # None for a GPU hit, else the tier it came from
         full = self.prefix_block_tokens // self.block_size
         for h in block_ids:
             entry = self._entries.get(h)
@@ -185,11 +188,13 @@ class PrefixCachingKVManager(KVCacheManager):
                     del self._idle[h]
                     self._idle_blocks -= len(entry)
                 self._refs[h] += 1
-                self.gpu_hit_blocks += 1
+                found.append(None)
             else:
-                entry = self._load(h)
+                tier = self._tier_of(h)
+                entry = None if tier is None else self._load(h)
                 if entry is None:
                     break
+                found.append(tier)
             blocks.extend(entry)
             hashes.append(h)
             if len(entry) < full:
@@ -197,7 +202,21 @@ class PrefixCachingKVManager(KVCacheManager):
         if hashes:
             self._blocks[request_id] = blocks
             self._attached[request_id] = hashes
+        self._lookup[request_id] = (len(block_ids), found)
         return len(blocks) * self.block_size
+
+    def commit_lookup(self, request_id: int, count: bool) -> None:
+        """The request was admitted: count its lookup in the books if ``count`` (its first admission)."""
+        asked, found = self._lookup.pop(request_id)
+        if not count:
+            return
+        self.num_lookups += 1
+        self.looked_up_blocks += asked
+        for tier in found:
+            if tier is None:
+                self.gpu_hit_blocks += 1
+            else:
+                self.tier_hit_blocks[tier.name] += 1
 
     def _tier_of(self, block_hash: int) -> KvTier | None:
         for tier in self.tiers:

@@ -28,7 +28,7 @@ class KvTier:
 
     __slots__ = (
         "name", "capacity_bytes", "bytes_per_s", "latency_s", "per_io_s", "bulk", "overlap", "bytes_per_token",
-        "_entries", "used_bytes", "hit_blocks", "bytes_loaded", "bytes_stored", "num_evicted",
+        "_entries", "used_bytes", "num_loads", "bytes_loaded", "bytes_stored", "num_evicted",
     )
 
     def __init__(
@@ -55,7 +55,7 @@ class KvTier:
         self.bytes_per_token = bytes_per_token
         self._entries: OrderedDict[int, int] = OrderedDict()  # hash -> tokens, least recently used first
         self.used_bytes = 0.0
-        self.hit_blocks = 0  # prefix blocks found here
+        self.num_loads = 0  # entries taken up to the GPU
         self.bytes_loaded = 0.0  # up to the GPU
         self.bytes_stored = 0.0  # down from the tier above
         self.num_evicted = 0
@@ -88,7 +88,7 @@ class KvTier:
         size = tokens * self.bytes_per_token
         self.used_bytes -= size
         self.bytes_loaded += size
-        self.hit_blocks += 1
+        self.num_loads += 1
         return tokens
 
     def load_s(self, num_entries: int, num_kv_blocks: int, num_bytes: float) -> float:

@@ -27,7 +27,7 @@ def kv_cache_summary(managers: Sequence[Any]) -> dict[str, Any]:
     for m in managers:
         for tier in m.tiers:
             row = tiers.setdefault(tier.name, {"hit_blocks": 0, "evictions": 0, "bytes_loaded": 0.0, "bytes_stored": 0.0})
-            row["hit_blocks"] += tier.hit_blocks
+            row["hit_blocks"] += m.tier_hit_blocks[tier.name]
             row["evictions"] += tier.num_evicted
             row["bytes_loaded"] += tier.bytes_loaded
             row["bytes_stored"] += tier.bytes_stored

@@ -290,6 +290,8 @@ class BatchScheduler:
             seqs.append(seq)
             num_new.append(n)
             budget -= n
+            if attached:
+                cache.commit_lookup(seq.rid, seq.first_scheduled_s < 0.0)
             if seq.first_scheduled_s < 0.0:
                 seq.first_scheduled_s = now
                 seq.cached_tokens = hit
