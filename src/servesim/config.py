@@ -189,6 +189,28 @@ class SemiPdConfig(BaseModel):
     )
 
 
+class KvCompressionConfig(BaseModel):
+    """Non-uniform (per-head) KV-cache compression (Tangram): the cache keeps a share of the full KV,
+    laid out in ragged pages (no overhead) or uniform pages (waste and step overheads)."""
+
+    model_config = _FROZEN
+
+    footprint_ratio: float = Field(0.25, gt=0, le=1, description="Mean share of the full KV cache the heads keep (fraction).")
+    paging: Literal["ragged", "uniform"] = Field(
+        "ragged",
+        description="'ragged': budget-reserved ragged paging (Tangram); 'uniform': uniform pages under non-uniform budgets.",
+    )
+    uniform_waste: float = Field(
+        0.3, ge=0, description="'uniform': unused share of every page, relative to the compressed footprint (fraction)."
+    )
+    uniform_prefill_overhead: float = Field(
+        0.25, ge=0, description="'uniform': extra time of steps with prompt tokens, reclaiming pages (fraction; up to 0.25 reported)."
+    )
+    uniform_decode_slowdown: float = Field(
+        1.7, ge=1, description="'uniform': pure-decode steps take this many times as long, heads out of balance (up to 1.7 reported)."
+    )
+
+
 class KvTierConfig(BaseModel):
     """A KV-cache tier below the GPU (per replica): prefix-cache entries the GPU evicts move here,
     and come back up on a hit, paying a load (docs/memory.md)."""
@@ -316,6 +338,9 @@ class ClusterConfig(BaseModel):
             "computed prompt's blocks stay cached (LRU, reference counted, in the KV cache's free room), and a "
             "prompt's cached leading blocks skip prefill."
         ),
+    )
+    kv_compression: KvCompressionConfig | None = Field(
+        None, description="Compress the KV cache head by head (Tangram); null: full KV cache."
     )
     kv_tiers: list[KvTierConfig] = Field(
         default_factory=list,

@@ -17,6 +17,7 @@ from servesim.errors import ConfigError, ServesimError
 from servesim.perf.catalog import Catalog
 from servesim.perf.dtypes import KV_BYTES_PER_ELEM, WEIGHT_FORMATS
 from servesim.perf.hardware_spec import HardwareSpec
+from servesim.perf.kv_compression import LayoutStepModel, memory_bytes_factor, read_bytes_factor
 from servesim.perf.memory import MemoryPlan, plan_memory
 from servesim.perf.model_spec import ModelSpec
 from servesim.perf.steptime import StepTimeModel
@@ -29,7 +30,7 @@ class Deployment:
     model: ModelSpec
     hardware: HardwareSpec
     memory: MemoryPlan
-    step_model: StepTimeModel
+    step_model: StepTimeModel  # or a wrapper with the same two methods (e.g. LayoutStepModel)
     max_model_len: int
 
 
@@ -54,6 +55,12 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
     cluster = config.cluster
     model = catalog.model(cluster.model)
     hardware = catalog.hardware(cluster.hardware)
+    kv_elem = KV_BYTES_PER_ELEM[cluster.kv_cache_dtype]
+    memory_factor = read_factor = 1.0
+    squeeze = cluster.kv_compression
+    if squeeze is not None:
+        memory_factor = memory_bytes_factor(squeeze.footprint_ratio, squeeze.paging, squeeze.uniform_waste)
+        read_factor = read_bytes_factor(squeeze.footprint_ratio)
     memory = plan_memory(
         model,
         hardware,
@@ -62,7 +69,7 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
         gpu_memory_utilization=cluster.gpu_memory_utilization,
         block_size=cluster.block_size,
         weight_bytes_per_param=WEIGHT_FORMATS[cluster.weight_dtype].bytes_per_param,
-        kv_bytes_per_elem=KV_BYTES_PER_ELEM[cluster.kv_cache_dtype],
+        kv_bytes_per_elem=kv_elem * memory_factor,
         activation_reserve_gb=cluster.activation_reserve_gb,
         max_num_batched_tokens=config.scheduler.max_num_batched_tokens,
     )
@@ -74,11 +81,13 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
         params=config.perf,
         cuda_graphs=cluster.cuda_graphs,
         weight_bytes_per_param=WEIGHT_FORMATS[cluster.weight_dtype].bytes_per_param,
-        kv_bytes_per_elem=KV_BYTES_PER_ELEM[cluster.kv_cache_dtype],
+        kv_bytes_per_elem=kv_elem * read_factor,
         gemm_compute=WEIGHT_FORMATS[cluster.weight_dtype].compute,
         expert_parallel=cluster.expert_parallel,
         prefill_graph_tokens=cluster.prefill_cuda_graph_tokens,
     )
+    if squeeze is not None and squeeze.paging == "uniform":
+        step_model = LayoutStepModel(step_model, 1.0 + squeeze.uniform_prefill_overhead, squeeze.uniform_decode_slowdown)
     max_len = cluster.max_model_len or model.max_context
     return Deployment(model, hardware, memory, step_model, max_len)
 
