@@ -211,6 +211,25 @@ class KvCompressionConfig(BaseModel):
     )
 
 
+class ExpertOffloadConfig(BaseModel):
+    """MoE expert offloading: a cache of experts per layer in GPU memory, the rest in host memory
+    (docs/memory.md)."""
+
+    model_config = _FROZEN
+
+    gpu_experts_per_layer: int = Field(ge=1, description="Routed experts each MoE layer keeps on the GPU (count; at least experts_per_token).")
+    routing_consistency: float | None = Field(
+        None, ge=0, le=1, description="The model's local routing consistency (0..1); null = 0.8, or 0.5 with shared experts."
+    )
+    miss: Literal["load", "cpu", "auto"] = Field(
+        "load",
+        description="A missing expert: 'load' it over PCIe (the step waits), run it on the 'cpu', or 'auto': the cheaper per step.",
+    )
+    pcie_gb_per_s: float = Field(25.0, gt=0, description="Host-to-GPU bandwidth for expert loads (GB/s).")
+    host_gb_per_s: float = Field(200.0, gt=0, description="Host memory bandwidth for experts run on the CPU (GB/s).")
+    cpu_tflops: float = Field(1.0, gt=0, description="CPU compute for experts run on the CPU (TFLOP/s).")
+
+
 class KvTierConfig(BaseModel):
     """A KV-cache tier below the GPU (per replica): prefix-cache entries the GPU evicts move here,
     and come back up on a hit, paying a load (docs/memory.md)."""
@@ -338,6 +357,9 @@ class ClusterConfig(BaseModel):
             "computed prompt's blocks stay cached (LRU, reference counted, in the KV cache's free room), and a "
             "prompt's cached leading blocks skip prefill."
         ),
+    )
+    expert_offload: ExpertOffloadConfig | None = Field(
+        None, description="Keep only some experts of an MoE model on the GPU; null: all of them."
     )
     kv_compression: KvCompressionConfig | None = Field(
         None, description="Compress the KV cache head by head (Tangram); null: full KV cache."

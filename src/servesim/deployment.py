@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from servesim.config import ClusterConfig, PoolConfig, ScenarioConfig
-from servesim.errors import ConfigError, ServesimError
+from servesim.errors import ConfigError, DeploymentError, ServesimError
 from servesim.perf.catalog import Catalog
 from servesim.perf.dtypes import KV_BYTES_PER_ELEM, WEIGHT_FORMATS
+from servesim.perf.expert_offload import ExpertOffloadStepModel, default_routing_consistency
 from servesim.perf.hardware_spec import HardwareSpec
 from servesim.perf.kv_compression import LayoutStepModel, memory_bytes_factor, read_bytes_factor
 from servesim.perf.memory import MemoryPlan, plan_memory
@@ -61,8 +62,20 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
     if squeeze is not None:
         memory_factor = memory_bytes_factor(squeeze.footprint_ratio, squeeze.paging, squeeze.uniform_waste)
         read_factor = read_bytes_factor(squeeze.footprint_ratio)
-    memory = plan_memory(
-        model,
+    offload = cluster.expert_offload
+    resident = model  # what the GPU holds: with expert offloading, only the cached experts
+    if offload is not None:
+        if not model.is_moe:
+            raise ConfigError(f"cluster.expert_offload: {model.id} is a dense model; expert offloading needs an MoE model")
+        if not model.experts_per_token <= offload.gpu_experts_per_layer <= model.num_experts:
+            raise ConfigError(
+                f"cluster.expert_offload.gpu_experts_per_layer = {offload.gpu_experts_per_layer}: must lie in "
+                f"{model.experts_per_token}..{model.num_experts} (experts per token..routed experts of {model.id})"
+            )
+        resident = model.model_copy(update={"num_experts": offload.gpu_experts_per_layer})
+    memory = _plan(
+        offload is not None,
+        resident,
         hardware,
         tensor_parallel=cluster.tensor_parallel,
         pipeline_parallel=cluster.pipeline_parallel,
@@ -86,10 +99,29 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
         expert_parallel=cluster.expert_parallel,
         prefill_graph_tokens=cluster.prefill_cuda_graph_tokens,
     )
+    if offload is not None:
+        consistency = offload.routing_consistency
+        step_model = ExpertOffloadStepModel(
+            step_model, model, offload.gpu_experts_per_layer,
+            default_routing_consistency(model) if consistency is None else consistency,
+            miss=offload.miss, weight_bytes_per_param=WEIGHT_FORMATS[cluster.weight_dtype].bytes_per_param,
+            pcie_bytes_per_s=offload.pcie_gb_per_s * 1e9, host_bytes_per_s=offload.host_gb_per_s * 1e9,
+            cpu_flops_s=offload.cpu_tflops * 1e12,
+        )
     if squeeze is not None and squeeze.paging == "uniform":
         step_model = LayoutStepModel(step_model, 1.0 + squeeze.uniform_prefill_overhead, squeeze.uniform_decode_slowdown)
     max_len = cluster.max_model_len or model.max_context
     return Deployment(model, hardware, memory, step_model, max_len)
+
+
+def _plan(offloading: bool, *args, **kwargs) -> MemoryPlan:
+    """``plan_memory``; with expert offloading, a model that does not fit also hears of the cache size."""
+    try:
+        return plan_memory(*args, **kwargs)
+    except DeploymentError as err:
+        if not offloading:
+            raise
+        raise DeploymentError(f"{err}; or keep fewer experts on the GPU (cluster.expert_offload.gpu_experts_per_layer)") from None
 
 
 def calibrated(config: ScenarioConfig) -> ScenarioConfig:
