@@ -26,6 +26,7 @@ import numpy as np
 
 from servesim.core.rng import RandomStreams
 from servesim.errors import ConfigError, TraceError
+from servesim.workload import prefix_chains
 from servesim.workload import synthetic as gen
 from servesim.workload import transforms
 from servesim.workload.config import (
@@ -53,10 +54,26 @@ def build_workload(cfg: TraceWorkloadConfig | SyntheticWorkloadConfig, streams: 
     windowing/sampling, ConfigError for a config of unknown type.
     """
     if isinstance(cfg, TraceWorkloadConfig):
-        return _with_difficulty(_build_trace(cfg, streams), cfg.difficulty, streams)
+        return _with_difficulty(_with_prefixes(_build_trace(cfg, streams), cfg, streams), cfg.difficulty, streams)
     if isinstance(cfg, SyntheticWorkloadConfig):
-        return _with_difficulty(_build_synthetic(cfg, streams), cfg.difficulty, streams)
+        return _with_difficulty(_with_prefixes(_build_synthetic(cfg, streams), cfg, streams), cfg.difficulty, streams)
     raise ConfigError(f"workload: unknown config type {type(cfg).__name__}; expected kind 'trace' or 'synthetic'")
+
+
+def _with_prefixes(workload: Workload, cfg, streams: RandomStreams) -> Workload:
+    """Derived prefix-block chains: from session turns, then shared system prompts (stream
+    ``workload.system_prompts``); unchanged when neither is configured."""
+    if cfg.session_prefixes:
+        if workload.session_id is None:
+            raise ConfigError(f"workload.session_prefixes: the workload ({workload.source}) has no session ids")
+        workload = prefix_chains.session_chains(workload, cfg.prefix_block_tokens)
+    sp = cfg.system_prompts
+    if sp is not None:
+        if cfg.session_prefixes:
+            raise ConfigError("workload.system_prompts and workload.session_prefixes cannot be combined yet; pick one")
+        workload = prefix_chains.with_system_prompts(workload, streams.stream("workload.system_prompts"), count=sp.count,
+                                                     tokens=sp.tokens, zipf=sp.zipf, block_tokens=cfg.prefix_block_tokens)
+    return workload
 
 
 def _with_difficulty(workload: Workload, cfg: DifficultyConfig | None, streams: RandomStreams) -> Workload:

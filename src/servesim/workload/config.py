@@ -36,6 +36,16 @@ class DifficultyConfig(BaseModel):
     b: float = Field(1.0, gt=0, description="Second shape parameter of the Beta distribution (b > a: mostly easy requests).")
 
 
+class SystemPromptsConfig(BaseModel):
+    """Shared system prompts prefixed to every prompt, for prefix caching (docs/memory.md)."""
+
+    model_config = _FROZEN
+
+    count: int = Field(1, ge=1, description="Distinct system prompts (count).")
+    tokens: int = Field(1024, ge=1, description="Length of each system prompt (tokens), added to every prompt.")
+    zipf: float = Field(0.0, ge=0, description="Zipf exponent of their popularity (0: uniform).")
+
+
 class TraceWorkloadConfig(BaseModel):
     """Replay a trace file, optionally windowed, rescaled in time and sampled.
 
@@ -99,6 +109,16 @@ class TraceWorkloadConfig(BaseModel):
     )
     difficulty: DifficultyConfig | None = Field(
         None, description="Draw a difficulty in [0, 1] per request for model routing; null = none."
+    )
+    system_prompts: SystemPromptsConfig | None = Field(
+        None, description="Prefix every prompt with one of a few shared system prompts (with their prefix-block chains)."
+    )
+    session_prefixes: bool = Field(
+        False,
+        description="Derive prefix-block chains from session turns: a turn shares its session's previous prompt (needs session ids).",
+    )
+    prefix_block_tokens: int = Field(
+        64, ge=1, description="Tokens per prefix block of derived chains (system prompts, session turns)."
     )
 
     @model_validator(mode="after")
@@ -218,6 +238,16 @@ class SyntheticWorkloadConfig(BaseModel):
     )
     difficulty: DifficultyConfig | None = Field(
         None, description="Draw a difficulty in [0, 1] per request for model routing; null = none."
+    )
+    system_prompts: SystemPromptsConfig | None = Field(
+        None, description="Prefix every prompt with one of a few shared system prompts (with their prefix-block chains)."
+    )
+    session_prefixes: bool = Field(
+        False,
+        description="Derive prefix-block chains from session turns: a turn shares its session's previous prompt (needs session ids).",
+    )
+    prefix_block_tokens: int = Field(
+        64, ge=1, description="Tokens per prefix block of derived chains (system prompts, session turns)."
     )
 
     @model_validator(mode="after")
