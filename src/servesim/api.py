@@ -26,7 +26,7 @@ from servesim.deployment import (  # noqa: F401 - build_catalog and build_deploy
     pool_deployments,
 )
 from servesim.errors import ConfigError
-from servesim.metrics.kv_cache import kv_cache_summary
+from servesim.metrics.kv_cache import chunk_cache_summary, kv_cache_summary
 from servesim.metrics.pools import pool_summary
 from servesim.metrics.records import RequestTable, RunInfo, TimeSeries
 from servesim.metrics.stats import json_float
@@ -115,6 +115,9 @@ def simulate(
     caches = [r.scheduler.prefix_cache for r in sim.replicas if r.scheduler.prefix_cache is not None]
     if caches:
         summary.update(kv_cache_summary(caches))
+    chunk_caches = [r.scheduler.chunk_cache for r in sim.replicas if r.scheduler.chunk_cache is not None]
+    if chunk_caches:
+        summary["chunk_cache"] = chunk_cache_summary(chunk_caches)
     if split:
         summary["semi_pd"] = {
             "split_changes": len(out.split_changes),

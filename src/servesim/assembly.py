@@ -21,6 +21,7 @@ from servesim.config import ClusterConfig, PdControllerConfig, PoolConfig, Scena
 from servesim.core.rng import RandomStreams
 from servesim.deployment import Deployment, gpus_per_replica, total_replicas
 from servesim.errors import ConfigError, DeploymentError
+from servesim.kvcache.chunk_cache import ChunkCache
 from servesim.kvcache.tiers import KvTier
 from servesim.perf.batch_shape import BatchShape
 from servesim.workload.request import Workload
@@ -37,8 +38,12 @@ def build_simulation(
     """
     cluster = config.cluster
     prefix_tokens = workload.prefix_block_size if cluster.prefix_caching and workload.prefix_block_ids else 0
+    if cluster.chunk_cache is not None and not workload.chunk_tokens:
+        raise ConfigError("cluster.chunk_cache reuses RAG chunks: the workload has none (set workload.rag)")
+    chunk_tokens = workload.chunk_tokens or 0
     layout = [
-        (_replica_setup(config, d, prefix_tokens or 0), step_model or d.step_model, pool.num_replicas) for pool, d in pools
+        (_replica_setup(config, d, prefix_tokens or 0, chunk_tokens), step_model or d.step_model, pool.num_replicas)
+        for pool, d in pools
     ]
     setup = layout[0][0]
     semi = _semi_pd_setup(config, layout[0][1], workload) if cluster.semi_pd is not None else None
@@ -79,9 +84,9 @@ def build_simulation(
     return sim
 
 
-def _replica_setup(config: ScenarioConfig, deployment: Deployment, prefix_tokens: int) -> ReplicaSetup:
+def _replica_setup(config: ScenarioConfig, deployment: Deployment, prefix_tokens: int, chunk_tokens: int = 0) -> ReplicaSetup:
     """What each replica of a deployment is built from (``prefix_tokens``: the workload's prefix
-    block size when prefix caching is on, else 0)."""
+    block size when prefix caching is on, else 0; ``chunk_tokens``: its RAG chunk size, else 0)."""
     cluster = config.cluster
     blocks, block_size = deployment.memory.num_kv_blocks, cluster.block_size
     if prefix_tokens % block_size:
@@ -99,6 +104,12 @@ def _replica_setup(config: ScenarioConfig, deployment: Deployment, prefix_tokens
             tiers.append(KvTier("unlimited", math.inf, math.inf, 0.0, bytes_per_token))
         return tiers
 
+    chunks = cluster.chunk_cache
+
+    def make_chunk_cache() -> ChunkCache:
+        bandwidth = math.inf if chunks.read_gb_per_s is None else chunks.read_gb_per_s * 1e9
+        return ChunkCache(chunks.capacity_gb * 1e9, bytes_per_token, chunk_tokens, chunks.recompute_fraction, bandwidth)
+
     return ReplicaSetup(
         num_kv_blocks=blocks,
         block_size=block_size,
@@ -107,6 +118,7 @@ def _replica_setup(config: ScenarioConfig, deployment: Deployment, prefix_tokens
         prefix_block_tokens=prefix_tokens,
         kv_bytes_per_token=bytes_per_token,
         make_kv_tiers=make_kv_tiers if prefix_tokens else None,
+        make_chunk_cache=make_chunk_cache if chunks is not None and chunk_tokens else None,
     )
 
 

@@ -230,6 +230,21 @@ class ExpertOffloadConfig(BaseModel):
     cpu_tflops: float = Field(1.0, gt=0, description="CPU compute for experts run on the CPU (TFLOP/s).")
 
 
+class ChunkCacheConfig(BaseModel):
+    """A RAG chunk cache per replica (Cache-Craft): chunks' KV reused at any position of a prompt,
+    but for a recomputed share (docs/memory.md)."""
+
+    model_config = _FROZEN
+
+    capacity_gb: float = Field(gt=0, description="Room for chunks' KV per replica (GB).")
+    recompute_fraction: float = Field(
+        0.15, ge=0, le=1, description="Share of a reused chunk's tokens recomputed to fix its attention to what precedes it."
+    )
+    read_gb_per_s: float | None = Field(
+        None, gt=0, description="Bandwidth of loading chunks into GPU memory (GB/s); null: the cache is in GPU memory (no load)."
+    )
+
+
 class KvTierConfig(BaseModel):
     """A KV-cache tier below the GPU (per replica): prefix-cache entries the GPU evicts move here,
     and come back up on a hit, paying a load (docs/memory.md)."""
@@ -364,6 +379,9 @@ class ClusterConfig(BaseModel):
     kv_compression: KvCompressionConfig | None = Field(
         None, description="Compress the KV cache head by head (Tangram); null: full KV cache."
     )
+    chunk_cache: ChunkCacheConfig | None = Field(
+        None, description="Cache RAG chunks' KV for reuse at any position (Cache-Craft; needs workload.rag); null: none."
+    )
     kv_tiers: list[KvTierConfig] = Field(
         default_factory=list,
         description=(
@@ -405,6 +423,8 @@ class ClusterConfig(BaseModel):
 
     @model_validator(mode="after")
     def _pools_add_up(self) -> ClusterConfig:
+        if self.chunk_cache is not None and self.prefix_caching:
+            raise ValueError("chunk_cache and prefix_caching cannot be combined yet; compare them one at a time")
         if (self.kv_tiers or self.prefix_cache_unlimited) and not self.prefix_caching:
             raise ValueError("kv_tiers and prefix_cache_unlimited hold prefix-cache entries: set prefix_caching: true")
         names = [t.name for t in self.kv_tiers]

@@ -141,8 +141,9 @@ class Replica:
         self._wake_pending = False
         self._stretch: _Stretch | None = None
         self._outstanding = 0  # routed here and not finished, as of the last booked event
-        cache = scheduler.prefix_cache
-        self._loads = cache is not None and bool(cache.tiers)  # steps may wait for KV loads
+        cache, chunks = scheduler.prefix_cache, scheduler.chunk_cache
+        # Steps may wait for KV loads: from lower prefix-cache tiers, or a chunk cache off the GPU.
+        self._loads = (cache is not None and bool(cache.tiers)) or (chunks is not None and chunks.bytes_per_s < float("inf"))
         self.num_steps = 0
         self.busy_time_s = 0.0
 
@@ -247,8 +248,8 @@ class Replica:
         else:
             compute = self.step_model.time_s(plan.shape)
             if self._loads:
-                # Prefix-cache entries the step's admissions brought up from lower tiers.
-                compute += self.scheduler.prefix_cache.take_stall_s(compute)
+                # KV the step's admissions brought from lower tiers or a chunk cache.
+                compute += self.scheduler.take_load_stall_s(compute)
             self.loop.schedule(now + compute, STEP_DONE, self._on_step_done, (plan, now))
 
     def _start_decode(self, plan: BatchPlan, now: float) -> None:

@@ -68,7 +68,7 @@ cdef class Simulation:
     cdef public long _longest_model_len
 
     @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,
-                   reason=str, session=object, prefix=object)
+                   reason=str, session=object, prefix=object, chunks=object)
     cpdef _on_arrival(self, double now, object _payload)
     @cython.locals(seq=Sequence, i=long)
     @cython.locals(r=long, remote=long)

@@ -65,6 +65,8 @@ class ReplicaSetup:
     prefix_block_tokens: int = 0
     kv_bytes_per_token: float = 0.0
     make_kv_tiers: Callable[[], list] | None = None
+    # A factory of the replica's RAG chunk cache (None: no chunk cache).
+    make_chunk_cache: Callable[[], object] | None = None
 
 
 @dataclass
@@ -134,7 +136,7 @@ class Simulation:
         self._num_done = 0
         self._next_arrival_s = float("inf")  # time of the next arrival event
         self._chunk_start = 0
-        self._chunk: tuple[list, list, list, list, list | None, list | None] = ([], [], [], [], None, None)
+        self._chunk: tuple = ([], [], [], [], None, None, None)
         self._init_topology(view_delay_s, hold_short_s, short_prompt_tokens)
         # The largest request the most capacious replica could ever hold, in tokens.
         self._kv_token_capacity = max(s.num_kv_blocks * s.block_size for s in self._setups)
@@ -198,6 +200,8 @@ class Simulation:
             scheduler = (LockstepScheduler if fast_path else BatchScheduler)(
                 setup.scheduler, KVCacheManager(setup.num_kv_blocks, setup.block_size)
             )
+        if setup.make_chunk_cache is not None:
+            scheduler.chunk_cache = setup.make_chunk_cache()
         return Replica(
             index,
             self.loop,
@@ -273,10 +277,12 @@ class Simulation:
         if k >= len(self._chunk[0]):
             self._load_chunk(i)
             k = 0
-        prompt, output, priority, arrival, session, prefix = self._chunk
+        prompt, output, priority, arrival, session, prefix, chunks = self._chunk
         seq = Sequence(i, now, prompt[k], output[k], priority[k], None if session is None else session[k])
         if prefix is not None:
             seq.prefix = prefix[k]
+        if chunks is not None:
+            seq.chunks = chunks[k]
         reason = self._rejection(seq)
         if reason:
             self._status[i] = REJECTED
@@ -503,6 +509,7 @@ class Simulation:
             w.arrival_s[start:stop].tolist(),
             None if w.session_id is None else [_session_key(s) for s in w.session_id[start:stop]],
             None if w.prefix_block_ids is None else [tuple(ids) for ids in w.prefix_block_ids[start:stop]],
+            None if w.chunk_ids is None else [tuple(ids) for ids in w.chunk_ids[start:stop]],
         )
 
 

@@ -47,3 +47,17 @@ def kv_cache_summary(managers: Sequence[Any]) -> dict[str, Any]:
             "tiers": tiers,
         },
     }
+
+
+def chunk_cache_summary(caches: Sequence[Any]) -> dict[str, Any]:
+    """RAG chunk caches across replicas: chunk hit rate at first admissions, tokens reused, load stalls."""
+    looked = sum(c.looked_up_chunks for c in caches)
+    hits = sum(c.hit_chunks for c in caches)
+    return {
+        "lookups": sum(c.num_lookups for c in caches),
+        "looked_up_chunks": looked,
+        "hit_chunks": hits,
+        "hit_rate": ratio(hits, looked),
+        "reused_tokens": sum(c.reused_tokens for c in caches),
+        "load_stall_s": json_float(sum(c.stall_time_s for c in caches)),
+    }

@@ -41,6 +41,7 @@ cdef class BatchScheduler:
     cdef public long num_preemptions
     cdef public long num_tokens_produced
     cdef public object prefix_cache
+    cdef public object chunk_cache
 
     cpdef BatchPlan schedule(self, double now)
     @cython.locals(seq=Sequence, n=long, seqs=list, num_new=list, i=Py_ssize_t)
@@ -49,7 +50,7 @@ cdef class BatchScheduler:
     cpdef DecodeRun decode_run(self, BatchPlan plan, long max_steps)
     cpdef list apply_decode_run(self, BatchPlan plan, DecodeRun run, list end_s)
     cpdef long run_blocks_used(self, BatchPlan plan, DecodeRun run, long num_steps) except? -1
-    @cython.locals(seq=Sequence, n=long, kv=KVCacheManager, running=list, hit=long, attached=bint)
+    @cython.locals(seq=Sequence, n=long, kv=KVCacheManager, running=list, hit=long, attached=bint, reused=bint)
     cpdef _admit_waiting(self, double now, list seqs, list num_new, long budget)
     cpdef _retire(self, list finished)
 

@@ -129,12 +129,23 @@ class BatchScheduler:
         # The KV manager again when it caches prefixes (a PrefixCachingKVManager; set by the
         # replica's owner): admission shares cached prefix blocks, a computed prompt files its own.
         self.prefix_cache = None
+        self.chunk_cache = None  # a ChunkCache (RAG chunk reuse), set by the replica's owner
 
     # ------------------------------------------------------------------ public
 
     def add(self, seq: Sequence) -> None:
         """Queue a newly arrived sequence."""
         self.waiting.push(seq)
+
+    def take_load_stall_s(self, compute_s: float) -> float:
+        """Time the step just planned (``compute_s`` of compute) waits for the KV its admissions
+        brought from lower tiers or a chunk cache."""
+        stall = 0.0
+        if self.prefix_cache is not None:
+            stall += self.prefix_cache.take_stall_s(compute_s)
+        if self.chunk_cache is not None:
+            stall += self.chunk_cache.take_stall_s()
+        return stall
 
     @property
     def num_waiting(self) -> int:
@@ -186,6 +197,8 @@ class BatchScheduler:
             seq.first_token_s = end_s
             if self.prefix_cache is not None and seq.prefix:
                 self.prefix_cache.register_prefix(seq.rid, seq.prefix, seq.num_prompt)
+            elif self.chunk_cache is not None and seq.chunks:
+                self.chunk_cache.insert(seq.chunks)
         else:
             gap = end_s - seq.last_token_s
             if gap > seq.max_itl_s:
@@ -269,6 +282,7 @@ class BatchScheduler:
             seq = waiting.peek()
             hit = 0
             attached = False
+            reused = False
             if cache is not None and seq.prefix and seq.num_computed == 0:
                 # Cached leading prefix blocks count as computed; at least one prompt
                 # token is left to compute, to sample the first output token.
@@ -277,11 +291,18 @@ class BatchScheduler:
                 if hit > seq.num_prompt - 1:
                     hit = seq.num_prompt - 1
                 seq.num_computed = hit
+            elif self.chunk_cache is not None and seq.chunks and seq.num_computed == 0:
+                # Cached RAG chunks count as computed, but for their recomputed share.
+                hit = self.chunk_cache.reusable_tokens(seq.chunks)
+                reused = True
+                if hit > seq.num_prompt - 1:
+                    hit = seq.num_prompt - 1
+                seq.num_computed = hit
             n = seq.num_prompt + seq.num_generated - seq.num_computed
             if n > budget:
                 n = budget if self._chunked else 0
             if n == 0 or not kv.allocate_slots(seq.rid, seq.num_computed + n):
-                if attached:
+                if attached or reused:
                     kv.free(seq.rid)  # let go of the shared blocks until it is admitted
                     seq.num_computed = 0
                 break
@@ -292,6 +313,8 @@ class BatchScheduler:
             budget -= n
             if attached:
                 cache.commit_lookup(seq.rid, seq.first_scheduled_s < 0.0)
+            elif reused:
+                self.chunk_cache.reuse(seq.chunks, seq.first_scheduled_s < 0.0)
             if seq.first_scheduled_s < 0.0:
                 seq.first_scheduled_s = now
                 seq.cached_tokens = hit

@@ -21,6 +21,7 @@ class Sequence:
         "priority",
         "session",
         "prefix",
+        "chunks",
         "cached_tokens",
         "num_generated",
         "num_computed",
@@ -50,6 +51,7 @@ class Sequence:
         self.priority = priority
         self.session = session  # conversation/agent id (routers may use it), or None
         self.prefix: tuple[int, ...] = ()  # the prompt's prefix-block hashes, when the trace has them
+        self.chunks: tuple[int, ...] = ()  # the RAG chunks the prompt is built from, when it is
         self.cached_tokens = 0  # prompt tokens found in the replica's prefix cache on arrival
         self.num_generated = 0
         self.num_computed = 0

@@ -61,16 +61,23 @@ def build_workload(cfg: TraceWorkloadConfig | SyntheticWorkloadConfig, streams: 
 
 
 def _with_prefixes(workload: Workload, cfg, streams: RandomStreams) -> Workload:
-    """Derived prefix-block chains: from session turns, then shared system prompts (stream
-    ``workload.system_prompts``); unchanged when neither is configured."""
+    """Derived prefix-block chains: from session turns, shared system prompts (stream
+    ``workload.system_prompts``) or RAG prompts (stream ``workload.rag``); unchanged when none
+    is configured."""
     if cfg.session_prefixes:
         if workload.session_id is None:
             raise ConfigError(f"workload.session_prefixes: the workload ({workload.source}) has no session ids")
         workload = prefix_chains.session_chains(workload, cfg.prefix_block_tokens)
     sp = cfg.system_prompts
+    derived = [name for name in ("session_prefixes", "system_prompts", "rag") if getattr(cfg, name)]
+    if len(derived) > 1:
+        raise ConfigError(f"workload: {' and '.join(derived)} cannot be combined yet; pick one")
+    if cfg.rag is not None:
+        r = cfg.rag
+        workload = prefix_chains.rag_prompts(workload, streams.stream("workload.rag"), num_chunks=r.num_chunks,
+                                             chunks_per_request=r.chunks_per_request, chunk_tokens=r.chunk_tokens,
+                                             zipf=r.zipf, block_tokens=cfg.prefix_block_tokens)
     if sp is not None:
-        if cfg.session_prefixes:
-            raise ConfigError("workload.system_prompts and workload.session_prefixes cannot be combined yet; pick one")
         workload = prefix_chains.with_system_prompts(workload, streams.stream("workload.system_prompts"), count=sp.count,
                                                      tokens=sp.tokens, zipf=sp.zipf, block_tokens=cfg.prefix_block_tokens)
     return workload

@@ -46,6 +46,23 @@ class SystemPromptsConfig(BaseModel):
     zipf: float = Field(0.0, ge=0, description="Zipf exponent of their popularity (0: uniform).")
 
 
+class RagConfig(BaseModel):
+    """Prompts built from retrieved chunks (RAG): chunks, then the drawn prompt as the question."""
+
+    model_config = _FROZEN
+
+    num_chunks: int = Field(10000, ge=1, description="Chunks in the corpus (count).")
+    chunks_per_request: int = Field(5, ge=1, description="Distinct chunks each prompt retrieves (count).")
+    chunk_tokens: int = Field(512, ge=1, description="Tokens per chunk.")
+    zipf: float = Field(1.0, ge=0, description="Zipf exponent of chunk popularity (0: uniform).")
+
+    @model_validator(mode="after")
+    def _enough_chunks(self) -> "RagConfig":
+        if self.chunks_per_request > self.num_chunks:
+            raise ValueError(f"chunks_per_request = {self.chunks_per_request} exceeds num_chunks = {self.num_chunks}")
+        return self
+
+
 class TraceWorkloadConfig(BaseModel):
     """Replay a trace file, optionally windowed, rescaled in time and sampled.
 
@@ -118,7 +135,10 @@ class TraceWorkloadConfig(BaseModel):
         description="Derive prefix-block chains from session turns: a turn shares its session's previous prompt (needs session ids).",
     )
     prefix_block_tokens: int = Field(
-        64, ge=1, description="Tokens per prefix block of derived chains (system prompts, session turns)."
+        64, ge=1, description="Tokens per prefix block of derived chains (system prompts, session turns, RAG prompts)."
+    )
+    rag: RagConfig | None = Field(
+        None, description="Build every prompt from retrieved chunks, then the drawn prompt as the question (RAG)."
     )
 
     @model_validator(mode="after")
@@ -247,7 +267,10 @@ class SyntheticWorkloadConfig(BaseModel):
         description="Derive prefix-block chains from session turns: a turn shares its session's previous prompt (needs session ids).",
     )
     prefix_block_tokens: int = Field(
-        64, ge=1, description="Tokens per prefix block of derived chains (system prompts, session turns)."
+        64, ge=1, description="Tokens per prefix block of derived chains (system prompts, session turns, RAG prompts)."
+    )
+    rag: RagConfig | None = Field(
+        None, description="Build every prompt from retrieved chunks, then the drawn prompt as the question (RAG)."
     )
 
     @model_validator(mode="after")

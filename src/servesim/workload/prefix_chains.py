@@ -18,6 +18,10 @@ others they are derived here, ``block_tokens`` tokens per block:
   is computed again (conservative).  Requests without a session get fresh
   hashes only.
 
+* **RAG prompts** (``rag_prompts``): retrieved chunks, then the question;
+  the chunk ids feed a chunk cache (``servesim.kvcache.chunk_cache``), the
+  chains prefix caching.
+
 Fresh hashes are unique integers; a workload's chains and
 ``prefix_block_size`` are set together.
 """
@@ -72,3 +76,44 @@ def session_chains(workload: Workload, block_tokens: int) -> Workload:
         if session is not None and session == session:
             last[session] = (chain, prompt)
     return dataclasses.replace(workload, prefix_block_ids=chains, prefix_block_size=block_tokens)
+
+
+def rag_prompts(
+    workload: Workload,
+    rng: np.random.Generator,
+    *,
+    num_chunks: int,
+    chunks_per_request: int,
+    chunk_tokens: int,
+    zipf: float,
+    block_tokens: int,
+) -> Workload:
+    """``workload`` as RAG prompts: each prompt is ``chunks_per_request`` distinct chunks (of
+    ``num_chunks``, Zipf(``zipf``)-popular, in the retriever's random order) of ``chunk_tokens``
+    tokens, then its own prompt as the question.  Sets ``chunk_ids`` and prefix chains: a block
+    inside the chunks hashes the chunks up to its end (so equal leading chunks share blocks);
+    blocks that reach the question are fresh."""
+    n = len(workload)
+    ranks = np.arange(1, num_chunks + 1, dtype=np.float64)
+    weights = ranks ** -zipf if zipf > 0 else np.ones(num_chunks)
+    weights /= weights.sum()
+    region = chunks_per_request * chunk_tokens
+    prompts = workload.prompt_tokens + region
+    ids: dict[tuple, int] = {}
+    fresh = counter(1 << 40)  # far from the shared ids
+    chunk_ids, chains = [], []
+    for i in range(n):
+        chosen = tuple(int(c) for c in rng.choice(num_chunks, size=chunks_per_request, replace=False, p=weights))
+        chunk_ids.append(chosen)
+        chain = []
+        for j in range(-(-int(prompts[i]) // block_tokens)):
+            end = (j + 1) * block_tokens  # the block's last token is end - 1
+            if end <= region:
+                last = (end - 1) // chunk_tokens
+                key = (chosen[: last + 1], end - last * chunk_tokens)
+                chain.append(ids.setdefault(key, len(ids)))
+            else:
+                chain.append(next(fresh))
+        chains.append(tuple(chain))
+    return dataclasses.replace(workload, prompt_tokens=prompts, chunk_ids=chunk_ids, chunk_tokens=chunk_tokens,
+                               prefix_block_ids=chains, prefix_block_size=block_tokens)

@@ -46,7 +46,9 @@ class Workload:
     and >= 1; ``priority`` is int64.  Optional columns are None or length n.
     ``prefix_block_ids`` (when present) is a list of int tuples and
     ``prefix_block_size`` the tokens per block.  ``difficulty`` (float64 in
-[0, 1], for model routing) is None unless the workload config draws it.  ``skipped`` counts the source
+[0, 1], for model routing) is None unless the workload config draws it.
+``chunk_ids`` (RAG prompts: the retrieved chunks each prompt is built
+from, ``chunk_tokens`` tokens each) is None unless configured.  ``skipped`` counts the source
     rows that were not turned into requests, by reason (e.g.
     ``{"zero_output_tokens": 12}``); ``source`` names where it came from.
     """
@@ -60,6 +62,8 @@ class Workload:
     prefix_block_ids: list[tuple[int, ...]] | None = None
     prefix_block_size: int | None = None
     difficulty: np.ndarray | None = None
+    chunk_ids: list[tuple[int, ...]] | None = None
+    chunk_tokens: int | None = None
     source: str = "unknown"
     skipped: dict[str, int] = field(default_factory=dict)
 
@@ -133,6 +137,8 @@ class Workload:
             prefix_block_ids=None if self.prefix_block_ids is None else [self.prefix_block_ids[i] for i in index],
             prefix_block_size=self.prefix_block_size,
             difficulty=pick(self.difficulty),
+            chunk_ids=None if self.chunk_ids is None else [self.chunk_ids[i] for i in index],
+            chunk_tokens=self.chunk_tokens,
             source=self.source,
             skipped=dict(self.skipped),
         )
