@@ -146,8 +146,43 @@ def rag_chunk_cache() -> list[str]:
     return rows
 
 
+SHARED_CLAUDE_CODE = Path(__file__).resolve().parents[2] / "shared" / "traces" / "agentic-claude-code" / "claude_code_traces_even.tar.gz"
+
+
+def _program_row(label: str, s: dict) -> str:
+    p = s["programs"]
+    return (f"| {label} | {p['completed']} / {p['count']} | {p['jct_s']['mean']:.0f} s | {p['jct_s']['p50']:.0f} s | "
+            f"{s['prefix_cache_hit_rate']:.1%} | {s['ttft_s']['mean']:.2f} s |")
+
+
+def agent_pinning() -> list[str]:
+    """Agent programs: plain LRU with FCFS (vLLM-like), LRU with program-level FCFS, Continuum's predicted
+    TTL, and fixed TTLs; on the synthetic example and, when ../shared is beside the repository, on 40
+    Claude Code conversations."""
+    runs = [("LRU, request FCFS (baseline)", ["cluster.kv_pinning=null", "scheduler.policy=fcfs"]),
+            ("LRU, program FCFS", ["cluster.kv_pinning=null"]),
+            ("Continuum: predicted TTL, program FCFS", []),
+            ("fixed TTL 5 s, program FCFS", ["cluster.kv_pinning.policy=fixed", "cluster.kv_pinning.ttl_s=5"]),
+            ("fixed TTL 30 s, program FCFS", ["cluster.kv_pinning.policy=fixed", "cluster.kv_pinning.ttl_s=30"])]
+    rows = ["| run | programs completed | JCT mean | JCT p50 | prefix-block hit rate | TTFT mean |", "|---|---|---|---|---|---|",
+            "| *synthetic (examples/agent-continuum.yaml)* | | | | | |"]
+    for label, overrides in runs:
+        rows.append(_program_row(label, servesim.simulate(load_config(EXAMPLES / "agent-continuum.yaml", overrides)).summary))
+    if SHARED_CLAUDE_CODE.exists():
+        for rate in (0.05, 0.1):
+            rows.append(f"| *40 Claude Code conversations, {rate:g} programs/s* | | | | | |")
+            for label, overrides in runs:
+                traces = [f"workload.source=claude_code", f"workload.path={SHARED_CLAUDE_CODE}", "workload.num_programs=40",
+                          f"workload.arrival.rate_rps={rate}", "cluster.num_replicas=2", "cluster.gpu_memory_utilization=0.45",
+                          "router.policy=session_affinity", "catalog.models={qwen2.5-7b: {max_context: 131072}}"]
+                config = load_config(EXAMPLES / "agent-continuum.yaml", [*traces, *overrides])
+                rows.append(_program_row(label, servesim.simulate(config).summary))
+    return rows
+
+
 def main() -> None:
-    for table in (kv_tiers(), unlimited_hit_rate(), kv_compression(), expert_offload(), system_prompts(), rag_chunk_cache()):
+    for table in (kv_tiers(), unlimited_hit_rate(), kv_compression(), expert_offload(), system_prompts(), rag_chunk_cache(),
+                  agent_pinning()):
         print("\n".join(table))
         print()
 

@@ -46,7 +46,7 @@ def _scenarios(tmp_path: Path) -> list[tuple[Path, list[str]]]:
     out = []
     for path in EXAMPLES:
         kind = yaml.safe_load(path.read_text())["workload"].get("kind", "trace")
-        size = "workload.max_requests=400" if kind == "trace" else "workload.num_requests=400"
+        size = {"trace": "workload.max_requests=400", "agent": "workload.num_programs=40"}.get(kind, "workload.num_requests=400")
         out.append((path, ["--set", size]))
     for name, scenario in EXTRA_SCENARIOS.items():
         path = tmp_path / f"{name}.yaml"

@@ -317,12 +317,12 @@ def test_workload_without_kind_names_the_kinds(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("workload:\n  rate_scale: 4\n")
     message = config_error(path=path)
-    assert message == "config error: workload.kind: required field is missing (allowed: trace, synthetic)"
+    assert message == "config error: workload.kind: required field is missing (allowed: trace, synthetic, agent)"
 
 
 def test_unknown_workload_kind():
     message = config_error(path=None, overrides=["workload.kind=replay"])
-    assert message == "config error: workload.kind = 'replay': unknown kind (allowed: trace, synthetic)"
+    assert message == "config error: workload.kind = 'replay': unknown kind (allowed: trace, synthetic, agent)"
 
 
 def test_trace_workload_missing_path():

@@ -16,9 +16,9 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yam
 
 def _shortened(path: Path, fast: bool):
     cfg = load_config(path, [f"engine.fast_path={str(fast).lower()}"])
-    if cfg.workload.kind == "trace":
-        return load_config(path, [f"engine.fast_path={str(fast).lower()}", "workload.max_requests=400"])
-    return load_config(path, [f"engine.fast_path={str(fast).lower()}", "workload.num_requests=400"])
+    size = {"trace": "workload.max_requests=400", "agent": "workload.num_programs=40"}.get(
+        cfg.workload.kind, "workload.num_requests=400")
+    return load_config(path, [f"engine.fast_path={str(fast).lower()}", size])
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)

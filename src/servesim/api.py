@@ -28,6 +28,7 @@ from servesim.deployment import (  # noqa: F401 - build_catalog and build_deploy
 from servesim.errors import ConfigError
 from servesim.metrics.kv_cache import chunk_cache_summary, kv_cache_summary
 from servesim.metrics.pools import pool_summary
+from servesim.metrics.programs import program_summary
 from servesim.metrics.records import RequestTable, RunInfo, TimeSeries
 from servesim.metrics.stats import json_float
 from servesim.metrics.summary import summarize
@@ -91,7 +92,7 @@ def simulate(
     finally:
         if bar is not None:
             bar.close()
-    check_conservation(out.requests, sim.replicas)
+    check_conservation(out.requests, sim.replicas, config.horizon_s)
     cluster = config.cluster
     mixed = len(pools) > 1  # GPUs of more than one kind or size
     split = cluster.semi_pd is not None  # two simulated workers per replica
@@ -115,6 +116,11 @@ def simulate(
     caches = [r.scheduler.prefix_cache for r in sim.replicas if r.scheduler.prefix_cache is not None]
     if caches:
         summary.update(kv_cache_summary(caches))
+    if workload.follows is not None:
+        summary.update(program_summary(out.requests, workload))
+        if sim.pinning is not None:
+            summary["kv_pinning"] = {"pins": sim.pinning.num_pins,
+                                     "pinned_block_seconds": json_float(sim.pinning.pinned_block_seconds)}
     chunk_caches = [r.scheduler.chunk_cache for r in sim.replicas if r.scheduler.chunk_cache is not None]
     if chunk_caches:
         summary["chunk_cache"] = chunk_cache_summary(chunk_caches)

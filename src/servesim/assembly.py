@@ -13,6 +13,7 @@ from typing import Any
 
 from servesim.cluster.disaggregation import PdSetup
 from servesim.cluster.model_routing import PoolProfile, make_model_router
+from servesim.cluster.pinning import KvPinning
 from servesim.cluster.router_config import MODEL_ROUTERS
 from servesim.cluster.routers import make_router
 from servesim.cluster.semi_pd import SemiPdSetup, SmShareStepModel, SmSplit
@@ -80,6 +81,9 @@ def build_simulation(
         semi_pd=semi,
     )
     sim.pool_profiles = profiles
+    pin = cluster.kv_pinning
+    if pin is not None:
+        sim.pinning = KvPinning(pin.policy, pin.ttl_s, pin.scale, pin.max_ttl_s)
     sim.semi_pd_splits = list(semi.splits) if semi is not None else []
     return sim
 

@@ -245,6 +245,20 @@ class ChunkCacheConfig(BaseModel):
     )
 
 
+class KvPinningConfig(BaseModel):
+    """Pin an agent call's KV across the tool call that follows it (Continuum; docs/memory.md)."""
+
+    model_config = _FROZEN
+
+    policy: Literal["fixed", "predicted"] = Field(
+        "predicted",
+        description="'fixed': pin for ttl_s; 'predicted': scale x the program's mean tool gap so far, unless over max_ttl_s.",
+    )
+    ttl_s: float = Field(10.0, gt=0, description="'fixed': the time to live; 'predicted': the guess before any gap was seen (s).")
+    scale: float = Field(1.5, gt=0, description="'predicted': time to live as a multiple of the predicted gap.")
+    max_ttl_s: float = Field(30.0, gt=0, description="'predicted': do not pin when the predicted gap is longer than this (s).")
+
+
 class KvTierConfig(BaseModel):
     """A KV-cache tier below the GPU (per replica): prefix-cache entries the GPU evicts move here,
     and come back up on a hit, paying a load (docs/memory.md)."""
@@ -382,6 +396,9 @@ class ClusterConfig(BaseModel):
     chunk_cache: ChunkCacheConfig | None = Field(
         None, description="Cache RAG chunks' KV for reuse at any position (Cache-Craft; needs workload.rag); null: none."
     )
+    kv_pinning: KvPinningConfig | None = Field(
+        None, description="Pin agent calls' KV across tool calls (Continuum; needs prefix_caching and an agent workload); null: none."
+    )
     kv_tiers: list[KvTierConfig] = Field(
         default_factory=list,
         description=(
@@ -425,6 +442,8 @@ class ClusterConfig(BaseModel):
     def _pools_add_up(self) -> ClusterConfig:
         if self.chunk_cache is not None and self.prefix_caching:
             raise ValueError("chunk_cache and prefix_caching cannot be combined yet; compare them one at a time")
+        if self.kv_pinning is not None and not self.prefix_caching:
+            raise ValueError("kv_pinning holds prefix-cache entries: set prefix_caching: true")
         if (self.kv_tiers or self.prefix_cache_unlimited) and not self.prefix_caching:
             raise ValueError("kv_tiers and prefix_cache_unlimited hold prefix-cache entries: set prefix_caching: true")
         names = [t.name for t in self.kv_tiers]
@@ -614,7 +633,7 @@ def format_validation_error(err: ValidationError) -> str:
 def _workload_models() -> dict[str, type[BaseModel]]:
     from servesim.workload import config as wc
 
-    return {"trace": wc.TraceWorkloadConfig, "synthetic": wc.SyntheticWorkloadConfig}
+    return {"trace": wc.TraceWorkloadConfig, "synthetic": wc.SyntheticWorkloadConfig, "agent": wc.AgentWorkloadConfig}
 
 
 def _workload_kinds() -> str:

@@ -23,8 +23,12 @@ from servesim.errors import InvariantError
 from servesim.metrics.records import FINISHED, IN_FLIGHT, REJECTED, RequestTable
 
 
-def check_conservation(table: RequestTable, replicas: Seq[Replica]) -> None:
-    """Raise ``InvariantError`` naming the first broken invariant."""
+def check_conservation(table: RequestTable, replicas: Seq[Replica], horizon_s: float | None = -1.0) -> None:
+    """Raise ``InvariantError`` naming the first broken invariant.
+
+    With ``horizon_s=None`` (a run without a horizon, which ends when no event is left) a
+    request still in flight means the run stalled: a replica waited with nothing to wake it.
+    """
     status = table.status
     n = len(table)
     finished = status == FINISHED
@@ -37,6 +41,11 @@ def check_conservation(table: RequestTable, replicas: Seq[Replica]) -> None:
         raise InvariantError("request books: a rejected request has no reason")
     if np.any(~rejected & (table.reject_reason != "")):
         raise InvariantError("request books: a request that was not rejected carries a reject reason")
+    if horizon_s is None and in_flight.any():
+        raise InvariantError(
+            f"stalled run: no event was left but {int(in_flight.sum())} requests are still in flight "
+            f"(e.g. request {int(table.request_id[np.flatnonzero(in_flight)[0]])})"
+        )
     _check_tokens(table, finished, rejected, replicas)
     _check_blocks(replicas, drained=not in_flight.any())
 

@@ -65,6 +65,11 @@ cdef class Simulation:
     cdef public dict _shared_kv
     cdef public object _semi_control
     cdef public list semi_pd_splits
+    cdef public bint _closed
+    cdef public object _successor
+    cdef public list _releases
+    cdef public object _arrival
+    cdef public object pinning
     cdef public long _longest_model_len
 
     @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,

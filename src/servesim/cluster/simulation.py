@@ -16,6 +16,7 @@ offload those first replicas are a remote cluster that takes long prompts
 
 from __future__ import annotations
 
+import heapq
 from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -119,6 +120,11 @@ class Simulation:
         self._shared_kv: dict[int, KVCacheManager] = {}
         self._semi_control = None if semi_pd is None or semi_pd.interval_s <= 0.0 else SemiPdController(semi_pd)
         self._roles = [PREFILL if i < self._num_prefill else DECODE for i in range(num_replicas)]
+        # Closed-loop workloads (agent programs) plan iteration by iteration: a call finishing
+        # inside a decode stretch would send its program's next call inside the stretch's
+        # priced horizon, which assumes no arrival can come before the next one known.
+        if workload.follows is not None:
+            fast_path = False
         # A heterogeneous cluster: (setup, step model, replicas) per pool, in replica order.
         layout = pools if pools is not None else [(setup, step_model, num_replicas)]
         self._setups = [pool_setup for pool_setup, _, count in layout for _ in range(count)]
@@ -132,6 +138,7 @@ class Simulation:
             self._make_replica(i, models[i], fast_path, timeseries_interval_s) for i in range(num_replicas)
         ]
         self._allocate_results(len(workload))
+        self._init_programs()
         self._num_arrived = 0
         self._num_done = 0
         self._next_arrival_s = float("inf")  # time of the next arrival event
@@ -215,6 +222,21 @@ class Simulation:
             next_arrival=self._peek_arrival,
         )
 
+    def _init_programs(self) -> None:
+        """Closed-loop workloads (agent programs): a request that follows another is sent
+        ``think_s`` after it finishes, not at a time of its own."""
+        w = self.workload
+        self._closed = w.follows is not None
+        self._successor = array("q", [-1]) * len(w)
+        self._releases: list[float] = []  # times of the releases scheduled and not yet done (a heap)
+        self._arrival = None
+        self.pinning = None  # a KvPinning (Continuum), set by the caller
+        if self._closed:
+            for j, before in enumerate(w.follows.tolist()):
+                if before >= 0:
+                    self._successor[before] = j
+            self._arrival = array("d", w.arrival_s.tolist())
+
     def _allocate_results(self, n: int) -> None:
         """Result columns as typed arrays (8 bytes or less per value, not a
         Python object each): ten million requests fit in well under 1 GB, and
@@ -234,19 +256,27 @@ class Simulation:
     # ------------------------------------------------------------------ run
 
     def run(self) -> SimulationOutput:
-        if len(self.workload):
+        if len(self.workload) and self.workload.arrival_s[0] < float("inf"):
             self._next_arrival_s = float(self.workload.arrival_s[0])
             self.loop.schedule(self._next_arrival_s, ARRIVAL, self._on_arrival)
         self.loop.run(until=self.horizon_s)
         self._record_in_flight()
         n = self._num_arrived
         w = self.workload
-        view = lambda column, dtype: np.frombuffer(column, dtype=dtype)[:n]  # noqa: E731
+        if self._closed:
+            # Every row that arrived, streamed or sent after its predecessor (not a prefix of rows).
+            arrival = np.frombuffer(self._arrival, dtype=np.float64)
+            rows = np.flatnonzero(arrival < float("inf"))
+            view = lambda column, dtype: np.frombuffer(column, dtype=dtype)[rows]  # noqa: E731
+        else:
+            arrival = w.arrival_s
+            rows = slice(0, n)
+            view = lambda column, dtype: np.frombuffer(column, dtype=dtype)[:n]  # noqa: E731
         table = RequestTable(
-            request_id=np.arange(n, dtype=np.int64),
-            arrival_s=w.arrival_s[:n],
-            prompt_tokens=w.prompt_tokens[:n],
-            output_tokens=w.output_tokens[:n],
+            request_id=np.arange(len(w), dtype=np.int64)[rows],
+            arrival_s=arrival[rows],
+            prompt_tokens=w.prompt_tokens[rows],
+            output_tokens=w.output_tokens[rows],
             tokens_generated=view(self._generated, np.int64),
             replica=view(self._replica, np.int64),
             status=view(self._status, np.int8),
@@ -295,12 +325,12 @@ class Simulation:
         self._num_arrived = i + 1
         if k + 1 < len(arrival):
             self._next_arrival_s = arrival[k + 1]
-            self.loop.schedule(self._next_arrival_s, ARRIVAL, self._on_arrival)
         elif i + 1 < len(self.workload):
             self._next_arrival_s = float(self.workload.arrival_s[i + 1])
-            self.loop.schedule(self._next_arrival_s, ARRIVAL, self._on_arrival)
         else:
             self._next_arrival_s = float("inf")
+        if self._next_arrival_s < float("inf"):  # (closed-loop followers come last, at +inf)
+            self.loop.schedule(self._next_arrival_s, ARRIVAL, self._on_arrival)
         if self.progress is not None and (i & 4095) == 0:
             self.progress.update(now, self._num_done)
 
@@ -441,6 +471,8 @@ class Simulation:
         self.replicas[r].submit(decode, now)
 
     def _on_finished(self, seqs: list[Sequence], now: float) -> None:
+        if self._closed:
+            self._send_successors(seqs, now)
         if self._paired and seqs:
             # Their blocks went back to the cache the other worker shares: it may have room now.
             r = self._replica[seqs[0].rid]
@@ -454,10 +486,51 @@ class Simulation:
             self._store_progress(seq)
         self._num_done += len(seqs)
 
+    # -------------------------------------------------------- agent programs
+
+    def _send_successors(self, seqs: list[Sequence], now: float) -> None:
+        """Schedule the next request of each finished request's program, ``think_s`` later
+        (pinning the finished request's KV cache for it, when a pinning policy is set)."""
+        think = self.workload.think_s
+        for seq in seqs:
+            j = self._successor[seq.rid]
+            if j < 0:
+                continue
+            at = now + float(think[j])
+            heapq.heappush(self._releases, at)
+            self.loop.schedule(at, ARRIVAL, self._on_next_call, j)
+            if self.pinning is not None:
+                replica = self.replicas[self._replica[seq.rid]]
+                self.pinning.pin(seq, replica, now, self.loop)
+
+    def _on_next_call(self, now: float, j: int) -> None:
+        """Request ``j`` of a program is sent: its predecessor finished ``think_s`` ago."""
+        heapq.heappop(self._releases)
+        w = self.workload
+        seq = Sequence(j, now, int(w.prompt_tokens[j]), int(w.output_tokens[j]), int(w.priority[j]),
+                       None if w.session_id is None else _session_key(w.session_id[j]))
+        if w.prefix_block_ids is not None:
+            seq.prefix = tuple(w.prefix_block_ids[j])
+        self._arrival[j] = now
+        if self.pinning is not None:
+            self.pinning.observe(seq.session, float(w.think_s[j]))
+        reason = self._rejection(seq)
+        if reason:
+            self._status[j] = REJECTED
+            self._reason[j] = REJECT_REASONS.index(reason)
+            self._num_done += 1
+            return
+        r = self._place(seq, now)
+        self._replica[j] = r
+        self._dispatch(seq, r, now)
+
     # -------------------------------------------------------------- helpers
 
     def _peek_arrival(self) -> float:
-        """When the next request arrives (inf when none is left)."""
+        """When the next request arrives (inf when none is left): the next of the stream, or an
+        agent program's next request, whichever is sooner."""
+        if self._releases and self._releases[0] < self._next_arrival_s:
+            return self._releases[0]
         return self._next_arrival_s
 
     def _rejection(self, seq: Sequence) -> str:

@@ -205,6 +205,25 @@ class PrefixCachingKVManager(KVCacheManager):
         self._lookup[request_id] = (len(block_ids), found)
         return len(blocks) * self.block_size
 
+    def pin(self, pin_id: int, block_ids: Sequence[int]) -> int:
+        """Hold the leading entries of ``block_ids`` that are on the GPU under ``pin_id`` (a
+        negative id, not a request's), so that they cannot be evicted until ``free(pin_id)``;
+        returns how many it holds."""
+        hashes: list[int] = []
+        for h in block_ids:
+            entry = self._entries.get(h)
+            if entry is None:
+                break
+            if self._refs[h] == 0:
+                del self._idle[h]
+                self._idle_blocks -= len(entry)
+            self._refs[h] += 1
+            hashes.append(h)
+        if hashes:
+            self._attached[pin_id] = hashes
+            self._blocks[pin_id] = [b for h in hashes for b in self._entries[h]]
+        return len(hashes)
+
     def commit_lookup(self, request_id: int, count: bool) -> None:
         """The request was admitted: count its lookup in the books if ``count`` (its first admission)."""
         asked, found = self._lookup.pop(request_id)
@@ -288,7 +307,8 @@ class PrefixCachingKVManager(KVCacheManager):
         once) plus idle entries'; every reference is a request's; else what is off."""
         held: set[int] = set()
         refs: dict[int, int] = {}
-        for rid in request_ids:
+        pins = [key for key in self._attached if key < 0]  # pinned for an agent's next call
+        for rid in list(request_ids) + pins:
             held.update(self._blocks.get(rid, ()))
             for h in self._attached.get(rid, ()):
                 refs[h] = refs.get(h, 0) + 1

@@ -26,10 +26,11 @@ import numpy as np
 
 from servesim.core.rng import RandomStreams
 from servesim.errors import ConfigError, TraceError
-from servesim.workload import prefix_chains
+from servesim.workload import agent, prefix_chains
 from servesim.workload import synthetic as gen
 from servesim.workload import transforms
 from servesim.workload.config import (
+    AgentWorkloadConfig,
     ArrivalConfig,
     DifficultyConfig,
     LengthConfig,
@@ -57,6 +58,8 @@ def build_workload(cfg: TraceWorkloadConfig | SyntheticWorkloadConfig, streams: 
         return _with_difficulty(_with_prefixes(_build_trace(cfg, streams), cfg, streams), cfg.difficulty, streams)
     if isinstance(cfg, SyntheticWorkloadConfig):
         return _with_difficulty(_with_prefixes(_build_synthetic(cfg, streams), cfg, streams), cfg.difficulty, streams)
+    if isinstance(cfg, AgentWorkloadConfig):
+        return _with_difficulty(_build_agent(cfg, streams), cfg.difficulty, streams)
     raise ConfigError(f"workload: unknown config type {type(cfg).__name__}; expected kind 'trace' or 'synthetic'")
 
 
@@ -136,6 +139,33 @@ def _build_synthetic(cfg: SyntheticWorkloadConfig, streams: RandomStreams) -> Wo
     return Workload.from_arrays(
         gen.arrivals_from_gaps(gaps), prompt, output, priority, source=f"synthetic:{a.process}({rate})"
     )
+
+
+# --------------------------------------------------------------------------- agent programs
+
+
+def _build_agent(cfg: AgentWorkloadConfig, streams: RandomStreams) -> Workload:
+    """Agent programs: starts from ``workload.arrivals``; synthetic calls from their own streams."""
+    if cfg.source == "claude_code":
+        programs, block_tokens = agent.read_claude_code(cfg.path, cfg.num_programs)
+        source = f"claude_code:{cfg.path}"
+    else:
+        n, pools = cfg.num_programs, {}
+        turns = _lengths(cfg.turns, streams.stream("workload.turns"), n, pools)
+        calls = int(turns.sum())
+        programs = agent.synthetic_programs(
+            streams.stream("workload.programs"),
+            n,
+            turns=turns,
+            first_prompt=_lengths(cfg.first_prompt_tokens, streams.stream("workload.prompt_tokens"), n, pools),
+            added=_lengths(cfg.added_tokens, streams.stream("workload.added_tokens"), calls, pools),
+            output=_lengths(cfg.output_tokens, streams.stream("workload.output_tokens"), calls, pools),
+            tool_s=streams.stream("workload.tool_time").lognormal(np.log(cfg.tool_time.median_s), cfg.tool_time.sigma, calls),
+            block_tokens=cfg.prefix_block_tokens,
+        )
+        block_tokens, source = cfg.prefix_block_tokens, "agent:synthetic"
+    starts = gen.arrivals_from_gaps(_gaps(cfg.arrival, streams.stream("workload.arrivals"), len(programs)))
+    return agent.programs_workload(programs, starts, block_tokens, source)
 
 
 def _gaps(arrival: ArrivalConfig, rng: np.random.Generator, n: int) -> np.ndarray:

@@ -282,7 +282,62 @@ class SyntheticWorkloadConfig(BaseModel):
         return self
 
 
-WorkloadConfig = Annotated[Union[TraceWorkloadConfig, SyntheticWorkloadConfig], Field(discriminator="kind")]
+class ToolTimeConfig(BaseModel):
+    """Time between an agent's calls (a tool running, or the user): lognormal."""
+
+    model_config = _FROZEN
+
+    median_s: float = Field(3.0, gt=0, description="Median gap (s).")
+    sigma: float = Field(1.0, ge=0, description="Lognormal shape (sigma of the log).")
+
+
+class AgentWorkloadConfig(BaseModel):
+    """Agent programs (closed loop): each call is sent when the one before it has finished and a
+    tool ran (docs/memory.md).  Programs start by an arrival process; their calls come from
+    Claude Code traces or are drawn."""
+
+    model_config = _FROZEN
+
+    kind: Literal["agent"] = Field(description="Selects this config: agent programs.")
+    source: Literal["synthetic", "claude_code"] = Field(
+        "synthetic", description="'synthetic': drawn programs; 'claude_code': conversations of a Claude Code trace (path)."
+    )
+    path: str | None = Field(
+        None, description="claude_code: a directory of trace_*.json files or a .tar.gz of them (relative to the scenario file)."
+    )
+    num_programs: int = Field(100, ge=1, description="Programs to run (count; at most the trace's conversations).")
+    arrival: ArrivalConfig = Field(
+        default_factory=lambda: ArrivalConfig(process="poisson", rate_rps=0.2),
+        description="When programs start (rate in programs per second).",
+    )
+    turns: LengthConfig = Field(
+        default_factory=lambda: LengthConfig(dist="uniform", low=5, high=30), description="synthetic: calls per program (count)."
+    )
+    first_prompt_tokens: LengthConfig = Field(
+        default_factory=lambda: LengthConfig(dist="lognormal", median=4000, sigma=0.5),
+        description="synthetic: the first call's prompt (tokens).",
+    )
+    added_tokens: LengthConfig = Field(
+        default_factory=lambda: LengthConfig(dist="lognormal", median=800, sigma=1.0),
+        description="synthetic: tokens each later call adds to the previous prompt and output (a tool's result).",
+    )
+    output_tokens: LengthConfig = Field(
+        default_factory=lambda: LengthConfig(dist="lognormal", median=250, sigma=0.7), description="synthetic: output per call (tokens)."
+    )
+    tool_time: ToolTimeConfig = Field(default_factory=ToolTimeConfig, description="synthetic: the gap between calls.")
+    prefix_block_tokens: int = Field(64, ge=1, description="synthetic: tokens per prefix block of the calls' chains.")
+    difficulty: DifficultyConfig | None = Field(
+        None, description="Draw a difficulty in [0, 1] per request for model routing; null = none."
+    )
+
+    @model_validator(mode="after")
+    def _path_for_traces(self) -> "AgentWorkloadConfig":
+        if self.source == "claude_code" and not self.path:
+            raise ValueError("source = 'claude_code' needs path (a directory of trace_*.json or a .tar.gz)")
+        return self
+
+
+WorkloadConfig = Annotated[Union[TraceWorkloadConfig, SyntheticWorkloadConfig, AgentWorkloadConfig], Field(discriminator="kind")]
 
 _ADAPTER: TypeAdapter = TypeAdapter(WorkloadConfig)
 

@@ -64,6 +64,8 @@ from, ``chunk_tokens`` tokens each) is None unless configured.  ``skipped`` coun
     difficulty: np.ndarray | None = None
     chunk_ids: list[tuple[int, ...]] | None = None
     chunk_tokens: int | None = None
+    follows: np.ndarray | None = None
+    think_s: np.ndarray | None = None
     source: str = "unknown"
     skipped: dict[str, int] = field(default_factory=dict)
 
@@ -88,6 +90,14 @@ from, ``chunk_tokens`` tokens each) is None unless configured.  ``skipped`` coun
         difficulty = optional.pop("difficulty", None)
         if difficulty is not None:
             difficulty = np.asarray(difficulty, np.float64)[order]
+        follows = optional.pop("follows", None)
+        if follows is not None:
+            # Row numbers change with the sort: point each follower at its predecessor's new row.
+            new_row = np.empty(len(order), np.int64)
+            new_row[order] = np.arange(len(order))
+            old = np.asarray(follows, np.int64)[order]
+            follows = np.where(old >= 0, new_row[np.maximum(old, 0)], -1)
+            optional["think_s"] = np.asarray(optional["think_s"], np.float64)[order]
         if blocks is not None:
             blocks = [tuple(blocks[i]) for i in order]
         return cls(
@@ -99,6 +109,7 @@ from, ``chunk_tokens`` tokens each) is None unless configured.  ``skipped`` coun
             model=sort(optional.pop("model", None)),
             prefix_block_ids=blocks,
             difficulty=difficulty,
+            follows=follows,
             **optional,
         )
 
@@ -126,6 +137,8 @@ from, ``chunk_tokens`` tokens each) is None unless configured.  ``skipped`` coun
         index = np.asarray(index)
         if index.dtype == bool:
             index = np.flatnonzero(index)
+        if self.follows is not None:
+            raise ValueError("a closed-loop workload (agent programs) cannot be cut by rows; select whole programs")
         pick = lambda a: None if a is None else a[index]
         return Workload(
             arrival_s=self.arrival_s[index],
