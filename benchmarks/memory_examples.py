@@ -26,12 +26,15 @@ MOONCAKE = Path(servesim.__file__).parent / "data" / "traces" / "mooncake_conver
 SSD_CPU_DRIVEN = ("cluster.kv_tiers=[{name: ssd, capacity_gb: 1000, read_gb_per_s: 6.5, latency_s: 0.0001, "
                   "io: block, per_io_s: 0.0005, overlap: false}]")
 DRAM = "cluster.kv_tiers=[{name: cpu, capacity_gb: 200, read_gb_per_s: 25, latency_s: 0.00001, io: bulk}]"
+REMOTE = ("cluster.kv_tiers=[{name: remote, capacity_gb: 4000, read_gb_per_s: 12.5, latency_s: 0.001, io: bulk, "
+          "per_io_s: 0.00005, overlap: true, shared: true}]")
 
 
 def kv_tiers() -> list[str]:
     """GPU only, a CPU-driven SSD tier, Tutti's SSD tier, a DRAM tier, and an unlimited cache."""
     runs = [("GPU only (baseline)", ["cluster.kv_tiers=[]"]), ("+ SSD, CPU-driven block I/O (LMCache + GDS)", [SSD_CPU_DRIVEN]),
             ("+ SSD, GPU-driven bulk I/O, overlapped (Tutti)", []), ("+ DRAM", [DRAM]),
+            ("+ a remote store shared by the replicas (RDMA)", [REMOTE]),
             ("unlimited cache (bound)", ["cluster.kv_tiers=[]", "cluster.prefix_cache_unlimited=true"])]
     rows = ["| run | TTFT mean | TTFT p50 | TTFT p90 | prefix-block hit rate (GPU + tier) | steps' load stall |",
             "|---|---|---|---|---|---|"]

@@ -98,12 +98,19 @@ def _replica_setup(config: ScenarioConfig, deployment: Deployment, prefix_tokens
                           f"({prefix_tokens} tokens) for prefix caching; pick a divisor, e.g. 16")
     bytes_per_token = deployment.memory.kv_bytes_per_token_per_gpu * deployment.memory.num_gpus
 
+    shared: dict[str, KvTier] = {}  # tiers every replica of this deployment reaches, built once
+
+    def tier(t) -> KvTier:
+        if t.shared and t.name in shared:
+            return shared[t.name]
+        made = KvTier(t.name, t.capacity_gb * 1e9, t.read_gb_per_s * 1e9, t.latency_s, bytes_per_token,
+                      per_io_s=t.per_io_s, bulk=t.io == "bulk", overlap=t.overlap)
+        if t.shared:
+            shared[t.name] = made
+        return made
+
     def make_kv_tiers() -> list[KvTier]:
-        tiers = [
-            KvTier(t.name, t.capacity_gb * 1e9, t.read_gb_per_s * 1e9, t.latency_s, bytes_per_token,
-                   per_io_s=t.per_io_s, bulk=t.io == "bulk", overlap=t.overlap)
-            for t in cluster.kv_tiers
-        ]
+        tiers = [tier(t) for t in cluster.kv_tiers]
         if cluster.prefix_cache_unlimited:
             tiers.append(KvTier("unlimited", math.inf, math.inf, 0.0, bytes_per_token))
         return tiers

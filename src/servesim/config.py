@@ -281,6 +281,13 @@ class KvTierConfig(BaseModel):
         False,
         description="Loads run alongside the step's compute (layer by layer, slack-aware) and stall it only by the excess; false: the step waits for them.",
     )
+    shared: bool = Field(
+        False,
+        description=(
+            "One store for all replicas (a remote KV store, e.g. Mooncake's): an entry any replica demotes can be "
+            "loaded by any other; capacity_gb is then the whole store's. false: one per replica."
+        ),
+    )
 
 
 class PoolConfig(BaseModel):

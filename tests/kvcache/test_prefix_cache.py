@@ -233,3 +233,21 @@ def test_the_summary_reports_hits_per_tier():
     assert s["prefix_cached_tokens"] > 0 and 0 < s["prefix_hit_rate"] < 1
     kv = s["kv_cache"]
     assert kv["tiers"]["gpu"]["hit_blocks"] == round(s["prefix_cache_hit_rate"] * kv["looked_up_blocks"])
+
+
+def test_a_shared_remote_tier_serves_every_replica():
+    """Two replicas, round robin, small GPU caches: with one store both reach, blocks one replica
+    evicted can be loaded by the other; two private stores of half the size each cannot serve the
+    other replica's blocks, and find fewer."""
+    remote = dict(name="remote", capacity_gb=100, read_gb_per_s=10, shared=True)
+    scenario = {
+        "workload": {"kind": "trace", "path": "builtin:mooncake-conv", "max_requests": 400},
+        "cluster": {"model": "qwen2.5-7b", "num_replicas": 2, "prefix_caching": True, "gpu_memory_utilization": 0.3,
+                    "kv_tiers": [remote]},
+        "router": {"policy": "round_robin"},
+    }
+    shared = servesim.simulate(scenario).summary
+    scenario["cluster"]["kv_tiers"] = [{**remote, "shared": False, "capacity_gb": 50}]
+    private = servesim.simulate(scenario).summary
+    assert shared["kv_cache"]["tiers"]["remote"]["hit_blocks"] > private["kv_cache"]["tiers"]["remote"]["hit_blocks"]
+    assert shared["prefix_cache_hit_rate"] > private["prefix_cache_hit_rate"]

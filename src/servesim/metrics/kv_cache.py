@@ -24,10 +24,14 @@ def kv_cache_summary(managers: Sequence[Any]) -> dict[str, Any]:
             "evictions": sum(m.num_evicted for m in managers),
         }
     }
+    counted: set[int] = set()  # a shared tier (one store for all replicas) counts its traffic once
     for m in managers:
         for tier in m.tiers:
             row = tiers.setdefault(tier.name, {"hit_blocks": 0, "evictions": 0, "bytes_loaded": 0.0, "bytes_stored": 0.0})
             row["hit_blocks"] += m.tier_hit_blocks[tier.name]
+            if id(tier) in counted:
+                continue
+            counted.add(id(tier))
             row["evictions"] += tier.num_evicted
             row["bytes_loaded"] += tier.bytes_loaded
             row["bytes_stored"] += tier.bytes_stored
