@@ -50,12 +50,18 @@ class Result:
     timeseries: TimeSeries
     info: RunInfo
     deployment: Deployment
+    kv_cache_series: Any = None  # KvCacheSeries with prefix caching, else None
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write requests.parquet, timeseries.parquet, config.yaml and summary.json."""
-        from servesim.report.files import write_outputs
+        """Write requests.parquet, timeseries.parquet, config.yaml and summary.json (and, with
+        prefix caching, kvcache_timeseries.parquet)."""
+        from servesim.report.files import write_outputs, write_parquet
 
-        return write_outputs(Path(out_dir), self.requests, self.timeseries, self.summary, self.config.to_dict())
+        paths = write_outputs(Path(out_dir), self.requests, self.timeseries, self.summary, self.config.to_dict())
+        if self.kv_cache_series is not None:
+            paths["kvcache_timeseries"] = Path(out_dir) / "kvcache_timeseries.parquet"
+            write_parquet(paths["kvcache_timeseries"], self.kv_cache_series.to_arrow())
+        return paths
 
 
 def simulate(
@@ -129,7 +135,7 @@ def simulate(
             "split_changes": len(out.split_changes),
             "final_prefill_shares": [json_float(s.prefill_share) for s in sim.semi_pd_splits],
         }
-    return Result(config, summary, out.requests, out.timeseries, info, deployment)
+    return Result(config, summary, out.requests, out.timeseries, info, deployment, sim.kv_series)
 
 
 def _as_config(config: ScenarioConfig | dict[str, Any] | str | Path | None) -> ScenarioConfig:

@@ -251,3 +251,24 @@ def test_a_shared_remote_tier_serves_every_replica():
     private = servesim.simulate(scenario).summary
     assert shared["kv_cache"]["tiers"]["remote"]["hit_blocks"] > private["kv_cache"]["tiers"]["remote"]["hit_blocks"]
     assert shared["prefix_cache_hit_rate"] > private["prefix_cache_hit_rate"]
+
+
+def test_the_cache_books_over_time(tmp_path):
+    result = servesim.simulate({
+        "workload": {"kind": "trace", "path": "builtin:mooncake-conv", "max_requests": 200},
+        "cluster": {"model": "qwen2.5-7b", "num_replicas": 2, "prefix_caching": True, "gpu_memory_utilization": 0.3,
+                    "kv_tiers": [{"name": "cpu", "capacity_gb": 20, "read_gb_per_s": 25}]},
+    })
+    table = result.kv_cache_series.to_arrow().to_pydict()
+    assert set(table) == {"time_s", "replica", "looked_up_blocks", "hit_blocks", "bytes_loaded", "load_stall_s"}
+    for replica in (0, 1):
+        rows = [i for i, r in enumerate(table["replica"]) if r == replica]
+        for name in ("looked_up_blocks", "hit_blocks", "bytes_loaded", "load_stall_s"):
+            values = [table[name][i] for i in rows]
+            assert values == sorted(values), name  # cumulative books never go down
+    books = result.summary["kv_cache"]
+    last = {r: max(i for i, x in enumerate(table["replica"]) if x == r) for r in (0, 1)}
+    assert sum(table["looked_up_blocks"][i] for i in last.values()) <= books["looked_up_blocks"]
+    assert sum(table["bytes_loaded"][i] for i in last.values()) <= books["tiers"]["cpu"]["bytes_loaded"]
+    paths = result.write(tmp_path)
+    assert paths["kvcache_timeseries"].exists()

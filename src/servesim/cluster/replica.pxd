@@ -45,6 +45,7 @@ cdef class Replica:
     cdef public _Stretch _stretch
     cdef public long _outstanding
     cdef public bint _loads
+    cdef public object cache_sampler
     cdef public long num_steps
     cdef public double busy_time_s
 

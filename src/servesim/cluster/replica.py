@@ -146,6 +146,7 @@ class Replica:
         self._loads = (cache is not None and bool(cache.tiers)) or (chunks is not None and chunks.bytes_per_s < float("inf"))
         self.num_steps = 0
         self.busy_time_s = 0.0
+        self.cache_sampler = None  # samples the prefix cache's books with the time series (set by the owner)
 
     # ------------------------------------------------------------------ public
 
@@ -321,5 +322,7 @@ class Replica:
         kv = self.scheduler.kv
         self._sampler(now, self.index, self.scheduler.num_waiting, self.scheduler.num_running,
                       kv.num_used_blocks, kv.num_blocks)
+        if self.cache_sampler is not None:
+            self.cache_sampler(now, self.index, self.scheduler.prefix_cache)
         every = self._sample_every
         self._next_sample = (now // every + 1.0) * every

@@ -70,6 +70,7 @@ cdef class Simulation:
     cdef public list _releases
     cdef public object _arrival
     cdef public object pinning
+    cdef public object kv_series
     cdef public long _longest_model_len
 
     @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,

@@ -32,6 +32,7 @@ from servesim.cluster.views import ReplicaSnapshot
 from servesim.core.events import EventLoop
 from servesim.kvcache.manager import KVCacheManager
 from servesim.kvcache.prefix_cache import PrefixCachingKVManager
+from servesim.metrics.kv_cache import KvCacheSeries
 from servesim.metrics.records import FINISHED, IN_FLIGHT, REJECTED, RequestTable, TimeSeries, TimeSeriesBuilder
 from servesim.scheduler.batch_scheduler import BatchScheduler
 from servesim.scheduler.lockstep import LockstepScheduler
@@ -137,6 +138,12 @@ class Simulation:
         self.replicas = [
             self._make_replica(i, models[i], fast_path, timeseries_interval_s) for i in range(num_replicas)
         ]
+        # The prefix caches' books over time, when there are prefix caches.
+        self.kv_series = KvCacheSeries() if any(r.scheduler.prefix_cache is not None for r in self.replicas) else None
+        if self.kv_series is not None:
+            for replica in self.replicas:
+                if replica.scheduler.prefix_cache is not None:
+                    replica.cache_sampler = self.kv_series.sample
         self._allocate_results(len(workload))
         self._init_programs()
         self._num_arrived = 0

@@ -10,9 +10,43 @@ the GPU from a tier; bytes stored, those the tier above demoted into it.
 
 from __future__ import annotations
 
+from array import array
 from typing import Any, Sequence
 
+import pyarrow as pa
+
 from servesim.metrics.stats import json_float, ratio
+
+
+class KvCacheSeries:
+    """Per-replica samples of a prefix cache's books over the run (cumulative counts), taken with
+    the main time series at step starts: prefix blocks looked up and found (any tier), KV bytes
+    loaded from lower tiers, and the time steps waited for loads.  Inside a decode stretch nothing
+    is admitted, so the books do not move there."""
+
+    COLUMNS = ("time_s", "replica", "looked_up_blocks", "hit_blocks", "bytes_loaded", "load_stall_s")
+
+    def __init__(self) -> None:
+        self._cols = {"time_s": array("d"), "replica": array("q"), "looked_up_blocks": array("q"),
+                      "hit_blocks": array("q"), "bytes_loaded": array("d"), "load_stall_s": array("d")}
+
+    def __len__(self) -> int:
+        return len(self._cols["time_s"])
+
+    def sample(self, now: float, replica: int, cache: Any) -> None:
+        """Record ``cache``'s books (a PrefixCachingKVManager) at ``now``."""
+        c = self._cols
+        c["time_s"].append(now)
+        c["replica"].append(replica)
+        c["looked_up_blocks"].append(cache.looked_up_blocks)
+        c["hit_blocks"].append(cache.gpu_hit_blocks + sum(cache.tier_hit_blocks.values()))
+        c["bytes_loaded"].append(sum(t.bytes_loaded for t in cache.tiers))
+        c["load_stall_s"].append(cache.stall_time_s)
+
+    def to_arrow(self) -> pa.Table:
+        """The samples ordered by (time, replica), as a table."""
+        table = pa.table({name: pa.array(col) for name, col in self._cols.items()})
+        return table.sort_by([("time_s", "ascending"), ("replica", "ascending")])
 
 
 def kv_cache_summary(managers: Sequence[Any]) -> dict[str, Any]:
