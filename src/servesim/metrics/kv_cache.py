@@ -11,11 +11,12 @@ the GPU from a tier; bytes stored, those the tier above demoted into it.
 from __future__ import annotations
 
 from array import array
-from typing import Any, Sequence
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Sequence
 
 from servesim.metrics.stats import json_float, ratio
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class KvCacheSeries:
@@ -45,6 +46,8 @@ class KvCacheSeries:
 
     def to_arrow(self) -> pa.Table:
         """The samples ordered by (time, replica), as a table."""
+        import pyarrow as pa  # on first use: a run that writes no files never needs it
+
         table = pa.table({name: pa.array(col) for name, col in self._cols.items()})
         return table.sort_by([("time_s", "ascending"), ("replica", "ascending")])
 
