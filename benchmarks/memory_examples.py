@@ -149,6 +149,21 @@ def rag_chunk_cache() -> list[str]:
     return rows
 
 
+def multi_lora() -> list[str]:
+    """S-LoRA's unified pool vs fixed partitions of 2 and 8 GB, as the number of adapters grows."""
+    runs = [("unified pool (S-LoRA)", ["cluster.lora.memory=unified"]),
+            ("2 GB partition", ["cluster.lora.memory=partition", "cluster.lora.partition_gb=2"]),
+            ("8 GB partition", ["cluster.lora.memory=partition", "cluster.lora.partition_gb=8"])]
+    rows = ["| adapters | memory | TTFT mean | TTFT p90 | output tokens/s | mean batch | SLO attainment (TTFT <= 1 s) |",
+            "|---|---|---|---|---|---|---|"]
+    for n in (10, 100, 1000, 5000):
+        for label, overrides in runs:
+            s = servesim.simulate(load_config(EXAMPLES / "multi-lora.yaml", [f"workload.lora.num_adapters={n}", *overrides])).summary
+            rows.append(f"| {n:,} | {label} | {s['ttft_s']['mean'] * 1e3:.0f} ms | {s['ttft_s']['p90'] * 1e3:.0f} ms | "
+                        f"{s['output_tokens_per_s']:.0f} | {s['mean_running_batch']:.0f} | {s['slo']['attainment']:.1%} |")
+    return rows
+
+
 SHARED_CLAUDE_CODE = Path(__file__).resolve().parents[2] / "shared" / "traces" / "agentic-claude-code" / "claude_code_traces_even.tar.gz"
 
 
@@ -185,7 +200,7 @@ def agent_pinning() -> list[str]:
 
 def main() -> None:
     for table in (kv_tiers(), unlimited_hit_rate(), kv_compression(), expert_offload(), system_prompts(), rag_chunk_cache(),
-                  agent_pinning()):
+                  agent_pinning(), multi_lora()):
         print("\n".join(table))
         print()
 

@@ -22,6 +22,7 @@ from servesim.config import ClusterConfig, PdControllerConfig, PoolConfig, Scena
 from servesim.core.rng import RandomStreams
 from servesim.deployment import Deployment, gpus_per_replica, total_replicas
 from servesim.errors import ConfigError, DeploymentError
+from servesim.kvcache.adapters import PartitionedAdapters, UnifiedAdapters, adapter_bytes
 from servesim.kvcache.chunk_cache import ChunkCache
 from servesim.kvcache.tiers import KvTier
 from servesim.perf.batch_shape import BatchShape
@@ -42,8 +43,11 @@ def build_simulation(
     if cluster.chunk_cache is not None and not workload.chunk_tokens:
         raise ConfigError("cluster.chunk_cache reuses RAG chunks: the workload has none (set workload.rag)")
     chunk_tokens = workload.chunk_tokens or 0
+    if cluster.lora is not None and workload.adapter_ids is None:
+        raise ConfigError("cluster.lora serves LoRA adapters: the workload asks for none (set workload.lora)")
     layout = [
-        (_replica_setup(config, d, prefix_tokens or 0, chunk_tokens), step_model or d.step_model, pool.num_replicas)
+        (_replica_setup(config, d, prefix_tokens or 0, chunk_tokens, workload.adapter_ranks), step_model or d.step_model,
+         pool.num_replicas)
         for pool, d in pools
     ]
     setup = layout[0][0]
@@ -88,7 +92,9 @@ def build_simulation(
     return sim
 
 
-def _replica_setup(config: ScenarioConfig, deployment: Deployment, prefix_tokens: int, chunk_tokens: int = 0) -> ReplicaSetup:
+def _replica_setup(
+    config: ScenarioConfig, deployment: Deployment, prefix_tokens: int, chunk_tokens: int = 0, adapter_ranks=None
+) -> ReplicaSetup:
     """What each replica of a deployment is built from (``prefix_tokens``: the workload's prefix
     block size when prefix caching is on, else 0; ``chunk_tokens``: its RAG chunk size, else 0)."""
     cluster = config.cluster
@@ -121,6 +127,18 @@ def _replica_setup(config: ScenarioConfig, deployment: Deployment, prefix_tokens
         bandwidth = math.inf if chunks.read_gb_per_s is None else chunks.read_gb_per_s * 1e9
         return ChunkCache(chunks.capacity_gb * 1e9, bytes_per_token, chunk_tokens, chunks.recompute_fraction, bandwidth)
 
+    lora = cluster.lora
+    make_adapters = None
+    if lora is not None:
+        ranks = adapter_ranks.tolist()
+        sizes = [adapter_bytes(deployment.model, r) for r in ranks]  # whole adapters, all GPUs together
+        pcie = lora.pcie_gb_per_s * 1e9
+        if lora.memory == "unified":
+            make_adapters = lambda kv: UnifiedAdapters(kv, sizes, pcie)  # noqa: E731
+        else:
+            capacity = lora.partition_gb * 1e9 * deployment.memory.num_gpus
+            make_adapters = lambda kv: PartitionedAdapters(capacity, sizes, pcie)  # noqa: E731
+
     return ReplicaSetup(
         num_kv_blocks=blocks,
         block_size=block_size,
@@ -130,6 +148,8 @@ def _replica_setup(config: ScenarioConfig, deployment: Deployment, prefix_tokens
         kv_bytes_per_token=bytes_per_token,
         make_kv_tiers=make_kv_tiers if prefix_tokens else None,
         make_chunk_cache=make_chunk_cache if chunks is not None and chunk_tokens else None,
+        make_adapters=make_adapters,
+        entry_cache=lora is not None and lora.memory == "unified",
     )
 
 

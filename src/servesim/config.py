@@ -259,6 +259,25 @@ class KvPinningConfig(BaseModel):
     max_ttl_s: float = Field(30.0, gt=0, description="'predicted': do not pin when the predicted gap is longer than this (s).")
 
 
+class LoraServingConfig(BaseModel):
+    """Where a replica keeps the LoRA adapters requests ask for (S-LoRA; docs/memory.md)."""
+
+    model_config = _FROZEN
+
+    memory: Literal["unified", "partition"] = Field(
+        "unified",
+        description=(
+            "'unified': adapters take blocks of the KV cache's pool (S-LoRA's unified paging); 'partition': a fixed "
+            "partition_gb of GPU memory is reserved for them, apart from the KV cache."
+        ),
+    )
+    partition_gb: float = Field(4.0, gt=0, description="'partition': GPU memory reserved for adapters per GPU (GB).")
+    pcie_gb_per_s: float = Field(25.0, gt=0, description="Bandwidth of adapter loads from host memory (GB/s).")
+    step_overhead: float = Field(
+        0.05, ge=0, description="Extra share of every step's time for the batched heterogeneous LoRA kernels (fraction)."
+    )
+
+
 class KvTierConfig(BaseModel):
     """A KV-cache tier below the GPU (per replica): prefix-cache entries the GPU evicts move here,
     and come back up on a hit, paying a load (docs/memory.md)."""
@@ -406,6 +425,9 @@ class ClusterConfig(BaseModel):
     kv_pinning: KvPinningConfig | None = Field(
         None, description="Pin agent calls' KV across tool calls (Continuum; needs prefix_caching and an agent workload); null: none."
     )
+    lora: LoraServingConfig | None = Field(
+        None, description="Serve requests' LoRA adapters (needs workload.lora); null: adapters are not modelled."
+    )
     kv_tiers: list[KvTierConfig] = Field(
         default_factory=list,
         description=(
@@ -447,6 +469,10 @@ class ClusterConfig(BaseModel):
 
     @model_validator(mode="after")
     def _pools_add_up(self) -> ClusterConfig:
+        if self.lora is not None and (self.prefix_caching or self.disaggregation is not None or self.semi_pd is not None
+                                      or self.prefill_offload is not None or self.pools is not None):
+            raise ValueError("lora cannot be combined with prefix_caching, disaggregation, semi_pd, prefill_offload "
+                             "or pools yet; turn those off")
         if self.chunk_cache is not None and self.prefix_caching:
             raise ValueError("chunk_cache and prefix_caching cannot be combined yet; compare them one at a time")
         if self.kv_pinning is not None and not self.prefix_caching:

@@ -86,6 +86,17 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
         activation_reserve_gb=cluster.activation_reserve_gb,
         max_num_batched_tokens=config.scheduler.max_num_batched_tokens,
     )
+    lora = cluster.lora
+    if lora is not None and lora.memory == "partition":
+        # The adapters' partition is held back from the KV cache, like the activations.
+        memory = _plan(
+            False, resident, hardware, tensor_parallel=cluster.tensor_parallel, pipeline_parallel=cluster.pipeline_parallel,
+            gpu_memory_utilization=cluster.gpu_memory_utilization, block_size=cluster.block_size,
+            weight_bytes_per_param=WEIGHT_FORMATS[cluster.weight_dtype].bytes_per_param,
+            kv_bytes_per_elem=kv_elem * memory_factor,
+            activation_reserve_gb=memory.activation_reserve_bytes / 1e9 + lora.partition_gb,
+            max_num_batched_tokens=config.scheduler.max_num_batched_tokens,
+        )
     step_model = StepTimeModel(
         model,
         hardware,
@@ -108,6 +119,8 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
             pcie_bytes_per_s=offload.pcie_gb_per_s * 1e9, host_bytes_per_s=offload.host_gb_per_s * 1e9,
             cpu_flops_s=offload.cpu_tflops * 1e12,
         )
+    if lora is not None and lora.step_overhead:
+        step_model = LayoutStepModel(step_model, 1.0 + lora.step_overhead, 1.0 + lora.step_overhead)
     if squeeze is not None and squeeze.paging == "uniform":
         step_model = LayoutStepModel(step_model, 1.0 + squeeze.uniform_prefill_overhead, squeeze.uniform_decode_slowdown)
     max_len = cluster.max_model_len or model.max_context

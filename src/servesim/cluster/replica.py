@@ -143,7 +143,8 @@ class Replica:
         self._outstanding = 0  # routed here and not finished, as of the last booked event
         cache, chunks = scheduler.prefix_cache, scheduler.chunk_cache
         # Steps may wait for KV loads: from lower prefix-cache tiers, or a chunk cache off the GPU.
-        self._loads = (cache is not None and bool(cache.tiers)) or (chunks is not None and chunks.bytes_per_s < float("inf"))
+        self._loads = ((cache is not None and bool(cache.tiers)) or (chunks is not None and chunks.bytes_per_s < float("inf"))
+                       or scheduler.adapters is not None)
         self.num_steps = 0
         self.busy_time_s = 0.0
         self.cache_sampler = None  # samples the prefix cache's books with the time series (set by the owner)

@@ -71,6 +71,7 @@ cdef class Simulation:
     cdef public object _arrival
     cdef public object pinning
     cdef public object kv_series
+    cdef public object _adapter_ids
     cdef public long _longest_model_len
 
     @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,

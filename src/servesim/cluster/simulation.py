@@ -69,6 +69,10 @@ class ReplicaSetup:
     make_kv_tiers: Callable[[], list] | None = None
     # A factory of the replica's RAG chunk cache (None: no chunk cache).
     make_chunk_cache: Callable[[], object] | None = None
+    # A factory of the replica's LoRA adapter store, given its KV manager (None: no adapters).
+    make_adapters: Callable[[object], object] | None = None
+    # The KV manager caches entries (prefix blocks, or LoRA adapters in its pool) even without chains.
+    entry_cache: bool = False
 
 
 @dataclass
@@ -124,8 +128,9 @@ class Simulation:
         # Closed-loop workloads (agent programs) plan iteration by iteration: a call finishing
         # inside a decode stretch would send its program's next call inside the stretch's
         # priced horizon, which assumes no arrival can come before the next one known.
-        if workload.follows is not None:
-            fast_path = False
+        if workload.follows is not None or setup.make_adapters is not None:
+            fast_path = False  # (LoRA adapters: their room is taken and given back iteration by iteration)
+        self._adapter_ids = None if workload.adapter_ids is None else workload.adapter_ids.tolist()
         # A heterogeneous cluster: (setup, step model, replicas) per pool, in replica order.
         layout = pools if pools is not None else [(setup, step_model, num_replicas)]
         self._setups = [pool_setup for pool_setup, _, count in layout for _ in range(count)]
@@ -203,19 +208,23 @@ class Simulation:
             kv = self._shared_kv.setdefault(index % self._num_prefill, KVCacheManager(setup.num_kv_blocks, setup.block_size))
             fast_path = False
             scheduler = BatchScheduler(setup.scheduler, kv)
-        elif setup.prefix_block_tokens > 0:
+        elif setup.prefix_block_tokens > 0 or setup.entry_cache:
             tiers = setup.make_kv_tiers() if setup.make_kv_tiers is not None else []
             kv = PrefixCachingKVManager(
-                setup.num_kv_blocks, setup.block_size, setup.prefix_block_tokens, setup.kv_bytes_per_token, tiers
+                setup.num_kv_blocks, setup.block_size, setup.prefix_block_tokens or setup.block_size,
+                setup.kv_bytes_per_token, tiers
             )
             scheduler = (LockstepScheduler if fast_path else BatchScheduler)(setup.scheduler, kv)
-            scheduler.prefix_cache = kv
+            if setup.prefix_block_tokens > 0:
+                scheduler.prefix_cache = kv
         else:
             scheduler = (LockstepScheduler if fast_path else BatchScheduler)(
                 setup.scheduler, KVCacheManager(setup.num_kv_blocks, setup.block_size)
             )
         if setup.make_chunk_cache is not None:
             scheduler.chunk_cache = setup.make_chunk_cache()
+        if setup.make_adapters is not None:
+            scheduler.adapters = setup.make_adapters(scheduler.kv)
         return Replica(
             index,
             self.loop,
@@ -320,6 +329,8 @@ class Simulation:
             seq.prefix = prefix[k]
         if chunks is not None:
             seq.chunks = chunks[k]
+        if self._adapter_ids is not None:
+            seq.adapter = self._adapter_ids[i]
         reason = self._rejection(seq)
         if reason:
             self._status[i] = REJECTED
@@ -518,6 +529,8 @@ class Simulation:
                        None if w.session_id is None else _session_key(w.session_id[j]))
         if w.prefix_block_ids is not None:
             seq.prefix = tuple(w.prefix_block_ids[j])
+        if self._adapter_ids is not None:
+            seq.adapter = self._adapter_ids[j]
         self._arrival[j] = now
         if self.pinning is not None:
             self.pinning.observe(seq.session, float(w.think_s[j]))

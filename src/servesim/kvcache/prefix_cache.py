@@ -71,6 +71,7 @@ class PrefixCachingKVManager(KVCacheManager):
         self.num_evicted = 0
         self.stall_time_s = 0.0
         self._lookup: dict[int, tuple[int, list]] = {}  # request id -> (blocks asked, where each hit was)
+        self._held_entry: dict[int, int] = {}  # request id -> an entry it holds apart from its KV (a LoRA adapter)
 
     # ------------------------------------------------------------- capacity
 
@@ -107,6 +108,7 @@ class PrefixCachingKVManager(KVCacheManager):
 
     def free(self, request_id: int) -> None:
         self._lookup.pop(request_id, None)  # admission failed: the lookup does not count
+        self.drop_entry(request_id)
         hashes = self._attached.pop(request_id, None)
         if not hashes:
             KVCacheManager.free(self, request_id)
@@ -151,7 +153,8 @@ class PrefixCachingKVManager(KVCacheManager):
             self._idle_blocks -= len(blocks)
             self.pool.release(blocks)
             self.num_evicted += 1
-            self._demote(h, len(blocks) * self.block_size, 0)
+            if h >= 0:  # a prefix entry (not a LoRA adapter, whose weights stay in host memory)
+                self._demote(h, len(blocks) * self.block_size, 0)
 
     def _demote(self, block_hash: int, tokens: int, level: int) -> None:
         """File an entry in tier ``level``; what that pushes out goes a level further down."""
@@ -223,6 +226,42 @@ class PrefixCachingKVManager(KVCacheManager):
             self._attached[pin_id] = hashes
             self._blocks[pin_id] = [b for h in hashes for b in self._entries[h]]
         return len(hashes)
+
+    def hold_entry(self, owner: int, key: int, num_blocks: int) -> bool | None:
+        """Hold the entry ``key`` for ``owner`` apart from its KV blocks (a LoRA adapter's weights),
+        putting it into ``num_blocks`` new blocks if absent: True if it was put there now, False if
+        it was there, None (holding nothing) if there is no room."""
+        loaded = False
+        entry = self._entries.get(key)
+        if entry is None:
+            if num_blocks > self.pool.num_free + self._idle_blocks:
+                return None
+            if num_blocks > self.pool.num_free:
+                self._evict(num_blocks - self.pool.num_free)
+            self._entries[key] = self.pool.allocate(num_blocks)
+            self._refs[key] = 0
+            loaded = True
+        elif self._refs[key] == 0:
+            del self._idle[key]
+            self._idle_blocks -= len(entry)
+        self._refs[key] += 1
+        self._held_entry[owner] = key
+        return loaded
+
+    def drop_entry(self, owner: int) -> None:
+        """Let go of the entry ``owner`` holds apart from its KV (no-op if none)."""
+        key = self._held_entry.pop(owner, None)
+        if key is None:
+            return
+        refs = self._refs[key] - 1
+        self._refs[key] = refs
+        if refs == 0:
+            self._idle[key] = None
+            self._idle_blocks += len(self._entries[key])
+
+    def num_entries_below(self, key: int) -> int:
+        """Cached entries whose keys are below ``key`` (e.g. the LoRA adapters on the GPU)."""
+        return sum(1 for k in self._entries if k < key)
 
     def commit_lookup(self, request_id: int, count: bool) -> None:
         """The request was admitted: count its lookup in the books if ``count`` (its first admission)."""
@@ -312,6 +351,10 @@ class PrefixCachingKVManager(KVCacheManager):
             held.update(self._blocks.get(rid, ()))
             for h in self._attached.get(rid, ()):
                 refs[h] = refs.get(h, 0) + 1
+            extra = self._held_entry.get(rid)
+            if extra is not None:
+                held.update(self._entries[extra])
+                refs[extra] = refs.get(extra, 0) + 1
         idle = set()
         for h in self._idle:
             idle.update(self._entries[h])

@@ -42,6 +42,7 @@ cdef class BatchScheduler:
     cdef public long num_tokens_produced
     cdef public object prefix_cache
     cdef public object chunk_cache
+    cdef public object adapters
 
     cpdef BatchPlan schedule(self, double now)
     @cython.locals(seq=Sequence, n=long, seqs=list, num_new=list, i=Py_ssize_t)

@@ -130,6 +130,7 @@ class BatchScheduler:
         # replica's owner): admission shares cached prefix blocks, a computed prompt files its own.
         self.prefix_cache = None
         self.chunk_cache = None  # a ChunkCache (RAG chunk reuse), set by the replica's owner
+        self.adapters = None  # LoRA adapters in GPU memory (servesim.kvcache.adapters), set by the owner
 
     # ------------------------------------------------------------------ public
 
@@ -145,6 +146,8 @@ class BatchScheduler:
             stall += self.prefix_cache.take_stall_s(compute_s)
         if self.chunk_cache is not None:
             stall += self.chunk_cache.take_stall_s()
+        if self.adapters is not None:
+            stall += self.adapters.take_stall_s()
         return stall
 
     @property
@@ -280,6 +283,8 @@ class BatchScheduler:
         cache = self.prefix_cache
         while budget > 0 and len(waiting) and len(running) < self._max_seqs:
             seq = waiting.peek()
+            if self.adapters is not None and seq.adapter >= 0 and not self.adapters.acquire(seq.rid, seq.adapter):
+                break  # its LoRA adapter finds no room in GPU memory yet
             hit = 0
             attached = False
             reused = False
@@ -305,6 +310,8 @@ class BatchScheduler:
                 if attached or reused:
                     kv.free(seq.rid)  # let go of the shared blocks until it is admitted
                     seq.num_computed = 0
+                if self.adapters is not None:
+                    self.adapters.release(seq.rid)
                 break
             waiting.pop()
             running.append(seq)
@@ -322,6 +329,8 @@ class BatchScheduler:
     def _preempt(self, seq: Sequence) -> None:
         """Preempt by recompute: drop the KV cache and requeue."""
         self.kv.free(seq.rid)
+        if self.adapters is not None:
+            self.adapters.release(seq.rid)
         seq.num_computed = 0
         seq.num_preemptions += 1
         self.num_preemptions += 1
@@ -332,6 +341,8 @@ class BatchScheduler:
             return
         for seq in finished:
             self.kv.free(seq.rid)
+            if self.adapters is not None:
+                self.adapters.release(seq.rid)
         self.running = [s for s in self.running if s.num_generated < s.max_output]
 
 

@@ -9,6 +9,7 @@ cdef class Sequence:
     cdef public object session
     cdef public tuple prefix
     cdef public tuple chunks
+    cdef public long adapter
     cdef public long cached_tokens
     cdef public long num_generated
     cdef public long num_computed

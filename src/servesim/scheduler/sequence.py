@@ -22,6 +22,7 @@ class Sequence:
         "session",
         "prefix",
         "chunks",
+        "adapter",
         "cached_tokens",
         "num_generated",
         "num_computed",
@@ -52,6 +53,7 @@ class Sequence:
         self.session = session  # conversation/agent id (routers may use it), or None
         self.prefix: tuple[int, ...] = ()  # the prompt's prefix-block hashes, when the trace has them
         self.chunks: tuple[int, ...] = ()  # the RAG chunks the prompt is built from, when it is
+        self.adapter = -1  # the LoRA adapter it asks for (-1: the base model)
         self.cached_tokens = 0  # prompt tokens found in the replica's prefix cache on arrival
         self.num_generated = 0
         self.num_computed = 0

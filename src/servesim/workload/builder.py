@@ -55,9 +55,11 @@ def build_workload(cfg: TraceWorkloadConfig | SyntheticWorkloadConfig, streams: 
     windowing/sampling, ConfigError for a config of unknown type.
     """
     if isinstance(cfg, TraceWorkloadConfig):
-        return _with_difficulty(_with_prefixes(_build_trace(cfg, streams), cfg, streams), cfg.difficulty, streams)
+        built = _with_prefixes(_build_trace(cfg, streams), cfg, streams)
+        return _with_adapters(_with_difficulty(built, cfg.difficulty, streams), cfg.lora, streams)
     if isinstance(cfg, SyntheticWorkloadConfig):
-        return _with_difficulty(_with_prefixes(_build_synthetic(cfg, streams), cfg, streams), cfg.difficulty, streams)
+        built = _with_prefixes(_build_synthetic(cfg, streams), cfg, streams)
+        return _with_adapters(_with_difficulty(built, cfg.difficulty, streams), cfg.lora, streams)
     if isinstance(cfg, AgentWorkloadConfig):
         return _with_difficulty(_build_agent(cfg, streams), cfg.difficulty, streams)
     raise ConfigError(f"workload: unknown config type {type(cfg).__name__}; expected kind 'trace' or 'synthetic'")
@@ -84,6 +86,18 @@ def _with_prefixes(workload: Workload, cfg, streams: RandomStreams) -> Workload:
         workload = prefix_chains.with_system_prompts(workload, streams.stream("workload.system_prompts"), count=sp.count,
                                                      tokens=sp.tokens, zipf=sp.zipf, block_tokens=cfg.prefix_block_tokens)
     return workload
+
+
+def _with_adapters(workload: Workload, cfg, streams: RandomStreams) -> Workload:
+    """``workload`` with a LoRA adapter per request (Zipf-popular, stream ``workload.lora``) and a
+    rank per adapter (drawn uniformly from ``cfg.ranks``); unchanged when ``cfg`` is None."""
+    if cfg is None:
+        return workload
+    rng = streams.stream("workload.lora")
+    ranks = np.asarray(cfg.ranks, np.int64)[rng.integers(0, len(cfg.ranks), cfg.num_adapters)]
+    weights = np.arange(1, cfg.num_adapters + 1, dtype=np.float64) ** -cfg.zipf
+    ids = rng.choice(cfg.num_adapters, size=len(workload), p=weights / weights.sum())
+    return dataclasses.replace(workload, adapter_ids=ids.astype(np.int64), adapter_ranks=ranks)
 
 
 def _with_difficulty(workload: Workload, cfg: DifficultyConfig | None, streams: RandomStreams) -> Workload:

@@ -63,6 +63,17 @@ class RagConfig(BaseModel):
         return self
 
 
+class LoraConfig(BaseModel):
+    """Requests asking for LoRA adapters of the model (S-LoRA; docs/memory.md)."""
+
+    model_config = _FROZEN
+
+    num_adapters: int = Field(100, ge=1, description="Adapters requests choose from (count).")
+    zipf: float = Field(1.0, ge=0, description="Zipf exponent of their popularity (0: uniform).")
+    ranks: list[int] = Field(default_factory=lambda: [8, 16, 32, 64], min_length=1,
+                             description="Ranks an adapter may have, drawn uniformly per adapter.")
+
+
 class TraceWorkloadConfig(BaseModel):
     """Replay a trace file, optionally windowed, rescaled in time and sampled.
 
@@ -140,6 +151,7 @@ class TraceWorkloadConfig(BaseModel):
     rag: RagConfig | None = Field(
         None, description="Build every prompt from retrieved chunks, then the drawn prompt as the question (RAG)."
     )
+    lora: LoraConfig | None = Field(None, description="Each request asks for one of many LoRA adapters; null: the base model.")
 
     @model_validator(mode="after")
     def _window_is_ordered(self) -> "TraceWorkloadConfig":
@@ -272,6 +284,7 @@ class SyntheticWorkloadConfig(BaseModel):
     rag: RagConfig | None = Field(
         None, description="Build every prompt from retrieved chunks, then the drawn prompt as the question (RAG)."
     )
+    lora: LoraConfig | None = Field(None, description="Each request asks for one of many LoRA adapters; null: the base model.")
 
     @model_validator(mode="after")
     def _mix_sums_to_one(self) -> "SyntheticWorkloadConfig":

@@ -66,6 +66,8 @@ from, ``chunk_tokens`` tokens each) is None unless configured.  ``skipped`` coun
     chunk_tokens: int | None = None
     follows: np.ndarray | None = None
     think_s: np.ndarray | None = None
+    adapter_ids: np.ndarray | None = None
+    adapter_ranks: np.ndarray | None = None
     source: str = "unknown"
     skipped: dict[str, int] = field(default_factory=dict)
 
@@ -151,6 +153,8 @@ from, ``chunk_tokens`` tokens each) is None unless configured.  ``skipped`` coun
             prefix_block_size=self.prefix_block_size,
             difficulty=pick(self.difficulty),
             chunk_ids=None if self.chunk_ids is None else [self.chunk_ids[i] for i in index],
+            adapter_ids=pick(self.adapter_ids),
+            adapter_ranks=self.adapter_ranks,
             chunk_tokens=self.chunk_tokens,
             source=self.source,
             skipped=dict(self.skipped),
