@@ -161,6 +161,14 @@ def multi_lora() -> list[str]:
             s = servesim.simulate(load_config(EXAMPLES / "multi-lora.yaml", [f"workload.lora.num_adapters={n}", *overrides])).summary
             rows.append(f"| {n:,} | {label} | {s['ttft_s']['mean'] * 1e3:.0f} ms | {s['ttft_s']['p90'] * 1e3:.0f} ms | "
                         f"{s['output_tokens_per_s']:.0f} | {s['mean_running_batch']:.0f} | {s['slo']['attainment']:.1%} |")
+    rows += ["", "| router (4 replicas, 5,000 adapters, 20 req/s) | adapter loads | bytes loaded | TTFT mean | TTFT p90 |",
+             "|---|---|---|---|---|"]
+    for policy in ("least_outstanding", "adapter_affinity"):
+        s = servesim.simulate(load_config(EXAMPLES / "multi-lora.yaml", [
+            "cluster.num_replicas=4", "workload.arrival.rate_rps=20", "workload.num_requests=4000",
+            "workload.lora.num_adapters=5000", f"router.policy={policy}"])).summary
+        rows.append(f"| {policy} | {s['lora']['loads']:,} | {s['lora']['bytes_loaded'] / 1e9:.1f} GB | "
+                    f"{s['ttft_s']['mean'] * 1e3:.0f} ms | {s['ttft_s']['p90'] * 1e3:.0f} ms |")
     return rows
 
 
@@ -187,11 +195,11 @@ def agent_pinning() -> list[str]:
     for label, overrides in runs:
         rows.append(_program_row(label, servesim.simulate(load_config(EXAMPLES / "agent-continuum.yaml", overrides)).summary))
     if SHARED_CLAUDE_CODE.exists():
-        for rate in (0.05, 0.1):
-            rows.append(f"| *40 Claude Code conversations, {rate:g} programs/s* | | | | | |")
+        for rate, memory in ((0.05, 0.45), (0.1, 0.45), (0.1, 0.6)):
+            rows.append(f"| *40 Claude Code conversations, {rate:g} programs/s, {memory:.0%} of GPU memory* | | | | | |")
             for label, overrides in runs:
                 traces = [f"workload.source=claude_code", f"workload.path={SHARED_CLAUDE_CODE}", "workload.num_programs=40",
-                          f"workload.arrival.rate_rps={rate}", "cluster.num_replicas=2", "cluster.gpu_memory_utilization=0.45",
+                          f"workload.arrival.rate_rps={rate}", "cluster.num_replicas=2", f"cluster.gpu_memory_utilization={memory}",
                           "router.policy=session_affinity", "catalog.models={qwen2.5-7b: {max_context: 131072}}"]
                 config = load_config(EXAMPLES / "agent-continuum.yaml", [*traces, *overrides])
                 rows.append(_program_row(label, servesim.simulate(config).summary))

@@ -27,8 +27,9 @@ from servesim.deployment import (  # noqa: F401 - build_catalog and build_deploy
 )
 from servesim.errors import ConfigError
 from servesim.metrics.kv_cache import chunk_cache_summary, kv_cache_summary
+from servesim.perf.expert_offload import ExpertOffloadStepModel
 from servesim.metrics.pools import pool_summary
-from servesim.metrics.programs import program_summary
+from servesim.metrics.programs import program_summary, program_table
 from servesim.metrics.records import RequestTable, RunInfo, TimeSeries
 from servesim.metrics.stats import json_float
 from servesim.metrics.summary import summarize
@@ -51,16 +52,22 @@ class Result:
     info: RunInfo
     deployment: Deployment
     kv_cache_series: Any = None  # KvCacheSeries with prefix caching, else None
+    programs: Any = None  # agent programs: program_table's columns, else None
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write requests.parquet, timeseries.parquet, config.yaml and summary.json (and, with
-        prefix caching, kvcache_timeseries.parquet)."""
+        prefix caching, kvcache_timeseries.parquet; with agent programs, programs.parquet)."""
         from servesim.report.files import write_outputs, write_parquet
 
         paths = write_outputs(Path(out_dir), self.requests, self.timeseries, self.summary, self.config.to_dict())
         if self.kv_cache_series is not None:
             paths["kvcache_timeseries"] = Path(out_dir) / "kvcache_timeseries.parquet"
             write_parquet(paths["kvcache_timeseries"], self.kv_cache_series.to_arrow())
+        if self.programs is not None:
+            import pyarrow as pa
+
+            paths["programs"] = Path(out_dir) / "programs.parquet"
+            write_parquet(paths["programs"], pa.table(self.programs))
         return paths
 
 
@@ -93,6 +100,9 @@ def simulate(
         workload = build_workload(config.workload, RandomStreams(config.seed))
     bar = progress(len(workload)) if progress is not None else None
     sim = build_simulation(config, pools, workload, step_model, bar)
+    offloads = [d.step_model for _, d in pools if isinstance(d.step_model, ExpertOffloadStepModel)]
+    for model in offloads:
+        model.counting = True  # the run's steps count; set-up estimates did not
     try:
         out = sim.run()
     finally:
@@ -127,6 +137,21 @@ def simulate(
         if sim.pinning is not None:
             summary["kv_pinning"] = {"pins": sim.pinning.num_pins,
                                      "pinned_block_seconds": json_float(sim.pinning.pinned_block_seconds)}
+    adapters = [r.scheduler.adapters for r in sim.replicas if r.scheduler.adapters is not None]
+    if adapters:
+        summary["lora"] = {
+            "loads": sum(a.num_loads for a in adapters),
+            "bytes_loaded": json_float(sum(a.bytes_loaded for a in adapters)),
+            "load_stall_s": json_float(sum(a.stall_time_s for a in adapters)),
+            "resident_at_end": sum(a.resident() for a in adapters),
+        }
+    if offloads:
+        summary["expert_offload"] = {
+            "hit_rate": json_float(offloads[0].hit_rate),
+            "missed_experts": json_float(sum(m.missed_experts for m in offloads)),
+            "bytes_loaded": json_float(sum(m.loaded_bytes for m in offloads)),
+            "miss_time_s": json_float(sum(m.miss_time_s for m in offloads)),
+        }
     chunk_caches = [r.scheduler.chunk_cache for r in sim.replicas if r.scheduler.chunk_cache is not None]
     if chunk_caches:
         summary["chunk_cache"] = chunk_cache_summary(chunk_caches)
@@ -135,7 +160,8 @@ def simulate(
             "split_changes": len(out.split_changes),
             "final_prefill_shares": [json_float(s.prefill_share) for s in sim.semi_pd_splits],
         }
-    return Result(config, summary, out.requests, out.timeseries, info, deployment, sim.kv_series)
+    programs = program_table(out.requests, workload) if workload.follows is not None else None
+    return Result(config, summary, out.requests, out.timeseries, info, deployment, sim.kv_series, programs)
 
 
 def _as_config(config: ScenarioConfig | dict[str, Any] | str | Path | None) -> ScenarioConfig:

@@ -74,7 +74,8 @@ def build_simulation(
         router,
         layout[0][1],
         horizon_s=config.horizon_s,
-        fast_path=config.engine.fast_path,
+        # Expert offloading counts its misses per priced step: price only the steps that run.
+        fast_path=config.engine.fast_path and cluster.expert_offload is None,
         timeseries_interval_s=config.engine.timeseries_interval_s,
         progress=bar,
         view_delay_s=config.router.view_delay_s,
@@ -87,7 +88,7 @@ def build_simulation(
     sim.pool_profiles = profiles
     pin = cluster.kv_pinning
     if pin is not None:
-        sim.pinning = KvPinning(pin.policy, pin.ttl_s, pin.scale, pin.max_ttl_s)
+        sim.pinning = KvPinning(pin.policy, pin.ttl_s, pin.scale, pin.max_ttl_s, pin.min_turns)
     sim.semi_pd_splits = list(semi.splits) if semi is not None else []
     return sim
 

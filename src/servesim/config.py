@@ -257,6 +257,7 @@ class KvPinningConfig(BaseModel):
     ttl_s: float = Field(10.0, gt=0, description="'fixed': the time to live; 'predicted': the guess before any gap was seen (s).")
     scale: float = Field(1.5, gt=0, description="'predicted': time to live as a multiple of the predicted gap.")
     max_ttl_s: float = Field(30.0, gt=0, description="'predicted': do not pin when the predicted gap is longer than this (s).")
+    min_turns: int = Field(1, ge=1, description="Pin a program's KV only from its min_turns-th finished call on (count).")
 
 
 class LoraServingConfig(BaseModel):
@@ -579,6 +580,8 @@ class ScenarioConfig(BaseModel):
             if self.workload.difficulty is None:
                 raise ValueError(f"router.policy = {self.router.policy!r} weighs each request's difficulty: set "
                                  "workload.difficulty (e.g. {a: 1, b: 1} for uniform)")
+        if self.router.policy == "adapter_affinity" and self.cluster.lora is None:
+            raise ValueError("router.policy = 'adapter_affinity' needs cluster.lora (replicas holding LoRA adapters)")
         if self.router.policy == "prefix_aware" and not self.cluster.prefix_caching:
             raise ValueError("router.policy = 'prefix_aware' needs cluster.prefix_caching: true (replicas without a "
                              "prefix cache give it nothing to match)")

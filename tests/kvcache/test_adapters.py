@@ -75,3 +75,40 @@ def test_many_adapters_fit_a_unified_pool_better_than_a_small_partition():
         }).summary["ttft_s"]["mean"]
 
     assert ttft("partition", partition_gb=1) > 3 * ttft("unified")
+
+
+class _HoldsAdapters:
+    def __init__(self, held):
+        self.held = set(held)
+
+    def has_adapter(self, adapter):
+        return adapter in self.held
+
+
+def test_adapter_affinity_routes_to_a_replica_holding_the_adapter_within_the_load_slack():
+    from servesim.cluster.routers import AdapterAffinityRouter
+    from servesim.cluster.views import ReplicaSnapshot
+    from servesim.scheduler.sequence import Sequence
+
+    views = [ReplicaSnapshot(0, 1, 0.0, _HoldsAdapters([])), ReplicaSnapshot(1, 3, 0.0, _HoldsAdapters([7])),
+             ReplicaSnapshot(2, 9, 0.0, _HoldsAdapters([8]))]
+    request = Sequence(0, 0.0, 10, 5)
+    request.adapter = 7
+    assert AdapterAffinityRouter(load_slack=4).route(request, views) == 1  # holds 7, 2 more than the least loaded
+    request.adapter = 8
+    assert AdapterAffinityRouter(load_slack=4).route(request, views) == 0  # 8's holder is too busy: least loaded
+    request.adapter = -1
+    assert AdapterAffinityRouter(load_slack=4).route(request, views) == 0
+
+
+def test_the_summary_counts_adapter_loads():
+    s = servesim.simulate({
+        "workload": {"kind": "synthetic", "num_requests": 50, "arrival": {"process": "poisson", "rate_rps": 2},
+                     "prompt_tokens": {"dist": "fixed", "value": 100}, "output_tokens": {"dist": "fixed", "value": 5},
+                     "lora": {"num_adapters": 1, "ranks": [16]}},
+        "cluster": {"lora": {"memory": "unified", "pcie_gb_per_s": 25}},
+    }).summary
+    # One adapter, always wanted, never evicted: loaded once, 27 MB at 25 GB/s.
+    assert s["lora"]["loads"] == 1 and s["lora"]["resident_at_end"] == 1
+    assert s["lora"]["bytes_loaded"] == adapter_bytes(LLAMA_8B, 16)
+    assert s["lora"]["load_stall_s"] == pytest.approx(adapter_bytes(LLAMA_8B, 16) / 25e9)

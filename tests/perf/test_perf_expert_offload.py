@@ -74,3 +74,19 @@ def test_a_bigger_cache_decodes_faster_in_a_run():
                                                "prompt_tokens": {"dist": "fixed", "value": 200}, "output_tokens": {"dist": "fixed", "value": 20}},
                                   "cluster": {"model": "mixtral-8x7b", "expert_offload": {"gpu_experts_per_layer": cache}}}).summary["tpot_s"]["p50"]
     assert tpot(2) > tpot(3) > tpot(4)
+
+
+def test_the_summary_counts_the_runs_misses_by_hand():
+    """One request, 100 prompt tokens then two decode steps: misses = 32 layers x touched(t) x (1 - h)
+    for t = 100, 1, 1, each loaded over PCIe."""
+    s = servesim.simulate({
+        "workload": {"kind": "synthetic", "num_requests": 1, "arrival": {"process": "poisson", "rate_rps": 1},
+                     "prompt_tokens": {"dist": "fixed", "value": 100}, "output_tokens": {"dist": "fixed", "value": 3}},
+        "cluster": {"model": "mixtral-8x7b", "expert_offload": {"gpu_experts_per_layer": 4, "miss": "load"}},
+    }).summary
+    h = cache_hit_rate(8, 2, 4, 0.8)
+    touched = lambda t: 8 * (1 - (6 / 8) ** t)  # noqa: E731
+    missed = 32 * (touched(100) + 2 * touched(1)) * (1 - h)
+    assert s["expert_offload"]["hit_rate"] == pytest.approx(h)
+    assert s["expert_offload"]["missed_experts"] == pytest.approx(missed)
+    assert s["expert_offload"]["bytes_loaded"] == pytest.approx(missed * MIXTRAL.expert_params * 2)

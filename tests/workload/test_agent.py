@@ -135,3 +135,38 @@ def test_the_shared_claude_code_samples_run():
         "catalog": {"models": {"qwen2.5-7b": {"max_context": 131072}}},
     }).summary
     assert s["programs"]["count"] == 4 and s["prefix_cache_hit_rate"] > 0.5
+
+
+def test_pinning_starts_at_the_min_turn():
+    class Cache:
+        def __init__(self):
+            self.pins = []
+
+        def pin(self, pin_id, block_ids):
+            self.pins.append(pin_id)
+            return len(block_ids)
+
+    class Loop:
+        def schedule(self, *args):
+            pass
+
+    class Replica:
+        def __init__(self):
+            self.scheduler = type("S", (), {"prefix_cache": Cache()})()
+
+    replica, pin = Replica(), KvPinning("fixed", 5.0, min_turns=2)
+    call = type("Seq", (), {"session": "a", "prefix": (1, 2)})()
+    pin.pin(call, replica, 0.0, Loop())  # the program's first finished call: not pinned
+    pin.pin(call, replica, 1.0, Loop())
+    assert replica.scheduler.prefix_cache.pins == [-1] and pin.num_pins == 1
+
+
+def test_programs_are_written_one_row_each(tmp_path):
+    import pyarrow.parquet as pq
+
+    result = servesim.simulate({"workload": {"kind": "agent", "num_programs": 4, "turns": {"dist": "fixed", "value": 2},
+                                             "first_prompt_tokens": {"dist": "fixed", "value": 1000}}})
+    paths = result.write(tmp_path)
+    table = pq.read_table(paths["programs"]).to_pydict()
+    assert table["program"] == ["0", "1", "2", "3"] and table["calls"] == [2, 2, 2, 2] and all(table["completed"])
+    assert np.mean(table["jct_s"]) == pytest.approx(result.summary["programs"]["jct_s"]["mean"])

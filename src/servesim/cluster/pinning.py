@@ -15,6 +15,9 @@ hold while the tool runs.
   was seen), and not at all when that prediction exceeds ``max_ttl_s``
   (a long wait is cheaper to recompute than to hold memory for).
 
+Either way a program is pinned only from its ``min_turns``-th finished
+call on: the turn count so far stands in for how likely it is to go on.
+
 The pin ends when its time to live runs out (the next call, if it came in
 time, holds the entries itself by then).
 """
@@ -27,13 +30,16 @@ from servesim.cluster.events import ARRIVAL
 class KvPinning:
     """Pins finished calls' KV entries for a time to live (see the module doc)."""
 
-    def __init__(self, policy: str, ttl_s: float, scale: float = 1.0, max_ttl_s: float = float("inf")) -> None:
+    def __init__(self, policy: str, ttl_s: float, scale: float = 1.0, max_ttl_s: float = float("inf"),
+                 min_turns: int = 1) -> None:
         if policy not in ("fixed", "predicted"):
             raise ValueError(f"pinning policy must be 'fixed' or 'predicted', got {policy!r}")
         self.policy = policy
         self.ttl_s = ttl_s
         self.scale = scale
         self.max_ttl_s = max_ttl_s
+        self.min_turns = min_turns
+        self._turns: dict[object, int] = {}  # program -> calls finished so far
         self._gaps: dict[object, tuple[float, int]] = {}  # program -> (sum of its gaps, count)
         self._all = (0.0, 0)
         self._next_id = -1
@@ -56,9 +62,11 @@ class KvPinning:
 
     def pin(self, seq, replica, now: float, loop) -> None:
         """Pin ``seq``'s prompt entries on ``replica`` (its prefix cache) for the program's TTL."""
+        turns = self._turns.get(seq.session, 0) + 1
+        self._turns[seq.session] = turns
         cache = replica.scheduler.prefix_cache
-        if cache is None or not seq.prefix:
-            return
+        if cache is None or not seq.prefix or turns < self.min_turns:
+            return  # (a program that has made few calls yet is less likely to come back soon)
         ttl = self.ttl_for(seq.session)
         if ttl <= 0.0:
             return

@@ -212,6 +212,11 @@ class Replica:
         started = 1 + bisect_left(stretch.end_s, self.loop.now, 0, last - 1)
         return self.scheduler.run_blocks_used(stretch.plan, stretch.run, started)
 
+    def has_adapter(self, adapter: int) -> bool:
+        """Whether the replica holds this LoRA adapter in GPU memory (False without adapters)."""
+        adapters = self.scheduler.adapters
+        return adapters is not None and adapters.holds(adapter)
+
     def prefix_match(self, block_ids: tuple[int, ...]) -> int:
         """Leading prefix blocks of a prompt this replica's prefix cache holds (0 without one)."""
         cache = self.scheduler.prefix_cache

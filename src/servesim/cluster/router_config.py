@@ -21,7 +21,7 @@ class RouterConfig(BaseModel):
 
     policy: Literal[
         "round_robin", "least_outstanding", "least_kv", "random", "power_of_two", "session_affinity", "laps",
-        "prefix_aware", "route_balance", "quality_threshold", "cheapest_first",
+        "prefix_aware", "route_balance", "quality_threshold", "cheapest_first", "adapter_affinity",
     ] = Field(
         "least_outstanding",
         description=(
@@ -31,7 +31,8 @@ class RouterConfig(BaseModel):
             "requests go where its first went (placed by least outstanding); 'laps': prompts longer than "
             "laps_threshold_tokens go to a long-prefill group of replicas, the others to a short-prefill group, "
             "least outstanding within each; 'prefix_aware': the longest cached prompt prefix among replicas within "
-            "prefix_load_slack of the least loaded (needs cluster.prefix_caching). Model routers (need cluster.pools "
+            "prefix_load_slack of the least loaded (needs cluster.prefix_caching); 'adapter_affinity': a replica that holds the "
+            "request's LoRA adapter, among those within prefix_load_slack of the least loaded (needs cluster.lora). Model routers (need cluster.pools "
             "and workload.difficulty): 'route_balance': the replica with the best weighted score of expected quality, "
             "predicted latency from its load, and price; 'quality_threshold': the cheapest pool whose quality at the "
             "request's difficulty reaches min_quality, regardless of load, then its least loaded replica; "
@@ -61,7 +62,10 @@ class RouterConfig(BaseModel):
     prefix_load_slack: int = Field(
         4,
         ge=0,
-        description="'prefix_aware': replicas with at most this many more outstanding requests than the least loaded compete on cache hits (count).",
+        description=(
+            "'prefix_aware', 'adapter_affinity': replicas with at most this many more outstanding requests than the least "
+            "loaded compete on cache hits or resident adapters (count)."
+        ),
     )
     quality_weight: float = Field(1.0, ge=0, description="'route_balance': weight of expected quality (0..1) in the score.")
     latency_weight: float = Field(

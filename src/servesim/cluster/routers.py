@@ -218,6 +218,30 @@ class PrefixAwareRouter:
         return best
 
 
+class AdapterAffinityRouter:
+    """A replica that already holds the request's LoRA adapter in GPU memory, among those within
+    ``load_slack`` outstanding requests of the least loaded; otherwise (or without an adapter)
+    the least loaded.  Ties go to fewer outstanding, then the lowest index."""
+
+    __slots__ = ("load_slack",)
+
+    def __init__(self, load_slack: int = 4) -> None:
+        self.load_slack = load_slack
+
+    def route(self, request: Sequence, replicas: Seq[ReplicaView]) -> int:
+        loads = [r.num_outstanding for r in replicas]
+        bound = min(loads) + self.load_slack
+        adapter = request.adapter
+        best, best_key = 0, None
+        for i, replica in enumerate(replicas):
+            if loads[i] > bound:
+                continue
+            key = (0 if adapter >= 0 and replica.has_adapter(adapter) else 1, loads[i])
+            if best_key is None or key < best_key:
+                best, best_key = i, key
+        return best
+
+
 ROUTERS: dict[str, type] = {
     "round_robin": RoundRobinRouter,
     "least_outstanding": LeastOutstandingRouter,
@@ -227,6 +251,7 @@ ROUTERS: dict[str, type] = {
     "session_affinity": SessionAffinityRouter,
     "laps": LapsRouter,
     "prefix_aware": PrefixAwareRouter,
+    "adapter_affinity": AdapterAffinityRouter,
 }
 # Policies that draw random numbers (they take the run's "router" stream).
 RANDOMIZED = frozenset({"random", "power_of_two"})
@@ -241,6 +266,6 @@ def make_router(config: RouterConfig, rng: np.random.Generator | None = None) ->
         return cls(rng)
     if config.policy == "laps":
         return cls(config.laps_threshold_tokens, config.laps_long_fraction)
-    if config.policy == "prefix_aware":
+    if config.policy in ("prefix_aware", "adapter_affinity"):
         return cls(config.prefix_load_slack)
     return cls()

@@ -26,6 +26,9 @@ class ReplicaView(Protocol):
     def prefix_match(self, block_ids: tuple[int, ...]) -> int:
         """Leading prefix blocks of a prompt the replica's prefix cache holds (0 without one)."""
 
+    def has_adapter(self, adapter: int) -> bool:
+        """Whether the replica holds this LoRA adapter in GPU memory."""
+
 
 class ReplicaSnapshot:
     """A replica's readings, copied at one moment."""
@@ -46,6 +49,10 @@ class ReplicaSnapshot:
     def prefix_match(self, block_ids: tuple[int, ...]) -> int:
         """Read live: a router's cache index follows the replicas' caches as it routes."""
         return 0 if self._replica is None else self._replica.prefix_match(block_ids)
+
+    def has_adapter(self, adapter: int) -> bool:
+        """Read live, like prefix matches: a router tracks which adapters it sent where."""
+        return self._replica is not None and self._replica.has_adapter(adapter)
 
     def __repr__(self) -> str:
         return f"ReplicaSnapshot({self.index}, outstanding={self.num_outstanding}, kv={self.kv_usage:.3f})"

@@ -71,6 +71,10 @@ class UnifiedAdapters:
     def resident(self) -> int:
         return self.kv.num_entries_below(_ADAPTER_KEY + 1)
 
+    def holds(self, adapter: int) -> bool:
+        """Whether ``adapter`` is in GPU memory now."""
+        return self.kv.has_entry(_ADAPTER_KEY - adapter)
+
     def take_stall_s(self) -> float:
         stall, self._stall_s = self._stall_s, 0.0
         self.stall_time_s += stall
@@ -123,6 +127,10 @@ class PartitionedAdapters:
 
     def resident(self) -> int:
         return len(self._resident)
+
+    def holds(self, adapter: int) -> bool:
+        """Whether ``adapter`` is in GPU memory now."""
+        return adapter in self._resident
 
     def take_stall_s(self) -> float:
         stall, self._stall_s = self._stall_s, 0.0

@@ -259,6 +259,10 @@ class PrefixCachingKVManager(KVCacheManager):
             self._idle[key] = None
             self._idle_blocks += len(self._entries[key])
 
+    def has_entry(self, key: int) -> bool:
+        """Whether the entry ``key`` is in GPU memory."""
+        return key in self._entries
+
     def num_entries_below(self, key: int) -> int:
         """Cached entries whose keys are below ``key`` (e.g. the LoRA adapters on the GPU)."""
         return sum(1 for k in self._entries if k < key)

@@ -19,6 +19,14 @@ from servesim.workload.request import Workload
 
 def program_summary(requests: RequestTable, workload: Workload) -> dict[str, Any]:
     """``programs``: how many there were and completed, and their JCT (s)."""
+    table = program_table(requests, workload)
+    jct = table["jct_s"][table["completed"]]
+    return {"programs": {"count": int(len(table["program"])), "completed": int(table["completed"].sum()),
+                         "jct_s": describe(jct)}}
+
+
+def program_table(requests: RequestTable, workload: Workload) -> dict[str, np.ndarray]:
+    """One row per program: its id, calls, calls finished, start, end, completed, JCT (NaN if not)."""
     program = np.asarray(workload.session_id, dtype=object)
     calls = np.bincount(np.unique(program, return_inverse=True)[1])
     names, index = np.unique(program, return_inverse=True)
@@ -31,5 +39,12 @@ def program_summary(requests: RequestTable, workload: Workload) -> dict[str, Any
     np.minimum.at(start, index[rows], requests.arrival_s)
     np.maximum.at(end, index[rows[finished]], requests.finish_s[finished])
     complete = done == calls
-    jct = (end - start)[complete]
-    return {"programs": {"count": int(len(names)), "completed": int(complete.sum()), "jct_s": describe(jct)}}
+    return {
+        "program": names.astype(str),
+        "calls": calls.astype(np.int64),
+        "calls_finished": done,
+        "start_s": np.where(np.isfinite(start), start, np.nan),
+        "end_s": np.where(complete, end, np.nan),
+        "completed": complete,
+        "jct_s": np.where(complete, end - start, np.nan),
+    }

@@ -44,7 +44,8 @@ class ExpertOffloadStepModel:
     """A step model plus the time its steps wait for (or spend on the CPU with) cache-missing experts."""
 
     __slots__ = ("base", "num_experts", "active", "moe_layers", "hit_rate", "cpu", "load_s_per_expert",
-                 "cpu_read_s_per_expert", "cpu_s_per_expert_token", "auto", "_miss")
+                 "cpu_read_s_per_expert", "cpu_s_per_expert_token", "auto", "_miss", "expert_bytes",
+                 "counting", "missed_experts", "loaded_bytes", "miss_time_s")
 
     def __init__(
         self,
@@ -73,6 +74,13 @@ class ExpertOffloadStepModel:
         self.cpu_read_s_per_expert = expert_bytes / host_bytes_per_s
         self.cpu_s_per_expert_token = 2.0 * model.expert_params / cpu_flops_s
         self._miss = 1.0 - model.experts_per_token / model.num_experts
+        self.expert_bytes = expert_bytes
+        # The books of the steps priced while ``counting`` (the run turns it on; set-up estimates
+        # do not count): expected experts missed, bytes loaded over PCIe, time spent on misses.
+        self.counting = False
+        self.missed_experts = 0.0
+        self.loaded_bytes = 0.0
+        self.miss_time_s = 0.0
 
     def miss_s(self, num_tokens: int) -> float:
         """Time a step of ``num_tokens`` tokens spends on experts missing from the cache."""
@@ -81,13 +89,21 @@ class ExpertOffloadStepModel:
         touched = self.num_experts * (1.0 - self._miss**num_tokens)
         misses = touched * (1.0 - self.hit_rate)
         per_expert = self.load_s_per_expert
+        loading = True
         if self.cpu or self.auto:
             tokens_each = num_tokens * self.active / touched
             compute = tokens_each * self.cpu_s_per_expert_token
             on_cpu = compute if compute > self.cpu_read_s_per_expert else self.cpu_read_s_per_expert
             if self.cpu or on_cpu < per_expert:
                 per_expert = on_cpu
-        return self.moe_layers * misses * per_expert
+                loading = False
+        seconds = self.moe_layers * misses * per_expert
+        if self.counting:
+            self.missed_experts += self.moe_layers * misses
+            self.miss_time_s += seconds
+            if loading:
+                self.loaded_bytes += self.moe_layers * misses * self.expert_bytes
+        return seconds
 
     def time_s(self, shape) -> float:
         return self.base.time_s(shape) + self.miss_s(shape.num_tokens)
