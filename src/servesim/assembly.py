@@ -11,22 +11,27 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 from servesim.cluster.disaggregation import PdSetup
-from servesim.cluster.model_routing import PoolProfile, make_model_router
-from servesim.cluster.pinning import KvPinning
 from servesim.cluster.router_config import MODEL_ROUTERS
 from servesim.cluster.routers import make_router
-from servesim.cluster.semi_pd import SemiPdSetup, SmShareStepModel, SmSplit
 from servesim.cluster.simulation import ReplicaSetup, Simulation, fit_limit
 from servesim.config import ClusterConfig, PdControllerConfig, PoolConfig, ScenarioConfig
 from servesim.core.rng import RandomStreams
 from servesim.deployment import Deployment, gpus_per_replica, total_replicas
 from servesim.errors import ConfigError, DeploymentError
-from servesim.kvcache.adapters import PartitionedAdapters, UnifiedAdapters, adapter_bytes
-from servesim.kvcache.chunk_cache import ChunkCache
-from servesim.kvcache.tiers import KvTier
 from servesim.perf.batch_shape import BatchShape
 from servesim.workload.request import Workload
+
+if TYPE_CHECKING:
+    from servesim.cluster.model_routing import PoolProfile
+    from servesim.cluster.semi_pd import SemiPdSetup
+    from servesim.kvcache.chunk_cache import ChunkCache
+    from servesim.kvcache.tiers import KvTier
+
+# The modules of optional features (model routing, semi-PD, pinning, KV tiers, chunk caches,
+# LoRA adapters) are imported where a run uses them: a plain run's start-up does not pay for them.
 
 
 def build_simulation(
@@ -53,6 +58,8 @@ def build_simulation(
     setup = layout[0][0]
     semi = _semi_pd_setup(config, layout[0][1], workload) if cluster.semi_pd is not None else None
     if semi is not None:
+        from servesim.cluster.semi_pd import SmShareStepModel
+
         # Replica i's prefill worker is simulated replica i, its decode worker n + i.
         layout = [(setup, SmShareStepModel(layout[0][1], split, True), 1) for split in semi.splits] + [
             (setup, SmShareStepModel(layout[0][1], split, False), 1) for split in semi.splits
@@ -61,6 +68,8 @@ def build_simulation(
         if workload.difficulty is None:
             raise ConfigError(f"router.policy = {config.router.policy!r} needs a difficulty per request; the "
                               "workload has none (set workload.difficulty)")
+        from servesim.cluster.model_routing import make_model_router
+
         profiles = _pool_profiles(config, pools, layout, workload)
         mean_output = float(workload.output_tokens.mean()) if len(workload) else 1.0
         router = make_model_router(config.router, profiles, workload.difficulty, mean_output)
@@ -88,6 +97,8 @@ def build_simulation(
     sim.pool_profiles = profiles
     pin = cluster.kv_pinning
     if pin is not None:
+        from servesim.cluster.pinning import KvPinning
+
         sim.pinning = KvPinning(pin.policy, pin.ttl_s, pin.scale, pin.max_ttl_s, pin.min_turns)
     sim.semi_pd_splits = list(semi.splits) if semi is not None else []
     return sim
@@ -108,6 +119,8 @@ def _replica_setup(
     shared: dict[str, KvTier] = {}  # tiers every replica of this deployment reaches, built once
 
     def tier(t) -> KvTier:
+        from servesim.kvcache.tiers import KvTier
+
         if t.shared and t.name in shared:
             return shared[t.name]
         made = KvTier(t.name, t.capacity_gb * 1e9, t.read_gb_per_s * 1e9, t.latency_s, bytes_per_token,
@@ -119,18 +132,24 @@ def _replica_setup(
     def make_kv_tiers() -> list[KvTier]:
         tiers = [tier(t) for t in cluster.kv_tiers]
         if cluster.prefix_cache_unlimited:
+            from servesim.kvcache.tiers import KvTier
+
             tiers.append(KvTier("unlimited", math.inf, math.inf, 0.0, bytes_per_token))
         return tiers
 
     chunks = cluster.chunk_cache
 
     def make_chunk_cache() -> ChunkCache:
+        from servesim.kvcache.chunk_cache import ChunkCache
+
         bandwidth = math.inf if chunks.read_gb_per_s is None else chunks.read_gb_per_s * 1e9
         return ChunkCache(chunks.capacity_gb * 1e9, bytes_per_token, chunk_tokens, chunks.recompute_fraction, bandwidth)
 
     lora = cluster.lora
     make_adapters = None
     if lora is not None:
+        from servesim.kvcache.adapters import PartitionedAdapters, UnifiedAdapters, adapter_bytes
+
         ranks = adapter_ranks.tolist()
         sizes = [adapter_bytes(deployment.model, r) for r in ranks]  # whole adapters, all GPUs together
         pcie = lora.pcie_gb_per_s * 1e9
@@ -156,6 +175,8 @@ def _replica_setup(
 
 def _semi_pd_setup(config: ScenarioConfig, step_model: Any, workload: Workload) -> SemiPdSetup:
     """Each replica's SM split, and what the controller predicts TTFT and TPOT from."""
+    from servesim.cluster.semi_pd import SemiPdSetup, SmSplit
+
     semi, sched = config.cluster.semi_pd, config.scheduler
     splits = tuple(SmSplit(semi.prefill_share, semi.decode_saturation) for _ in range(config.cluster.num_replicas))
     c = semi.controller
@@ -181,6 +202,8 @@ def _semi_pd_setup(config: ScenarioConfig, step_model: Any, workload: Workload) 
 
 def _pool_profiles(config: ScenarioConfig, pools: list, layout: list, workload: Workload) -> list[PoolProfile]:
     """What model routers know of each pool: quality, price and step times (see PoolProfile)."""
+    from servesim.cluster.model_routing import PoolProfile
+
     sched = config.scheduler
     mean_prompt = float(workload.prompt_tokens.mean()) if len(workload) else 1.0
     expected_output = config.router.expected_output_tokens or (float(workload.output_tokens.mean()) if len(workload) else 1.0)

@@ -39,7 +39,7 @@ from servesim.perf.steptime import StepTimeParams
 from servesim.scheduler.config import SchedulerConfig
 from servesim.workload.config import TraceWorkloadConfig, WorkloadConfig
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class KvLinkConfig(BaseModel):

@@ -17,7 +17,7 @@ MODEL_ROUTERS = ("route_balance", "quality_threshold", "cheapest_first")
 class RouterConfig(BaseModel):
     """How arriving requests are spread over replicas."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     policy: Literal[
         "round_robin", "least_outstanding", "least_kv", "random", "power_of_two", "session_affinity", "laps",

@@ -26,7 +26,6 @@ import numpy as np
 
 from servesim.core.rng import RandomStreams
 from servesim.errors import ConfigError, TraceError
-from servesim.workload import agent, prefix_chains
 from servesim.workload import synthetic as gen
 from servesim.workload import transforms
 from servesim.workload.config import (
@@ -69,6 +68,8 @@ def _with_prefixes(workload: Workload, cfg, streams: RandomStreams) -> Workload:
     """Derived prefix-block chains: from session turns, shared system prompts (stream
     ``workload.system_prompts``) or RAG prompts (stream ``workload.rag``); unchanged when none
     is configured."""
+    from servesim.workload import prefix_chains  # (imported by the runs that derive chains)
+
     if cfg.session_prefixes:
         if workload.session_id is None:
             raise ConfigError(f"workload.session_prefixes: the workload ({workload.source}) has no session ids")
@@ -160,6 +161,7 @@ def _build_synthetic(cfg: SyntheticWorkloadConfig, streams: RandomStreams) -> Wo
 
 def _build_agent(cfg: AgentWorkloadConfig, streams: RandomStreams) -> Workload:
     """Agent programs: starts from ``workload.arrivals``; synthetic calls from their own streams."""
+    from servesim.workload import agent
     if cfg.source == "claude_code":
         programs, block_tokens = agent.read_claude_code(cfg.path, cfg.num_programs)
         source = f"claude_code:{cfg.path}"

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from servesim.errors import ConfigError
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class DifficultyConfig(BaseModel):
@@ -352,7 +352,13 @@ class AgentWorkloadConfig(BaseModel):
 
 WorkloadConfig = Annotated[Union[TraceWorkloadConfig, SyntheticWorkloadConfig, AgentWorkloadConfig], Field(discriminator="kind")]
 
-_ADAPTER: TypeAdapter = TypeAdapter(WorkloadConfig)
+_ADAPTERS: list[TypeAdapter] = []  # built on first use: building it is a start-up cost a run does not need
+
+
+def _adapter() -> TypeAdapter:
+    if not _ADAPTERS:
+        _ADAPTERS.append(TypeAdapter(WorkloadConfig))
+    return _ADAPTERS[0]
 
 
 def parse_workload_config(data: Any) -> TraceWorkloadConfig | SyntheticWorkloadConfig:
@@ -363,7 +369,7 @@ def parse_workload_config(data: Any) -> TraceWorkloadConfig | SyntheticWorkloadC
     ``workload.prompt_tokens: dist='uniform' needs field 'low' (got low=None)``.
     """
     try:
-        return _ADAPTER.validate_python(data)
+        return _adapter().validate_python(data)
     except ValidationError as err:
         first = err.errors()[0]
         loc = list(first["loc"])
