@@ -696,6 +696,8 @@ def _allowed_fields(loc: tuple) -> str:
         # None for a non-model field (e.g. the workload union, resolved by its tag next).
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
     names = list(getattr(model, "model_fields", {}))
+    own = set(getattr(model, "__annotations__", {}))
+    names = [n for n in names if n in own] + [n for n in names if n not in own]  # a section's own fields first
     return f" (allowed: {', '.join(names)})" if names else ""
 
 

@@ -73,30 +73,27 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
                 f"{model.experts_per_token}..{model.num_experts} (experts per token..routed experts of {model.id})"
             )
         resident = model.model_copy(update={"num_experts": offload.gpu_experts_per_layer})
-    memory = _plan(
-        offload is not None,
-        resident,
-        hardware,
-        tensor_parallel=cluster.tensor_parallel,
-        pipeline_parallel=cluster.pipeline_parallel,
-        gpu_memory_utilization=cluster.gpu_memory_utilization,
-        block_size=cluster.block_size,
-        weight_bytes_per_param=WEIGHT_FORMATS[cluster.weight_dtype].bytes_per_param,
-        kv_bytes_per_elem=kv_elem * memory_factor,
-        activation_reserve_gb=cluster.activation_reserve_gb,
-        max_num_batched_tokens=config.scheduler.max_num_batched_tokens,
-    )
+
+    def plan(reserve_gb: float | None) -> MemoryPlan:
+        return _plan(
+            offload is not None,
+            resident,
+            hardware,
+            tensor_parallel=cluster.tensor_parallel,
+            pipeline_parallel=cluster.pipeline_parallel,
+            gpu_memory_utilization=cluster.gpu_memory_utilization,
+            block_size=cluster.block_size,
+            weight_bytes_per_param=WEIGHT_FORMATS[cluster.weight_dtype].bytes_per_param,
+            kv_bytes_per_elem=kv_elem * memory_factor,
+            activation_reserve_gb=reserve_gb,
+            max_num_batched_tokens=config.scheduler.max_num_batched_tokens,
+        )
+
+    memory = plan(cluster.activation_reserve_gb)
     lora = cluster.lora
     if lora is not None and lora.memory == "partition":
         # The adapters' partition is held back from the KV cache, like the activations.
-        memory = _plan(
-            False, resident, hardware, tensor_parallel=cluster.tensor_parallel, pipeline_parallel=cluster.pipeline_parallel,
-            gpu_memory_utilization=cluster.gpu_memory_utilization, block_size=cluster.block_size,
-            weight_bytes_per_param=WEIGHT_FORMATS[cluster.weight_dtype].bytes_per_param,
-            kv_bytes_per_elem=kv_elem * memory_factor,
-            activation_reserve_gb=memory.activation_reserve_bytes / 1e9 + lora.partition_gb,
-            max_num_batched_tokens=config.scheduler.max_num_batched_tokens,
-        )
+        memory = plan(memory.activation_reserve_bytes / 1e9 + lora.partition_gb)
     step_model = StepTimeModel(
         model,
         hardware,

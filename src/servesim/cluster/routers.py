@@ -205,17 +205,9 @@ class PrefixAwareRouter:
         self.load_slack = load_slack
 
     def route(self, request: Sequence, replicas: Seq[ReplicaView]) -> int:
-        loads = [r.num_outstanding for r in replicas]
-        bound = min(loads) + self.load_slack
         prefix = request.prefix
-        best, best_key = 0, None
-        for i, replica in enumerate(replicas):
-            if loads[i] > bound:
-                continue
-            key = (-(replica.prefix_match(prefix) if prefix else 0), loads[i])
-            if best_key is None or key < best_key:
-                best, best_key = i, key
-        return best
+        matches = [-(replica.prefix_match(prefix) if prefix else 0) for replica in replicas]
+        return _best_within_slack(replicas, self.load_slack, matches)
 
 
 class AdapterAffinityRouter:
@@ -229,17 +221,24 @@ class AdapterAffinityRouter:
         self.load_slack = load_slack
 
     def route(self, request: Sequence, replicas: Seq[ReplicaView]) -> int:
-        loads = [r.num_outstanding for r in replicas]
-        bound = min(loads) + self.load_slack
         adapter = request.adapter
-        best, best_key = 0, None
-        for i, replica in enumerate(replicas):
-            if loads[i] > bound:
-                continue
-            key = (0 if adapter >= 0 and replica.has_adapter(adapter) else 1, loads[i])
-            if best_key is None or key < best_key:
-                best, best_key = i, key
-        return best
+        misses = [0 if adapter >= 0 and replica.has_adapter(adapter) else 1 for replica in replicas]
+        return _best_within_slack(replicas, self.load_slack, misses)
+
+
+def _best_within_slack(replicas: Seq[ReplicaView], slack: int, scores: list) -> int:
+    """Among replicas within ``slack`` outstanding requests of the least loaded, the one with the
+    lowest score; ties go to fewer outstanding, then the lowest index."""
+    loads = [r.num_outstanding for r in replicas]
+    bound = min(loads) + slack
+    best, best_key = 0, None
+    for i in range(len(replicas)):
+        if loads[i] > bound:
+            continue
+        key = (scores[i], loads[i])
+        if best_key is None or key < best_key:
+            best, best_key = i, key
+    return best
 
 
 ROUTERS: dict[str, type] = {

@@ -74,7 +74,32 @@ class LoraConfig(BaseModel):
                              description="Ranks an adapter may have, drawn uniformly per adapter.")
 
 
-class TraceWorkloadConfig(BaseModel):
+class RequestExtras(BaseModel):
+    """What a trace or synthetic workload may add to its requests: difficulties, derived prefix
+    chains (system prompts, session turns, RAG prompts) and LoRA adapters."""
+
+    model_config = _FROZEN
+
+    difficulty: DifficultyConfig | None = Field(
+        None, description="Draw a difficulty in [0, 1] per request for model routing; null = none."
+    )
+    system_prompts: SystemPromptsConfig | None = Field(
+        None, description="Prefix every prompt with one of a few shared system prompts (with their prefix-block chains)."
+    )
+    session_prefixes: bool = Field(
+        False,
+        description="Derive prefix-block chains from session turns: a turn shares its session's previous prompt (needs session ids).",
+    )
+    prefix_block_tokens: int = Field(
+        64, ge=1, description="Tokens per prefix block of derived chains (system prompts, session turns, RAG prompts)."
+    )
+    rag: RagConfig | None = Field(
+        None, description="Build every prompt from retrieved chunks, then the drawn prompt as the question (RAG)."
+    )
+    lora: LoraConfig | None = Field(None, description="Each request asks for one of many LoRA adapters; null: the base model.")
+
+
+class TraceWorkloadConfig(RequestExtras):
     """Replay a trace file, optionally windowed, rescaled in time and sampled.
 
     The builder applies, in order: window, rate scaling, sampling,
@@ -135,23 +160,6 @@ class TraceWorkloadConfig(BaseModel):
         None,
         description="BurstGPT only: keep rows whose Log Type is this ('Conversation log' or 'API log'); None = all.",
     )
-    difficulty: DifficultyConfig | None = Field(
-        None, description="Draw a difficulty in [0, 1] per request for model routing; null = none."
-    )
-    system_prompts: SystemPromptsConfig | None = Field(
-        None, description="Prefix every prompt with one of a few shared system prompts (with their prefix-block chains)."
-    )
-    session_prefixes: bool = Field(
-        False,
-        description="Derive prefix-block chains from session turns: a turn shares its session's previous prompt (needs session ids).",
-    )
-    prefix_block_tokens: int = Field(
-        64, ge=1, description="Tokens per prefix block of derived chains (system prompts, session turns, RAG prompts)."
-    )
-    rag: RagConfig | None = Field(
-        None, description="Build every prompt from retrieved chunks, then the drawn prompt as the question (RAG)."
-    )
-    lora: LoraConfig | None = Field(None, description="Each request asks for one of many LoRA adapters; null: the base model.")
 
     @model_validator(mode="after")
     def _window_is_ordered(self) -> "TraceWorkloadConfig":
@@ -249,7 +257,7 @@ class LengthConfig(BaseModel):
 _NEEDS_ALL = tuple(name for names in _NEEDS.values() for name in names)
 
 
-class SyntheticWorkloadConfig(BaseModel):
+class SyntheticWorkloadConfig(RequestExtras):
     """Generate requests: a renewal arrival process and independent lengths.
 
     Each part draws from its own seeded stream ('workload.arrivals',
@@ -268,23 +276,6 @@ class SyntheticWorkloadConfig(BaseModel):
         None,
         description="Share of requests per priority level, e.g. {0: 0.2, 1: 0.8} (smaller = more urgent; shares sum to 1); null = all 0.",
     )
-    difficulty: DifficultyConfig | None = Field(
-        None, description="Draw a difficulty in [0, 1] per request for model routing; null = none."
-    )
-    system_prompts: SystemPromptsConfig | None = Field(
-        None, description="Prefix every prompt with one of a few shared system prompts (with their prefix-block chains)."
-    )
-    session_prefixes: bool = Field(
-        False,
-        description="Derive prefix-block chains from session turns: a turn shares its session's previous prompt (needs session ids).",
-    )
-    prefix_block_tokens: int = Field(
-        64, ge=1, description="Tokens per prefix block of derived chains (system prompts, session turns, RAG prompts)."
-    )
-    rag: RagConfig | None = Field(
-        None, description="Build every prompt from retrieved chunks, then the drawn prompt as the question (RAG)."
-    )
-    lora: LoraConfig | None = Field(None, description="Each request asks for one of many LoRA adapters; null: the base model.")
 
     @model_validator(mode="after")
     def _mix_sums_to_one(self) -> "SyntheticWorkloadConfig":
