@@ -26,11 +26,12 @@ from servesim.deployment import (  # noqa: F401 - build_catalog and build_deploy
     pool_deployments,
 )
 from servesim.errors import ConfigError
+from servesim.metrics.energy import energy_summary
 from servesim.metrics.kv_cache import chunk_cache_summary, kv_cache_summary
 from servesim.perf.expert_offload import ExpertOffloadStepModel
 from servesim.metrics.pools import pool_summary
 from servesim.metrics.programs import program_summary, program_table
-from servesim.metrics.records import RequestTable, RunInfo, TimeSeries
+from servesim.metrics.records import FINISHED, RequestTable, RunInfo, TimeSeries
 from servesim.metrics.stats import json_float
 from servesim.metrics.summary import summarize
 from servesim.workload.builder import build_workload
@@ -127,6 +128,7 @@ def simulate(
         usd_per_hr=fleet_usd_per_hr(pools) if mixed or split else None,
     )
     summary = summarize(out.requests, out.timeseries, info, config.slo)
+    summary.update(_energy(sim, pools, out.requests, summary, split))
     if cluster.pools is not None:
         summary.update(pool_summary(out.requests, sim.pool_profiles, workload.difficulty))
     caches = [r.scheduler.prefix_cache for r in sim.replicas if r.scheduler.prefix_cache is not None]
@@ -162,6 +164,24 @@ def simulate(
         }
     programs = program_table(out.requests, workload) if workload.follows is not None else None
     return Result(config, summary, out.requests, out.timeseries, info, deployment, sim.kv_series, programs)
+
+
+def _energy(sim, pools, requests, summary: dict, split: bool) -> dict:
+    """Energy and capacity cost (``servesim.metrics.energy``); semi-PD's two workers share their
+    GPUs, which this model does not split, so its energy is left undefined."""
+    finished = requests.status == FINISHED
+    out_tokens = int(requests.tokens_generated[finished].sum())
+    tokens = out_tokens + int(requests.prompt_tokens[finished].sum())
+    span = None if split else summary.get("span_s")
+    gpus, powers = [], []
+    for pool, deployment in pools:
+        gpus += [gpus_per_replica(pool)] * pool.num_replicas
+        powers += [deployment.power] * pool.num_replicas
+    if len(gpus) != len(sim.replicas):  # (semi-PD workers, prefill offload's remote replicas: one pool)
+        gpus, powers = [gpus[0]] * len(sim.replicas), [powers[0]] * len(sim.replicas)
+    busy_prefill = [r.busy_prefill_s for r in sim.replicas]
+    busy = [r.busy_time_s for r in sim.replicas]
+    return energy_summary(busy_prefill, busy, gpus, powers, span, out_tokens, tokens, summary["cost"]["usd"])
 
 
 def _as_config(config: ScenarioConfig | dict[str, Any] | str | Path | None) -> ScenarioConfig:

@@ -279,6 +279,20 @@ class LoraServingConfig(BaseModel):
     )
 
 
+class PowerConfig(BaseModel):
+    """GPU power by phase, an optional power cap, and so energy (docs/operations.md)."""
+
+    model_config = _FROZEN
+
+    idle_fraction: float = Field(0.2, gt=0, le=1, description="Power of an idle GPU, as a share of its TDP.")
+    decode_fraction: float = Field(0.6, gt=0, le=1, description="Power in memory-bound decode steps, as a share of TDP.")
+    prefill_fraction: float = Field(0.95, gt=0, le=1, description="Power in steps with prompt tokens (compute-bound), as a share of TDP.")
+    cap_w: float | None = Field(None, gt=0, description="Power cap per GPU (W): phases that would draw more run at a lower clock; null: none.")
+    decode_frequency_sensitivity: float = Field(
+        0.3, ge=0, le=1, description="How much of a lower clock decode (memory-bound) steps feel: 0 none, 1 as much as prefill."
+    )
+
+
 class KvTierConfig(BaseModel):
     """A KV-cache tier below the GPU (per replica): prefix-cache entries the GPU evicts move here,
     and come back up on a hit, paying a load (docs/memory.md)."""
@@ -426,6 +440,7 @@ class ClusterConfig(BaseModel):
     kv_pinning: KvPinningConfig | None = Field(
         None, description="Pin agent calls' KV across tool calls (Continuum; needs prefix_caching and an agent workload); null: none."
     )
+    power: PowerConfig = Field(default_factory=PowerConfig, description="GPU power by phase and an optional power cap.")
     lora: LoraServingConfig | None = Field(
         None, description="Serve requests' LoRA adapters (needs workload.lora); null: adapters are not modelled."
     )

@@ -21,6 +21,7 @@ from servesim.perf.hardware_spec import HardwareSpec
 from servesim.perf.kv_compression import LayoutStepModel, memory_bytes_factor, read_bytes_factor
 from servesim.perf.memory import MemoryPlan, plan_memory
 from servesim.perf.model_spec import ModelSpec
+from servesim.perf.power import PowerModel
 from servesim.perf.steptime import StepTimeModel
 
 
@@ -33,6 +34,7 @@ class Deployment:
     memory: MemoryPlan
     step_model: StepTimeModel  # or a wrapper with the same two methods (e.g. LayoutStepModel)
     max_model_len: int
+    power: PowerModel | None = None  # per-GPU power by phase (None: built without one)
 
 
 def build_catalog(config: ScenarioConfig) -> Catalog:
@@ -116,12 +118,20 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
             pcie_bytes_per_s=offload.pcie_gb_per_s * 1e9, host_bytes_per_s=offload.host_gb_per_s * 1e9,
             cpu_flops_s=offload.cpu_tflops * 1e12,
         )
+    p = cluster.power
+    try:
+        power = PowerModel.build(hardware.tdp_w, p.idle_fraction, p.decode_fraction, p.prefill_fraction, p.cap_w,
+                                 p.decode_frequency_sensitivity)
+    except ValueError as err:
+        raise ConfigError(f"cluster.power.cap_w = {p.cap_w}: {err}") from None
+    if power.prefill_time_factor != 1.0 or power.decode_time_factor != 1.0:
+        step_model = LayoutStepModel(step_model, power.prefill_time_factor, power.decode_time_factor)
     if lora is not None and lora.step_overhead:
         step_model = LayoutStepModel(step_model, 1.0 + lora.step_overhead, 1.0 + lora.step_overhead)
     if squeeze is not None and squeeze.paging == "uniform":
         step_model = LayoutStepModel(step_model, 1.0 + squeeze.uniform_prefill_overhead, squeeze.uniform_decode_slowdown)
     max_len = cluster.max_model_len or model.max_context
-    return Deployment(model, hardware, memory, step_model, max_len)
+    return Deployment(model, hardware, memory, step_model, max_len, power)
 
 
 def _plan(offloading: bool, *args, **kwargs) -> MemoryPlan:

@@ -48,6 +48,7 @@ cdef class Replica:
     cdef public object cache_sampler
     cdef public long num_steps
     cdef public double busy_time_s
+    cdef public double busy_prefill_s
 
     cpdef submit(self, Sequence seq, double now)
     @cython.locals(stretch=_Stretch, priced=long, last=long, started=long)

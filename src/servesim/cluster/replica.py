@@ -147,6 +147,7 @@ class Replica:
                        or scheduler.adapters is not None)
         self.num_steps = 0
         self.busy_time_s = 0.0
+        self.busy_prefill_s = 0.0
         self.cache_sampler = None  # samples the prefix cache's books with the time series (set by the owner)
 
     # ------------------------------------------------------------------ public
@@ -286,6 +287,7 @@ class Replica:
         plan, start = payload
         self.num_steps += 1
         self.busy_time_s += now - start
+        self.busy_prefill_s += now - start  # steps with prompt tokens (pure decode runs as stretches)
         self._finish(self.scheduler.on_step_done(plan, now), now)
 
     def _on_stretch_done(self, now: float, _payload: object) -> None:
