@@ -162,3 +162,9 @@ def test_pool_and_semi_pd_lines():
     assert "large: 1 replicas, 1 finished, quality 0.875, $2.00 per 1M tokens" in text
     assert "semi-PD prefill shares now 0.55, 0.60  split changes 3" in text
     assert "Pools" not in summary_text(run_summary()) and "semi-PD" not in summary_text(run_summary())
+
+
+def test_energy_line():
+    summary = {**run_summary(), "energy_j": 7.2e6, "energy_per_token_j": 0.5, "power_w": {"mean": 450.0}, "idle_cost_usd": 0.25}
+    assert "Energy 2.000 kWh  0.500 J per output token  mean 450 W  idle capacity $0.2500" in summary_text(summary)
+    assert "Energy" not in summary_text(run_summary())

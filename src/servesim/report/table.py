@@ -25,7 +25,7 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
 
     Sections: run header, latency table (milliseconds), throughput, SLO
     (only when a target is set), utilization, pools and model routing (a
-    heterogeneous cluster), semi-PD splits, and cost.  Missing values
+    heterogeneous cluster), semi-PD splits, cost, and energy (when known).  Missing values
     print as ``-``.  Tolerates a summary lacking optional sections.
     """
     # At least 100 columns even when piped (rich assumes 80), so rows do not wrap.
@@ -42,6 +42,8 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
     if summary.get("semi_pd"):
         console.print(_semi_pd(summary["semi_pd"]))
     console.print(_cost(summary.get("cost") or {}))
+    if summary.get("energy_j") is not None:
+        console.print(_energy(summary))
 
 
 def summary_text(summary: dict[str, Any], width: int = 100) -> str:
@@ -161,6 +163,11 @@ def _pools(s: dict[str, Any]) -> str:
 def _semi_pd(semi: dict[str, Any]) -> str:
     shares = ", ".join(_fmt(x) for x in semi.get("final_prefill_shares") or [])
     return f"[bold]semi-PD[/bold] prefill shares now {shares}  split changes {semi.get('split_changes', 0):,}"
+
+
+def _energy(s: dict[str, Any]) -> str:
+    return (f"[bold]Energy[/bold] {_fmt(s['energy_j'] / 3.6e6, 3)} kWh  {_fmt(s.get('energy_per_token_j'), 3)} J per output token  "
+            f"mean {_fmt((s.get('power_w') or {}).get('mean'), 0)} W  idle capacity {_money(s.get('idle_cost_usd'))}")
 
 
 def _cost(c: dict[str, Any]) -> str:
