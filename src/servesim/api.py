@@ -129,41 +129,50 @@ def simulate(
     )
     summary = summarize(out.requests, out.timeseries, info, config.slo)
     summary.update(_energy(sim, pools, out.requests, summary, split))
-    if cluster.pools is not None:
-        summary.update(pool_summary(out.requests, sim.pool_profiles, workload.difficulty))
-    caches = [r.scheduler.prefix_cache for r in sim.replicas if r.scheduler.prefix_cache is not None]
+    programs = program_table(out.requests, workload) if workload.follows is not None else None
+    summary.update(_feature_summaries(sim, out, workload, config, offloads, programs))
+    return Result(config, summary, out.requests, out.timeseries, info, deployment, sim.kv_series, programs)
+
+
+def _feature_summaries(sim, out, workload: Workload, config: ScenarioConfig, offloads: list, programs) -> dict:
+    """The summary sections of the features a run switched on: pools, prefix caches, agent
+    programs and pinning, LoRA adapters, expert offloading, chunk caches, semi-PD."""
+    extra: dict[str, Any] = {}
+    schedulers = [r.scheduler for r in sim.replicas]
+    if config.cluster.pools is not None:
+        extra.update(pool_summary(out.requests, sim.pool_profiles, workload.difficulty))
+    caches = [s.prefix_cache for s in schedulers if s.prefix_cache is not None]
     if caches:
-        summary.update(kv_cache_summary(caches))
-    if workload.follows is not None:
-        summary.update(program_summary(out.requests, workload))
+        extra.update(kv_cache_summary(caches))
+    if programs is not None:
+        extra.update(program_summary(programs))
         if sim.pinning is not None:
-            summary["kv_pinning"] = {"pins": sim.pinning.num_pins,
-                                     "pinned_block_seconds": json_float(sim.pinning.pinned_block_seconds)}
-    adapters = [r.scheduler.adapters for r in sim.replicas if r.scheduler.adapters is not None]
+            extra["kv_pinning"] = {"pins": sim.pinning.num_pins,
+                                   "pinned_block_seconds": json_float(sim.pinning.pinned_block_seconds)}
+    adapters = [s.adapters for s in schedulers if s.adapters is not None]
     if adapters:
-        summary["lora"] = {
+        extra["lora"] = {
             "loads": sum(a.num_loads for a in adapters),
             "bytes_loaded": json_float(sum(a.bytes_loaded for a in adapters)),
             "load_stall_s": json_float(sum(a.stall_time_s for a in adapters)),
             "resident_at_end": sum(a.resident() for a in adapters),
         }
     if offloads:
-        summary["expert_offload"] = {
+        extra["expert_offload"] = {
             "hit_rate": json_float(offloads[0].hit_rate),
             "missed_experts": json_float(sum(m.missed_experts for m in offloads)),
             "bytes_loaded": json_float(sum(m.loaded_bytes for m in offloads)),
             "miss_time_s": json_float(sum(m.miss_time_s for m in offloads)),
         }
-    chunk_caches = [r.scheduler.chunk_cache for r in sim.replicas if r.scheduler.chunk_cache is not None]
+    chunk_caches = [s.chunk_cache for s in schedulers if s.chunk_cache is not None]
     if chunk_caches:
-        summary["chunk_cache"] = chunk_cache_summary(chunk_caches)
-    if split:
-        summary["semi_pd"] = {
+        extra["chunk_cache"] = chunk_cache_summary(chunk_caches)
+    if config.cluster.semi_pd is not None:
+        extra["semi_pd"] = {
             "split_changes": len(out.split_changes),
             "final_prefill_shares": [json_float(s.prefill_share) for s in sim.semi_pd_splits],
         }
-    programs = program_table(out.requests, workload) if workload.follows is not None else None
-    return Result(config, summary, out.requests, out.timeseries, info, deployment, sim.kv_series, programs)
+    return extra
 
 
 def _energy(sim, pools, requests, summary: dict, split: bool) -> dict:
@@ -174,11 +183,9 @@ def _energy(sim, pools, requests, summary: dict, split: bool) -> dict:
     tokens = out_tokens + int(requests.prompt_tokens[finished].sum())
     span = None if split else summary.get("span_s")
     gpus, powers = [], []
-    for pool, deployment in pools:
+    for pool, deployment in pools:  # pools are in replica order (semi-PD, left undefined, aside)
         gpus += [gpus_per_replica(pool)] * pool.num_replicas
         powers += [deployment.power] * pool.num_replicas
-    if len(gpus) != len(sim.replicas):  # (semi-PD workers, prefill offload's remote replicas: one pool)
-        gpus, powers = [gpus[0]] * len(sim.replicas), [powers[0]] * len(sim.replicas)
     busy_prefill = [r.busy_prefill_s for r in sim.replicas]
     busy = [r.busy_time_s for r in sim.replicas]
     return energy_summary(busy_prefill, busy, gpus, powers, span, out_tokens, tokens, summary["cost"]["usd"])

@@ -18,9 +18,10 @@ from servesim.perf.catalog import Catalog
 from servesim.perf.dtypes import KV_BYTES_PER_ELEM, WEIGHT_FORMATS
 from servesim.perf.expert_offload import ExpertOffloadStepModel, default_routing_consistency
 from servesim.perf.hardware_spec import HardwareSpec
-from servesim.perf.kv_compression import LayoutStepModel, memory_bytes_factor, read_bytes_factor
+from servesim.perf.kv_compression import memory_bytes_factor, read_bytes_factor, uniform_step_factors
 from servesim.perf.memory import MemoryPlan, plan_memory
 from servesim.perf.model_spec import ModelSpec
+from servesim.perf.phase_scaled import PhaseScaledStepModel
 from servesim.perf.power import PowerModel
 from servesim.perf.steptime import StepTimeModel
 
@@ -32,7 +33,7 @@ class Deployment:
     model: ModelSpec
     hardware: HardwareSpec
     memory: MemoryPlan
-    step_model: StepTimeModel  # or a wrapper with the same two methods (e.g. LayoutStepModel)
+    step_model: StepTimeModel  # or a wrapper with the same two methods (e.g. PhaseScaledStepModel)
     max_model_len: int
     power: PowerModel | None = None  # per-GPU power by phase (None: built without one)
 
@@ -124,12 +125,18 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
                                  p.decode_frequency_sensitivity)
     except ValueError as err:
         raise ConfigError(f"cluster.power.cap_w = {p.cap_w}: {err}") from None
-    if power.prefill_time_factor != 1.0 or power.decode_time_factor != 1.0:
-        step_model = LayoutStepModel(step_model, power.prefill_time_factor, power.decode_time_factor)
-    if lora is not None and lora.step_overhead:
-        step_model = LayoutStepModel(step_model, 1.0 + lora.step_overhead, 1.0 + lora.step_overhead)
-    if squeeze is not None and squeeze.paging == "uniform":
-        step_model = LayoutStepModel(step_model, 1.0 + squeeze.uniform_prefill_overhead, squeeze.uniform_decode_slowdown)
+    # Phase slowdowns multiply into one wrapper: the power cap's clock, LoRA's kernels, uniform pages.
+    prefill_factor, decode_factor = power.prefill_time_factor, power.decode_time_factor
+    if lora is not None:
+        prefill_factor *= 1.0 + lora.step_overhead
+        decode_factor *= 1.0 + lora.step_overhead
+    if squeeze is not None:
+        layout_prefill, layout_decode = uniform_step_factors(
+            squeeze.paging, squeeze.uniform_prefill_overhead, squeeze.uniform_decode_slowdown)
+        prefill_factor *= layout_prefill
+        decode_factor *= layout_decode
+    if prefill_factor != 1.0 or decode_factor != 1.0:
+        step_model = PhaseScaledStepModel(step_model, prefill_factor, decode_factor)
     max_len = cluster.max_model_len or model.max_context
     return Deployment(model, hardware, memory, step_model, max_len, power)
 

@@ -40,18 +40,37 @@ def adapter_bytes(model: ModelSpec, rank: int, tensor_parallel: int = 1, bytes_p
     return rank * per_layer * model.num_layers * bytes_per_param / tensor_parallel
 
 
-class UnifiedAdapters:
-    """Adapters in the KV pool (S-LoRA's unified paging), through a PrefixCachingKVManager."""
+class _AdapterLoads:
+    """What both layouts share: adapter sizes, and the books of loads over PCIe, whose time
+    the next step waits for (``take_stall_s``)."""
 
-    def __init__(self, kv, sizes: list[float], pcie_bytes_per_s: float) -> None:
-        self.kv = kv
+    def __init__(self, sizes: list[float], pcie_bytes_per_s: float) -> None:
         self.sizes = sizes  # bytes per adapter
-        self.bytes_per_block = kv.bytes_per_token * kv.block_size
         self.pcie_bytes_per_s = pcie_bytes_per_s
         self._stall_s = 0.0
         self.num_loads = 0
         self.bytes_loaded = 0.0
         self.stall_time_s = 0.0
+
+    def _loaded(self, adapter: int) -> None:
+        size = self.sizes[adapter]
+        self.num_loads += 1
+        self.bytes_loaded += size
+        self._stall_s += size / self.pcie_bytes_per_s
+
+    def take_stall_s(self) -> float:
+        stall, self._stall_s = self._stall_s, 0.0
+        self.stall_time_s += stall
+        return stall
+
+
+class UnifiedAdapters(_AdapterLoads):
+    """Adapters in the KV pool (S-LoRA's unified paging), through a PrefixCachingKVManager."""
+
+    def __init__(self, kv, sizes: list[float], pcie_bytes_per_s: float) -> None:
+        super().__init__(sizes, pcie_bytes_per_s)
+        self.kv = kv
+        self.bytes_per_block = kv.bytes_per_token * kv.block_size
 
     def acquire(self, rid: int, adapter: int) -> bool:
         """Hold ``adapter`` for request ``rid`` (loading it if absent); False if there is no room."""
@@ -60,9 +79,7 @@ class UnifiedAdapters:
         if loaded is None:
             return False
         if loaded:
-            self.num_loads += 1
-            self.bytes_loaded += size
-            self._stall_s += size / self.pcie_bytes_per_s
+            self._loaded(adapter)
         return True
 
     def release(self, rid: int) -> None:
@@ -75,27 +92,17 @@ class UnifiedAdapters:
         """Whether ``adapter`` is in GPU memory now."""
         return self.kv.has_entry(_ADAPTER_KEY - adapter)
 
-    def take_stall_s(self) -> float:
-        stall, self._stall_s = self._stall_s, 0.0
-        self.stall_time_s += stall
-        return stall
 
-
-class PartitionedAdapters:
+class PartitionedAdapters(_AdapterLoads):
     """Adapters in a fixed partition of GPU memory, apart from the KV cache."""
 
     def __init__(self, capacity_bytes: float, sizes: list[float], pcie_bytes_per_s: float) -> None:
+        super().__init__(sizes, pcie_bytes_per_s)
         self.capacity_bytes = capacity_bytes
-        self.sizes = sizes
-        self.pcie_bytes_per_s = pcie_bytes_per_s
         self._resident: OrderedDict[int, None] = OrderedDict()  # least recently used first
         self._refs: dict[int, int] = {}
         self._held: dict[int, int] = {}  # request -> adapter
         self.used_bytes = 0.0
-        self._stall_s = 0.0
-        self.num_loads = 0
-        self.bytes_loaded = 0.0
-        self.stall_time_s = 0.0
 
     def acquire(self, rid: int, adapter: int) -> bool:
         if adapter not in self._resident:
@@ -112,9 +119,7 @@ class PartitionedAdapters:
                 self.used_bytes -= self.sizes[a]
             self._resident[adapter] = None
             self.used_bytes += size
-            self.num_loads += 1
-            self.bytes_loaded += size
-            self._stall_s += size / self.pcie_bytes_per_s
+            self._loaded(adapter)
         self._resident.move_to_end(adapter)
         self._refs[adapter] = self._refs.get(adapter, 0) + 1
         self._held[rid] = adapter
@@ -131,8 +136,3 @@ class PartitionedAdapters:
     def holds(self, adapter: int) -> bool:
         """Whether ``adapter`` is in GPU memory now."""
         return adapter in self._resident
-
-    def take_stall_s(self) -> float:
-        stall, self._stall_s = self._stall_s, 0.0
-        self.stall_time_s += stall
-        return stall

@@ -17,9 +17,8 @@ from servesim.metrics.stats import describe
 from servesim.workload.request import Workload
 
 
-def program_summary(requests: RequestTable, workload: Workload) -> dict[str, Any]:
-    """``programs``: how many there were and completed, and their JCT (s)."""
-    table = program_table(requests, workload)
+def program_summary(table: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``programs``: how many there were and completed, and their JCT (s), from ``program_table``."""
     jct = table["jct_s"][table["completed"]]
     return {"programs": {"count": int(len(table["program"])), "completed": int(table["completed"].sum()),
                          "jct_s": describe(jct)}}

@@ -16,11 +16,13 @@ worth of KV per head: on average a ``footprint_ratio`` of the full cache
   ``uniform_decode_slowdown`` times as long; up to 1.7x reported).
 
 ``memory_bytes_factor`` scales the KV bytes per token of the memory plan,
-``read_bytes_factor`` those the step model's attention reads; ``LayoutStepModel``
-adds the uniform layout's step costs to a step model.
+``read_bytes_factor`` those the step model's attention reads; ``uniform_step_factors``
+are the uniform layout's step costs, applied as phase factors.
 """
 
 from __future__ import annotations
+
+from servesim.perf.phase_scaled import PhaseScaledStepModel
 
 
 def memory_bytes_factor(footprint_ratio: float, paging: str, uniform_waste: float) -> float:
@@ -33,20 +35,10 @@ def read_bytes_factor(footprint_ratio: float) -> float:
     return footprint_ratio
 
 
-class LayoutStepModel:
-    """A step model plus the uniform layout's costs: prefill steps x ``prefill_factor``,
-    pure-decode steps x ``decode_factor``."""
+# The uniform layout's step costs are phase factors (see ``servesim.perf.phase_scaled``).
+LayoutStepModel = PhaseScaledStepModel
 
-    __slots__ = ("base", "prefill_factor", "decode_factor")
 
-    def __init__(self, base, prefill_factor: float, decode_factor: float) -> None:
-        self.base = base
-        self.prefill_factor = prefill_factor
-        self.decode_factor = decode_factor
-
-    def time_s(self, shape) -> float:
-        factor = self.prefill_factor if shape.num_prefill_seqs > 0 else self.decode_factor
-        return self.base.time_s(shape) * factor
-
-    def decode_time_s(self, num_decode_seqs: int, decode_kv_tokens: int) -> float:
-        return self.base.decode_time_s(num_decode_seqs, decode_kv_tokens) * self.decode_factor
+def uniform_step_factors(paging: str, prefill_overhead: float, decode_slowdown: float) -> tuple[float, float]:
+    """(prefill, decode) step-time factors of a page layout: the uniform layout's costs, or none."""
+    return (1.0 + prefill_overhead, decode_slowdown) if paging == "uniform" else (1.0, 1.0)
