@@ -73,6 +73,8 @@ cdef class Simulation:
     cdef public object kv_series
     cdef public object _adapter_ids
     cdef public long _longest_model_len
+    cdef public object fleet
+    cdef public object disturbances
 
     @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,
                    reason=str, session=object, prefix=object, chunks=object)
@@ -81,6 +83,8 @@ cdef class Simulation:
     @cython.locals(r=long, remote=long)
     cpdef long _place(self, Sequence seq, double now) except? -1
     cpdef _dispatch(self, Sequence seq, long r, double now)
+    @cython.locals(r=long)
+    cpdef send(self, Sequence seq, double now)
     cpdef _on_finished(self, list seqs, double now)
     cpdef double _peek_arrival(self) except? -1.0
     @cython.locals(peak=long)
