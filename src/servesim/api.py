@@ -206,8 +206,10 @@ def _energy(sim, pools, requests, summary: dict, split: bool) -> dict:
     if sim.fleet is not None and span is not None:  # replicas came and went: each paid for its own time
         busy, busy_prefill = sim.fleet.busy_by_slot()
         start = float(requests.arrival_s.min())
-        lives = [min(t, span) for t in sim.fleet.replica_seconds(start + span)]
-        gpus, powers = [gpus[0]] * len(busy), [powers[0]] * len(busy)
+        lives = sim.fleet.replica_seconds(start + span)
+        # Elastic slots changed size: their time-weighted mean GPU count.
+        gpus = [g / t if t > 0 else gpus[0] for g, t in zip(sim.fleet.gpu_seconds(start + span), lives)]
+        powers = [powers[0]] * len(busy)
     return energy_summary(busy_prefill, busy, gpus, powers, span, out_tokens, tokens, summary["cost"]["usd"], lives)
 
 
@@ -243,7 +245,7 @@ def _operations(config: ScenarioConfig, sim, pools, requests, summary: dict) -> 
     extra: dict[str, Any] = {"fleet": fleet_summary(fleet, sim.disturbances, start, end, cold_s, load_s, policy)}
     if fleet is not None:
         extra["availability"] = extra["fleet"]["availability"]
-        gpu_hours = sum(fleet.replica_seconds(end)) * fleet.gpus_per_replica / 3600.0
+        gpu_hours = sum(fleet.gpu_seconds(end)) / 3600.0
         cost = dict(summary["cost"])
         price = cost["price_usd_per_gpu_hr"]
         cost["gpu_hours"] = json_float(gpu_hours)

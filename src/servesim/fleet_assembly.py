@@ -91,8 +91,27 @@ def attach_operations(config: ScenarioConfig, sim, pools: list, models: list, po
         failures=failures,
         max_retries=fails.max_retries if fails is not None else 0,
         retry=fails is None or fails.in_flight == "retry",
+        elastic=_elastic_scaler(config, deployment) if scaling is not None and scaling.elastic is not None else None,
     )
     sim.loop.schedule(start_s, ARRIVAL, _begin_fleet, sim.fleet)
+
+
+def _elastic_scaler(config: ScenarioConfig, base: Deployment):
+    """Deployments of each elastic size (tensor-parallel degree) and the scaler over them."""
+    from servesim.cluster.elastic import ElasticScaler
+    from servesim.deployment import build_catalog, resolve_deployment
+
+    elastic = config.autoscaling.elastic
+    catalog = build_catalog(config)
+    sizes = list(elastic.gpu_steps)
+    deployments = [
+        resolve_deployment(config.model_copy(update={"cluster": config.cluster.model_copy(update={"tensor_parallel": k})}),
+                           catalog)
+        for k in sizes
+    ]
+    peer = elastic.peer_gb_per_s * 1e9 if elastic.peer_gb_per_s is not None else base.hardware.scaleup_bytes_s
+    return ElasticScaler(sizes, [d.step_model for d in deployments], [d.memory.num_kv_blocks for d in deployments],
+                         base.memory.weight_bytes_per_gpu * sizes[0], peer, elastic.switch_s)
 
 
 def _begin_fleet(now: float, fleet) -> None:

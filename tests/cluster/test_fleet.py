@@ -356,3 +356,44 @@ def test_energy_counts_each_replica_for_its_own_provisioned_time():
     expected = 0.01 * 665 + 29.99 * 420 + 0.01 * 665 + 14.99 * 420
     assert s["energy_j"] == pytest.approx(expected)
     assert math.isclose(s["idle_cost_usd"], 0.0, abs_tol=1e-12)
+
+
+# ---------------------------------------------------------------- elastic (ElasticMoE-style) scaling
+
+
+def test_block_pool_grows_and_shrinks_by_free_blocks():
+    from servesim.kvcache.block_pool import BlockPool
+
+    pool = BlockPool(4)
+    taken = pool.allocate(3)
+    pool.grow(2)  # blocks 4 and 5, reused after the ones already in circulation
+    assert pool.num_blocks == 6 and pool.num_free == 3
+    assert pool.take_one() == 3
+    assert not pool.shrink(3)  # only 2 free
+    assert pool.shrink(2) and pool.num_blocks == 4 and pool.num_free == 0
+    pool.release(taken)
+    assert pool.num_used == 1
+
+
+def test_elastic_grow_adds_gpus_to_the_running_instance_after_a_peer_copy():
+    config = validate_config({
+        "cluster": {"num_replicas": 1, "tensor_parallel": 1},
+        "autoscaling": {"policy": "kpa", "max_replicas": 1, "interval_s": 1.0, "kpa": {"target_concurrency": 2},
+                        "elastic": {"gpu_steps": [1, 2], "peer_gb_per_s": 1.0, "switch_s": 1.0}},
+    })
+    requests = [Request(0.0, 100, 2000)] + [Request(0.5, 100, 2000) for _ in range(9)]
+    result = servesim.simulate(config, workload=Workload.from_requests(requests))
+    s = result.summary
+    weights = build_deployment(config).memory.weight_bytes_per_gpu  # the whole model on one GPU
+    # At t = 0 one request in flight asks for ceil(1 / 1.4) = 1 unit: no change.  At t = 1 the
+    # samples (1 then 10 in flight) ask for ceil(5.5 / 1.4) = 4 units, 4x the ready one (panic):
+    # grow the instance from 1 to 2 GPUs.  The new GPU copies its half of the
+    # weights at 1 GB/s, then the switch pauses 1 s: 16.06e9 / 2 / 1e9 + 1 = 9.03 s.
+    assert s["fleet"]["elastic"]["grows"] == 1 and s["fleet"]["elastic"]["shrinks"] == 0
+    assert s["fleet"]["elastic"]["mean_grow_s"] == pytest.approx(weights / 2 / 1e9 + 1.0)
+    # Two GPUs are paid from the decision at t = 1 on: 1 GPU-second before, 2 per second after.
+    end = s["span_s"]
+    assert s["cost"]["gpu_hours"] == pytest.approx((1.0 + 2.0 * (end - 1.0)) / 3600)
+    tp2 = build_deployment(config.model_copy(update={"cluster": config.cluster.model_copy(update={"tensor_parallel": 2})}))
+    # (the replica's KV pool now has the 2-GPU deployment's blocks; checked through the fleet's books)
+    assert s["num_finished"] == 10 and tp2.memory.num_kv_blocks > build_deployment(config).memory.num_kv_blocks

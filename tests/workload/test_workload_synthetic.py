@@ -65,3 +65,30 @@ def test_fixed_and_empirical_and_clip():
     assert gen.clip_lengths(np.array([1, 5, 50]), 4, None).tolist() == [4, 5, 50]
     with pytest.raises(ValueError):
         gen.empirical_lengths(rng(), 3, np.array([], dtype=np.int64))
+
+
+def test_rate_schedule_changes_time_so_the_rate_follows_the_multiplier():
+    from servesim.workload.synthetic import apply_rate_schedule
+
+    # Rate x1 until 10 s, x4 until 20 s, then x0.5.  Operational time: 10 by 10 s, 10 + 40 = 50 by 20 s.
+    schedule = [(0.0, 1.0), (10.0, 4.0), (20.0, 0.5)]
+    times = np.array([0.0, 5.0, 10.0, 30.0, 50.0, 51.0])
+    # 5 -> 5; 10 -> 10; 30 -> 10 + 20/4 = 15; 50 -> 20; 51 -> 20 + 1/0.5 = 22.
+    assert apply_rate_schedule(times, schedule) == pytest.approx([0.0, 5.0, 10.0, 15.0, 20.0, 22.0])
+
+
+def test_rate_schedule_in_a_scenario_quadruples_the_arrivals_in_the_step():
+    from servesim.config import validate_config
+    from servesim.core.rng import RandomStreams
+    from servesim.workload.builder import build_workload
+
+    base = {"kind": "synthetic", "num_requests": 4000, "arrival": {"process": "poisson", "rate_rps": 10.0},
+            "prompt_tokens": {"dist": "fixed", "value": 10}, "output_tokens": {"dist": "fixed", "value": 10}}
+    stepped = dict(base, arrival={"process": "poisson", "rate_rps": 10.0, "rate_schedule": [[0, 1], [100, 4]]})
+    w = build_workload(validate_config({"workload": stepped}).workload, RandomStreams(0))
+    t = w.arrival_s
+    before = ((t >= 50) & (t < 100)).sum() / 50
+    after = ((t >= 100) & (t < 150)).sum() / 50
+    assert before == pytest.approx(10, rel=0.15) and after == pytest.approx(40, rel=0.1)
+    with pytest.raises(Exception, match="must begin at 0 and increase"):
+        validate_config({"workload": dict(base, arrival={"process": "poisson", "rate_rps": 1, "rate_schedule": [[5, 1]]})})

@@ -90,6 +90,7 @@ class Fleet:
         failures=None,
         max_retries: int = 0,
         retry: bool = True,
+        elastic=None,
     ) -> None:
         self.sim = sim
         self._make_replica = make_replica  # a fresh replica object for a slot index
@@ -103,6 +104,7 @@ class Fleet:
         self.failures = failures
         self.max_retries = max_retries
         self.retry = retry
+        self.elastic = elastic  # an ElasticScaler (servesim.cluster.elastic): scale by GPUs, not replicas
         self.books = FleetBooks()
         self.samples: list[FleetSample] = []
         self.retired: list = []  # replaced replica objects (their tokens stay in the books)
@@ -115,6 +117,8 @@ class Fleet:
         self._serving_since = [-1.0] * initial
         self._ready_token = [-1] * initial
         self._replacing = [False] * initial  # starting as a failed replica's replacement (counts as down)
+        self._gpus = [gpus_per_replica] * initial  # GPUs each slot holds now (elastic scaling changes it)
+        self._paid_gpu_s = [0.0] * initial  # closed GPU-seconds
         self._retired_busy = [0.0] * initial
         self._retired_prefill = [0.0] * initial
         self._lost: dict[int, list] = {}  # replica -> requests lost at its failure, awaiting detection
@@ -201,9 +205,11 @@ class Fleet:
             if st == ACTIVE or st == DRAINING:
                 concurrency += replica.num_outstanding
                 waiting += replica.num_waiting
+        # With elastic scaling, replicas are counted in units of the smallest size.
+        active = self.count(ACTIVE) if self.elastic is None else self.elastic.units(self, (ACTIVE,))
+        gpus = sum(g for g, st in zip(self._gpus, self.state) if st != OFF)
         return FleetSample(
-            now, self.count(ACTIVE), self.count(STARTING), self.count(DRAINING), self.count(DOWN),
-            concurrency, waiting, busy, self.provisioned() * self.gpus_per_replica,
+            now, active, self.count(STARTING), self.count(DRAINING), self.count(DOWN), concurrency, waiting, busy, gpus,
         )
 
     # ------------------------------------------------------------ scaling
@@ -222,6 +228,9 @@ class Fleet:
         Down: replicas still starting are cancelled first (newest first), then the
         ACTIVE replicas with the fewest requests drain.
         """
+        if self.elastic is not None:
+            self.elastic.scale_to(self, max(self.min_replicas, desired), now)
+            return
         desired = max(self.min_replicas, min(self.max_replicas, desired))
         current = self.count(ACTIVE) + self.count(STARTING)
         if desired > current:
@@ -256,9 +265,10 @@ class Fleet:
     def _start_replica(self, now: float) -> int:
         """Provision a replica in a free slot (or a new one); it takes requests after its cold start."""
         i = self._free_slot()
-        self._replace_object(i)  # a new instance: empty memory, no history
+        self._replace_object(i, now)  # a new instance: empty memory, no history
         self.state[i] = STARTING
         self._since[i] = now
+        self._gpus[i] = self.gpus_per_replica
         self.books.cold_starts += 1
         self.books.events.append((now, i, "start"))
         self._ready_token[i] = self.sim.loop.schedule(now + self.cold_start_s, ARRIVAL, self._on_ready, i)
@@ -271,7 +281,8 @@ class Fleet:
         i = len(self.state)
         for column, value in ((self.state, OFF), (self._since, -1.0), (self._paid_s, 0.0), (self._down_s, 0.0),
                               (self._down_since, -1.0), (self._served_s, 0.0), (self._serving_since, -1.0),
-                              (self._ready_token, -1), (self._replacing, False), (self._retired_busy, 0.0), (self._retired_prefill, 0.0)):
+                              (self._ready_token, -1), (self._replacing, False), (self._gpus, self.gpus_per_replica),
+                              (self._paid_gpu_s, 0.0), (self._retired_busy, 0.0), (self._retired_prefill, 0.0)):
             column.append(value)
         sim = self.sim
         sim._setups.append(sim._setups[0])
@@ -298,7 +309,18 @@ class Fleet:
         for seq in pending:
             self.sim.send(seq, now)
 
-    def _replace_object(self, i: int) -> None:
+    def set_gpus(self, i: int, gpus: int, now: float) -> None:
+        """Slot ``i`` holds ``gpus`` GPUs from ``now`` (elastic scaling)."""
+        if self._since[i] >= 0.0:
+            self._paid_gpu_s[i] += (now - self._since[i]) * self._gpus[i]
+            self._paid_s[i] += now - self._since[i]
+            self._since[i] = now
+        self._gpus[i] = gpus
+
+    def _replace_object(self, i: int, now: float) -> None:
+        if self.elastic is not None:
+            self.elastic.on_new_instance(i)
+            self.set_gpus(i, self.gpus_per_replica, now)
         old = self.sim.replicas[i]
         if old is not None:
             self._retired_busy[i] += old.busy_time_s
@@ -343,6 +365,7 @@ class Fleet:
     def _close_paid(self, i: int, now: float) -> None:
         if self._since[i] >= 0.0:
             self._paid_s[i] += now - self._since[i]
+            self._paid_gpu_s[i] += (now - self._since[i]) * self._gpus[i]
             self._since[i] = -1.0
 
     def _close_serving(self, i: int, now: float) -> None:
@@ -410,7 +433,7 @@ class Fleet:
         self._down_s[i] += now - self._down_since[i]
         self._down_since[i] = -1.0
         self.books.events.append((now, i, "restarted"))
-        self._replace_object(i)  # the restarted process: empty memory
+        self._replace_object(i, now)  # the restarted process: empty memory
         self._on_ready(now, i)
 
     def _requeue(self, seq, now: float) -> None:
@@ -439,6 +462,11 @@ class Fleet:
         """Provisioned seconds of each slot up to ``end_s``."""
         return [paid + (end_s - since if since >= 0.0 and end_s > since else 0.0)
                 for paid, since in zip(self._paid_s, self._since)]
+
+    def gpu_seconds(self, end_s: float) -> list[float]:
+        """Provisioned GPU-seconds of each slot up to ``end_s``."""
+        return [paid + (end_s - since) * g if since >= 0.0 and end_s > since else paid
+                for paid, since, g in zip(self._paid_gpu_s, self._since, self._gpus)]
 
     def busy_by_slot(self) -> tuple[list[float], list[float]]:
         """(busy, busy in steps with prompt tokens) seconds of each slot, over all its instances."""

@@ -58,3 +58,19 @@ class BlockPool:
     def release(self, blocks: list[int]) -> None:
         """Return blocks to the pool; the last block of ``blocks`` is reused first."""
         self._free.extend(blocks)
+
+    def grow(self, count: int) -> None:
+        """Add ``count`` new free blocks (the replica gained GPU memory: elastic scaling).
+        They go to the bottom of the stack: blocks already in circulation are reused first."""
+        new = list(range(self.num_blocks + count - 1, self.num_blocks - 1, -1))
+        self._free[0:0] = new
+        self.num_blocks += count
+
+    def shrink(self, count: int) -> bool:
+        """Remove ``count`` free blocks (the replica gave GPU memory back); False, changing
+        nothing, when fewer are free.  Block ids stay opaque, so any free ones may go."""
+        if count > len(self._free):
+            return False
+        del self._free[0:count]
+        self.num_blocks -= count
+        return True

@@ -59,6 +59,14 @@ def fleet_summary(fleet, disturbances, start_s: float, end_s: float, cold_start_
                 "mean_target": json_float(np.mean(targets)) if targets else None,
                 "final_target": json_float(targets[-1]) if targets else None,
             }
+        elastic = fleet.elastic
+        if elastic is not None:
+            out["elastic"] = {
+                "grows": elastic.grows,
+                "shrinks": elastic.shrinks,
+                "mean_grow_s": json_float(np.mean(elastic.grow_s)) if elastic.grow_s else None,
+                "mean_gpus_provisioned": ratio(sum(fleet.gpu_seconds(end_s)), span),
+            }
     if disturbances is not None:
         out["stragglers"] = sum(1 for f in disturbances.straggler_factor if f != 1.0)
         out["link_degradation_episodes"] = disturbances.num_link_episodes

@@ -151,9 +151,7 @@ def _build_synthetic(cfg: SyntheticWorkloadConfig, streams: RandomStreams) -> Wo
         levels = sorted(cfg.priority_mix)
         shares = np.array([cfg.priority_mix[k] for k in levels])
         priority = np.asarray(levels, np.int64)[streams.stream("workload.priority").choice(len(levels), n, p=shares)]
-    return Workload.from_arrays(
-        gen.arrivals_from_gaps(gaps), prompt, output, priority, source=f"synthetic:{a.process}({rate})"
-    )
+    return Workload.from_arrays(_arrivals(a, gaps), prompt, output, priority, source=f"synthetic:{a.process}({rate})")
 
 
 # --------------------------------------------------------------------------- agent programs
@@ -180,8 +178,14 @@ def _build_agent(cfg: AgentWorkloadConfig, streams: RandomStreams) -> Workload:
             block_tokens=cfg.prefix_block_tokens,
         )
         block_tokens, source = cfg.prefix_block_tokens, "agent:synthetic"
-    starts = gen.arrivals_from_gaps(_gaps(cfg.arrival, streams.stream("workload.arrivals"), len(programs)))
+    starts = _arrivals(cfg.arrival, _gaps(cfg.arrival, streams.stream("workload.arrivals"), len(programs)))
     return agent.programs_workload(programs, starts, block_tokens, source)
+
+
+def _arrivals(arrival: ArrivalConfig, gaps: np.ndarray) -> np.ndarray:
+    """Arrival times from the gaps, under the rate schedule when there is one."""
+    times = gen.arrivals_from_gaps(gaps)
+    return times if arrival.rate_schedule is None else gen.apply_rate_schedule(times, arrival.rate_schedule)
 
 
 def _gaps(arrival: ArrivalConfig, rng: np.random.Generator, n: int) -> np.ndarray:

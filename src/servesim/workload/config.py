@@ -187,11 +187,24 @@ class ArrivalConfig(BaseModel):
         description="Gamma only: coefficient of variation of the gaps (std/mean, dimensionless); 1 = Poisson, "
         ">1 burstier, <1 more regular.",
     )
+    rate_schedule: list[tuple[float, float]] | None = Field(
+        None,
+        description="Load over time: [[start_s, multiplier], ...] multiplies rate_rps from each start on (the first "
+        "start must be 0), e.g. [[0, 1], [600, 3]] for a step to 3x at 10 min; the process runs in time changed to "
+        "match (daily tides, steps, bursts); null: constant.",
+    )
 
     @model_validator(mode="after")
     def _cv_only_for_gamma(self) -> "ArrivalConfig":
         if self.process != "gamma" and "cv" in self.model_fields_set and self.cv != 1.0:
             raise ValueError(f"cv={self.cv} is only used with process='gamma', not process={self.process!r}")
+        sched = self.rate_schedule
+        if sched is not None:
+            starts = [t for t, _ in sched]
+            if not sched or starts[0] != 0 or any(b <= a for a, b in zip(starts, starts[1:])):
+                raise ValueError(f"rate_schedule starts {starts} must begin at 0 and increase")
+            if any(not m > 0 for _, m in sched):
+                raise ValueError(f"rate_schedule multipliers {[m for _, m in sched]} must be > 0")
         return self
 
 

@@ -48,6 +48,21 @@ def arrivals_from_gaps(gaps: np.ndarray) -> np.ndarray:
     return out
 
 
+def apply_rate_schedule(arrivals: np.ndarray, schedule: list[tuple[float, float]]) -> np.ndarray:
+    """Arrival times of the same process under a time-varying rate: ``rate x m(t)`` with ``m``
+    piecewise constant (``schedule``: (start s, multiplier), the first at 0).
+
+    The process's own times are read as operational time ``M(t) = integral of m``; each arrival
+    moves to ``M^-1`` of it (a time change: Poisson stays Poisson at rate ``rate x m(t)``).
+    """
+    starts = np.array([t for t, _ in schedule], dtype=np.float64)
+    mult = np.array([m for _, m in schedule], dtype=np.float64)
+    # Operational time at each segment start.
+    op_starts = np.concatenate(([0.0], np.cumsum(np.diff(starts) * mult[:-1])))
+    seg = np.searchsorted(op_starts, arrivals, side="right") - 1
+    return starts[seg] + (arrivals - op_starts[seg]) / mult[seg]
+
+
 def fixed_lengths(n: int, value: int) -> np.ndarray:
     """``n`` copies of ``value`` tokens."""
     return np.full(n, value, dtype=np.int64)
