@@ -72,7 +72,13 @@ def build_simulation(
 
         profiles = _pool_profiles(config, pools, layout, workload)
         mean_output = float(workload.output_tokens.mean()) if len(workload) else 1.0
-        router = make_model_router(config.router, profiles, workload.difficulty, mean_output)
+        if config.router.policy == "ic_cache":
+            from servesim.semantic.ic_cache import IcCacheRouter
+
+            front = _semantic_front(config, workload)
+            router = IcCacheRouter(profiles, workload.difficulty, front, config.semantic_cache.ic_cache, config.router.min_quality)
+        else:
+            router = make_model_router(config.router, profiles, workload.difficulty, mean_output)
     else:
         profiles = _pool_profiles(config, pools, layout, workload) if cluster.pools is not None else []
         router = make_router(config.router, RandomStreams(config.seed).stream("router"))
@@ -83,8 +89,9 @@ def build_simulation(
         router,
         layout[0][1],
         horizon_s=config.horizon_s,
-        # Expert offloading counts its misses per priced step: price only the steps that run.
-        fast_path=config.engine.fast_path and cluster.expert_offload is None,
+        # Expert offloading counts its misses per priced step: price only the steps that run.  A
+        # semantic cache stores responses as they finish, which a decode stretch would book late.
+        fast_path=config.engine.fast_path and cluster.expert_offload is None and config.semantic_cache is None,
         timeseries_interval_s=config.engine.timeseries_interval_s,
         progress=bar,
         view_delay_s=config.router.view_delay_s,
@@ -101,7 +108,21 @@ def build_simulation(
 
         sim.pinning = KvPinning(pin.policy, pin.ttl_s, pin.scale, pin.max_ttl_s, pin.min_turns)
     sim.semi_pd_splits = list(semi.splits) if semi is not None else []
+    if config.semantic_cache is not None:
+        (front if config.router.policy == "ic_cache" else _semantic_front(config, workload)).attach(sim)
     return sim
+
+
+def _semantic_front(config: ScenarioConfig, workload: Workload):
+    """The semantic cache in front of the fleet (``servesim.semantic.front``)."""
+    from servesim.semantic.front import SemanticFront
+
+    cache = config.semantic_cache
+    if cache.similarity.fit_from is not None:
+        from servesim.semantic.embeddings import fitted_similarity
+
+        cache = cache.model_copy(update={"similarity": fitted_similarity(cache.similarity.fit_from)})
+    return SemanticFront(cache, len(workload), RandomStreams(config.seed))
 
 
 def _replica_setup(

@@ -151,6 +151,7 @@ class Simulation:
                     replica.cache_sampler = self.kv_series.sample
         self._allocate_results(len(workload))
         self._init_programs()
+        self.front = None  # a semantic cache in front of the fleet (servesim.semantic.front), set by the caller
         self._num_arrived = 0
         self._num_done = 0
         self._next_arrival_s = float("inf")  # time of the next arrival event
@@ -331,15 +332,10 @@ class Simulation:
             seq.chunks = chunks[k]
         if self._adapter_ids is not None:
             seq.adapter = self._adapter_ids[i]
-        reason = self._rejection(seq)
-        if reason:
-            self._status[i] = REJECTED
-            self._reason[i] = REJECT_REASONS.index(reason)
-            self._num_done += 1
+        if self.front is not None:
+            self.front.arrive(seq, now)  # a semantic cache answers it, or passes it on (_admit) after its search
         else:
-            r = self._place(seq, now)
-            self._replica[i] = r
-            self._dispatch(seq, r, now)
+            self._admit(seq, now)
         self._num_arrived = i + 1
         if k + 1 < len(arrival):
             self._next_arrival_s = arrival[k + 1]
@@ -351,6 +347,29 @@ class Simulation:
             self.loop.schedule(self._next_arrival_s, ARRIVAL, self._on_arrival)
         if self.progress is not None and (i & 4095) == 0:
             self.progress.update(now, self._num_done)
+
+    def _admit(self, seq: Sequence, now: float) -> None:
+        """An arrival reaches the fleet: rejected with a reason, or placed and dispatched."""
+        i = seq.rid
+        reason = self._rejection(seq)
+        if reason:
+            self._status[i] = REJECTED
+            self._reason[i] = REJECT_REASONS.index(reason)
+            self._num_done += 1
+        else:
+            r = self._place(seq, now)
+            self._replica[i] = r
+            self._dispatch(seq, r, now)
+
+    def _finish_from_cache(self, seq: Sequence, now: float) -> None:
+        """A semantic cache answered ``seq`` at ``now``: finished on no replica, its whole answer
+        at once (TTFT = latency, TPOT 0); its tokens are the cache's (check_conservation)."""
+        i = seq.rid
+        self._status[i] = FINISHED
+        self._first_token[i] = now
+        self._finish[i] = now
+        self._generated[i] = seq.max_output
+        self._num_done += 1
 
     def _place(self, seq: Sequence, now: float) -> int:
         """The replica an arriving request goes to: the router's choice among the entry
@@ -491,6 +510,8 @@ class Simulation:
     def _on_finished(self, seqs: list[Sequence], now: float) -> None:
         if self._closed:
             self._send_successors(seqs, now)
+        if self.front is not None:
+            self.front.on_finished(seqs, now)  # their responses enter the semantic cache
         if self._paired and seqs:
             # Their blocks went back to the cache the other worker shares: it may have room now.
             r = self._replica[seqs[0].rid]
