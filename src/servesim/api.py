@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from servesim.assembly import build_simulation, simulated_replicas
 from servesim.cluster.conservation import check_conservation
 from servesim.config import ScenarioConfig, load_config, validate_config
@@ -31,8 +33,9 @@ from servesim.metrics.kv_cache import chunk_cache_summary, kv_cache_summary
 from servesim.perf.expert_offload import ExpertOffloadStepModel
 from servesim.metrics.pools import pool_summary
 from servesim.metrics.programs import program_summary, program_table
+from servesim.metrics.fleet import fleet_series_columns
 from servesim.metrics.records import FINISHED, RequestTable, RunInfo, TimeSeries
-from servesim.metrics.stats import json_float
+from servesim.metrics.stats import json_float, ratio
 from servesim.metrics.summary import summarize
 from servesim.workload.builder import build_workload
 from servesim.workload.request import Workload
@@ -54,6 +57,7 @@ class Result:
     deployment: Deployment
     kv_cache_series: Any = None  # KvCacheSeries with prefix caching, else None
     programs: Any = None  # agent programs: program_table's columns, else None
+    fleet_series: Any = None  # fleet operations: fleet_series_columns, else None
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write requests.parquet, timeseries.parquet, config.yaml and summary.json (and, with
@@ -69,6 +73,11 @@ class Result:
 
             paths["programs"] = Path(out_dir) / "programs.parquet"
             write_parquet(paths["programs"], pa.table(self.programs))
+        if self.fleet_series is not None:
+            import pyarrow as pa
+
+            paths["fleet_timeseries"] = Path(out_dir) / "fleet_timeseries.parquet"
+            write_parquet(paths["fleet_timeseries"], pa.table(self.fleet_series))
         return paths
 
 
@@ -99,8 +108,9 @@ def simulate(
     deployment = pools[0][1]
     if workload is None:
         workload = build_workload(config.workload, RandomStreams(config.seed))
+    policy = _trained_policy(config, pools, workload, step_model)
     bar = progress(len(workload)) if progress is not None else None
-    sim = build_simulation(config, pools, workload, step_model, bar)
+    sim = build_simulation(config, pools, workload, step_model, bar, fleet_policy=policy)
     offloads = [d.step_model for _, d in pools if isinstance(d.step_model, ExpertOffloadStepModel)]
     for model in offloads:
         model.counting = True  # the run's steps count; set-up estimates did not
@@ -109,7 +119,8 @@ def simulate(
     finally:
         if bar is not None:
             bar.close()
-    check_conservation(out.requests, sim.replicas, config.horizon_s,
+    fleet = sim.fleet
+    check_conservation(out.requests, sim.replicas, config.horizon_s, retired=fleet.retired if fleet is not None else (),
                        cache_served_tokens=sim.front.tokens_served if sim.front is not None else 0)
     cluster = config.cluster
     mixed = len(pools) > 1  # GPUs of more than one kind or size
@@ -118,9 +129,9 @@ def simulate(
         sim_time_s=out.sim_time_s,
         horizon_s=config.horizon_s,
         wall_time_s=time.perf_counter() - started,
-        num_replicas=simulated_replicas(cluster),
+        num_replicas=simulated_replicas(cluster) if fleet is None else len(sim.replicas),
         gpus_per_replica=gpus_per_replica(pools[0][0]) if len({gpus_per_replica(p) for p, _ in pools}) == 1 else 0,
-        busy_time_s=out.busy_time_s,
+        busy_time_s=out.busy_time_s if fleet is None else np.array(fleet.busy_by_slot()[0]),
         num_steps=out.num_steps,
         price_usd_per_gpu_hr=deployment.hardware.price_usd_per_gpu_hr,
         workload_skipped=dict(workload.skipped),
@@ -129,10 +140,13 @@ def simulate(
         usd_per_hr=fleet_usd_per_hr(pools) if mixed or split else None,
     )
     summary = summarize(out.requests, out.timeseries, info, config.slo)
+    operations = _operations(config, sim, pools, out.requests, summary) if config.autoscaling or config.failures else {}
     summary.update(_energy(sim, pools, out.requests, summary, split))
+    summary.update(operations)
     programs = program_table(out.requests, workload) if workload.follows is not None else None
     summary.update(_feature_summaries(sim, out, workload, config, offloads, programs))
-    return Result(config, summary, out.requests, out.timeseries, info, deployment, sim.kv_series, programs)
+    return Result(config, summary, out.requests, out.timeseries, info, deployment, sim.kv_series, programs,
+                  fleet_series_columns(fleet) if fleet is not None else None)
 
 
 def _feature_summaries(sim, out, workload: Workload, config: ScenarioConfig, offloads: list, programs) -> dict:
@@ -197,7 +211,56 @@ def _energy(sim, pools, requests, summary: dict, split: bool) -> dict:
         powers += [deployment.power] * pool.num_replicas
     busy_prefill = [r.busy_prefill_s for r in sim.replicas]
     busy = [r.busy_time_s for r in sim.replicas]
-    return energy_summary(busy_prefill, busy, gpus, powers, span, out_tokens, tokens, summary["cost"]["usd"])
+    lives = None
+    if sim.fleet is not None and span is not None:  # replicas came and went: each paid for its own time
+        busy, busy_prefill = sim.fleet.busy_by_slot()
+        start = float(requests.arrival_s.min())
+        lives = [min(t, span) for t in sim.fleet.replica_seconds(start + span)]
+        gpus, powers = [gpus[0]] * len(busy), [powers[0]] * len(busy)
+    return energy_summary(busy_prefill, busy, gpus, powers, span, out_tokens, tokens, summary["cost"]["usd"], lives)
+
+
+def _trained_policy(config: ScenarioConfig, pools, workload: Workload, step_model) -> Any:
+    """The RL autoscaler, trained over ``rl.episodes`` whole runs of the scenario (exploration
+    falling linearly to none), ready for the greedy run that is reported; None for other policies."""
+    scaling = config.autoscaling
+    if scaling is None or scaling.policy != "rl":
+        return None
+    from servesim.cluster.autoscaling import make_policy
+
+    policy = make_policy(scaling, config.slo, RandomStreams(config.seed).stream("autoscaler-rl"))
+    episodes = scaling.rl.episodes
+    for episode in range(episodes):
+        policy.new_episode(scaling.rl.epsilon * (1.0 - episode / episodes))
+        build_simulation(config, pools, workload, step_model, None, fleet_policy=policy).run()
+    policy.new_episode(0.0)
+    return policy
+
+
+def _operations(config: ScenarioConfig, sim, pools, requests, summary: dict) -> dict:
+    """Fleet operations: capacity paid for replica by replica (cost replaced), and the ``fleet``
+    section with ``availability`` at the top level (``servesim.metrics.fleet``)."""
+    from servesim.fleet_assembly import cold_start_s
+    from servesim.metrics.fleet import fleet_summary
+
+    fleet = sim.fleet
+    start = float(requests.arrival_s.min()) if len(requests) else 0.0
+    span = summary.get("span_s")
+    end = start + span if span is not None else (config.horizon_s or sim.loop.now)
+    load_s, cold_s = cold_start_s(config, *pools[0])
+    policy = config.autoscaling.policy if config.autoscaling is not None else "fixed"
+    extra: dict[str, Any] = {"fleet": fleet_summary(fleet, sim.disturbances, start, end, cold_s, load_s, policy)}
+    if fleet is not None:
+        extra["availability"] = extra["fleet"]["availability"]
+        gpu_hours = sum(fleet.replica_seconds(end)) * fleet.gpus_per_replica / 3600.0
+        cost = dict(summary["cost"])
+        price = cost["price_usd_per_gpu_hr"]
+        cost["gpu_hours"] = json_float(gpu_hours)
+        cost["usd"] = None if price is None else json_float(gpu_hours * price)
+        out_tokens = int(requests.tokens_generated[requests.status == FINISHED].sum())
+        cost["usd_per_million_output_tokens"] = None if cost["usd"] is None else ratio(cost["usd"], out_tokens / 1e6)
+        summary["cost"] = cost  # (read by _energy next)
+    return extra
 
 
 def _as_config(config: ScenarioConfig | dict[str, Any] | str | Path | None) -> ScenarioConfig:

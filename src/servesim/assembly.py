@@ -35,14 +35,18 @@ if TYPE_CHECKING:
 
 
 def build_simulation(
-    config: ScenarioConfig, pools: list[tuple[PoolConfig, Deployment]], workload: Workload, step_model: Any, bar: Any
+    config: ScenarioConfig, pools: list[tuple[PoolConfig, Deployment]], workload: Workload, step_model: Any, bar: Any,
+    fleet_policy: Any = None,
 ) -> Simulation:
     """Wire the configured replicas, router and engine knobs around ``workload``.
 
     ``pools`` are the resolved pools in replica order (``pool_deployments``);
     ``step_model`` (None: each pool's own) replaces every pool's step model;
-    ``bar`` receives progress (or None).
+    ``bar`` receives progress (or None); ``fleet_policy`` replaces the configured
+    autoscaling policy (an RL agent trained over several runs).
     """
+    from servesim.fleet_assembly import attach_operations, fleet_managed
+
     cluster = config.cluster
     prefix_tokens = workload.prefix_block_size if cluster.prefix_caching and workload.prefix_block_ids else 0
     if cluster.chunk_cache is not None and not workload.chunk_tokens:
@@ -89,9 +93,11 @@ def build_simulation(
         router,
         layout[0][1],
         horizon_s=config.horizon_s,
-        # Expert offloading counts its misses per priced step: price only the steps that run.  A
-        # semantic cache stores responses as they finish, which a decode stretch would book late.
-        fast_path=config.engine.fast_path and cluster.expert_offload is None and config.semantic_cache is None,
+        # Expert offloading counts its misses per priced step: price only the steps that run.
+        # Fleet operations take replicas away mid-step: they plan step by step too.  A semantic
+        # cache stores responses as they finish, which a decode stretch would book late.
+        fast_path=(config.engine.fast_path and cluster.expert_offload is None and not fleet_managed(config)
+                   and config.semantic_cache is None),
         timeseries_interval_s=config.engine.timeseries_interval_s,
         progress=bar,
         view_delay_s=config.router.view_delay_s,
@@ -108,6 +114,8 @@ def build_simulation(
 
         sim.pinning = KvPinning(pin.policy, pin.ttl_s, pin.scale, pin.max_ttl_s, pin.min_turns)
     sim.semi_pd_splits = list(semi.splits) if semi is not None else []
+    if config.autoscaling is not None or config.failures is not None:
+        attach_operations(config, sim, pools, [model for _, model, count in layout for _ in range(count)], fleet_policy)
     if config.semantic_cache is not None:
         (front if config.router.policy == "ic_cache" else _semantic_front(config, workload)).attach(sim)
     return sim

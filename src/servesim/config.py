@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from servesim import yaml_text
 from servesim.cluster.router_config import MODEL_ROUTERS, RouterConfig
 from servesim.errors import ConfigError
+from servesim.fleet_config import AutoscalingConfig, FailuresConfig
 from servesim.metrics.config import SloTargets
 from servesim.perf.dtypes import KvCacheDtype, WeightDtype
 from servesim.perf.steptime import StepTimeParams
@@ -584,6 +585,12 @@ class ScenarioConfig(BaseModel):
             "values replace the `perf` defaults, fields set under `perf` still win. Must be fitted for cluster.hardware."
         ),
     )
+    autoscaling: AutoscalingConfig | None = Field(
+        None, description="Replicas added and removed by a policy, with cold starts and draining; null: a fixed fleet."
+    )
+    failures: FailuresConfig | None = Field(
+        None, description="GPU and node failures with detection and recovery, stragglers, interference, link degradation; null: none."
+    )
     engine: EngineConfig = Field(default_factory=EngineConfig, description="Simulator knobs.")
     semantic_cache: SemanticCacheConfig | None = Field(
         None, description="A category-aware semantic cache in front of the fleet (docs/operations.md); null: none."
@@ -601,6 +608,7 @@ class ScenarioConfig(BaseModel):
             if self.workload.difficulty is None:
                 raise ValueError(f"router.policy = {self.router.policy!r} weighs each request's difficulty: set "
                                  "workload.difficulty (e.g. {a: 1, b: 1} for uniform)")
+        self._fleet_needs()
         self._semantic_cache_needs()
         if self.router.policy == "adapter_affinity" and self.cluster.lora is None:
             raise ValueError("router.policy = 'adapter_affinity' needs cluster.lora (replicas holding LoRA adapters)")
@@ -608,6 +616,28 @@ class ScenarioConfig(BaseModel):
             raise ValueError("router.policy = 'prefix_aware' needs cluster.prefix_caching: true (replicas without a "
                              "prefix cache give it nothing to match)")
         return self
+
+    def _fleet_needs(self) -> None:
+        """Autoscaling and replica failures run on a colocated fleet of one pool."""
+        scaling = self.autoscaling
+        f = self.failures
+        fails = f is not None and (f.gpu_failures_per_hour > 0 or f.node_failures_per_hour > 0 or bool(f.scripted))
+        if scaling is None and not fails:
+            return
+        c = self.cluster
+        for name in ("disaggregation", "prefill_offload", "semi_pd", "pools"):
+            if getattr(c, name) is not None:
+                what = "autoscaling" if scaling is not None else "failures (GPU and node failure rates above 0)"
+                raise ValueError(f"{what} needs a colocated cluster of one pool; cluster.{name} is set "
+                                 "(failures with both rates 0 keep stragglers, interference and link degradation)")
+        if scaling is not None and not scaling.min_replicas <= c.num_replicas <= scaling.max_replicas:
+            raise ValueError(f"cluster.num_replicas = {c.num_replicas} is the starting fleet: it must lie within "
+                             f"autoscaling.min_replicas = {scaling.min_replicas} and max_replicas = {scaling.max_replicas}")
+        if scaling is not None and scaling.elastic is not None:
+            steps = scaling.elastic.gpu_steps
+            if c.tensor_parallel != steps[0]:
+                raise ValueError(f"autoscaling.elastic.gpu_steps starts at {steps[0]} GPUs: set cluster.tensor_parallel "
+                                 f"= {steps[0]} (now {c.tensor_parallel})")
 
     def _semantic_cache_needs(self) -> None:
         cache = self.semantic_cache

@@ -238,3 +238,13 @@ def test_bad_semantic_cache_config_is_one_line_naming_the_field(cache, router, m
 def test_an_agent_workload_cannot_sit_behind_the_cache():
     with pytest.raises(ConfigError, match="semantic_cache: agent workloads"):
         validate_config({"semantic_cache": ONE_TOPIC, "workload": {"kind": "agent"}})
+
+
+def test_the_cache_sits_in_front_of_an_autoscaled_fleet_with_balanced_books():
+    # simulate checks the books (cache-served tokens included); every request is answered or reaches the fleet.
+    s = servesim.simulate(servesim.config.load_config(
+        "examples/semantic-cache.yaml", ["workload.num_requests=500", "autoscaling.policy=kpa", "autoscaling.max_replicas=3"]
+    )).summary
+    c = s["semantic_cache"]
+    assert s["num_finished"] == 500
+    assert c["hits"] + c["offered_load"]["requests_to_fleet"] == 500 and c["hits"] > 0

@@ -21,11 +21,15 @@ import numpy as np
 
 from servesim.cluster.replica import Replica
 from servesim.errors import InvariantError
-from servesim.metrics.records import FINISHED, IN_FLIGHT, REJECTED, RequestTable
+from servesim.metrics.records import FAILED, FINISHED, IN_FLIGHT, REJECTED, RequestTable
 
 
 def check_conservation(
-    table: RequestTable, replicas: Seq[Replica], horizon_s: float | None = -1.0, cache_served_tokens: int = 0
+    table: RequestTable,
+    replicas: Seq[Replica],
+    horizon_s: float | None = -1.0,
+    retired: Seq[Replica] = (),
+    cache_served_tokens: int = 0,
 ) -> None:
     """Raise ``InvariantError`` naming the first broken invariant.
 
@@ -34,25 +38,28 @@ def check_conservation(
 
     With ``horizon_s=None`` (a run without a horizon, which ends when no event is left) a
     request still in flight means the run stalled: a replica waited with nothing to wake it.
+    ``retired`` replicas (failed or scaled away, fleet operations) count in the token books only:
+    their memory went with them.
     """
     status = table.status
     n = len(table)
     finished = status == FINISHED
     rejected = status == REJECTED
     in_flight = status == IN_FLIGHT
-    counted = int(finished.sum() + rejected.sum() + in_flight.sum())
+    failed = status == FAILED
+    counted = int(finished.sum() + rejected.sum() + in_flight.sum() + failed.sum())
     if counted != n:
-        raise InvariantError(f"request books: {n} arrived but {counted} finished+rejected+in flight")
-    if np.any(rejected & (table.reject_reason == "")):
-        raise InvariantError("request books: a rejected request has no reason")
-    if np.any(~rejected & (table.reject_reason != "")):
-        raise InvariantError("request books: a request that was not rejected carries a reject reason")
+        raise InvariantError(f"request books: {n} arrived but {counted} finished+rejected+failed+in flight")
+    if np.any((rejected | failed) & (table.reject_reason == "")):
+        raise InvariantError("request books: a rejected or failed request has no reason")
+    if np.any(~(rejected | failed) & (table.reject_reason != "")):
+        raise InvariantError("request books: a request that was neither rejected nor failed carries a reason")
     if horizon_s is None and in_flight.any():
         raise InvariantError(
             f"stalled run: no event was left but {int(in_flight.sum())} requests are still in flight "
             f"(e.g. request {int(table.request_id[np.flatnonzero(in_flight)[0]])})"
         )
-    _check_tokens(table, finished, rejected, replicas, cache_served_tokens)
+    _check_tokens(table, finished, rejected, list(replicas) + list(retired), cache_served_tokens)
     _check_blocks(replicas, drained=not in_flight.any())
 
 

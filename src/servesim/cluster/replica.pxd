@@ -49,6 +49,9 @@ cdef class Replica:
     cdef public long num_steps
     cdef public double busy_time_s
     cdef public double busy_prefill_s
+    cdef public long _step_token
+    cdef public double _step_start
+    cdef public bint down
 
     cpdef submit(self, Sequence seq, double now)
     @cython.locals(stretch=_Stretch, priced=long, last=long, started=long)

@@ -149,6 +149,10 @@ class Replica:
         self.busy_time_s = 0.0
         self.busy_prefill_s = 0.0
         self.cache_sampler = None  # samples the prefix cache's books with the time series (set by the owner)
+        # The event of the step in flight (its token and start), so that a failure can cancel it.
+        self._step_token = -1
+        self._step_start = 0.0
+        self.down = False  # failed or retired: no event of it runs any more (see abort)
 
     # ------------------------------------------------------------------ public
 
@@ -238,8 +242,40 @@ class Replica:
 
     # ------------------------------------------------------------------ events
 
+    def abort(self, now: float) -> list[Sequence]:
+        """The replica fails at ``now``: its step in flight is lost, its KV cache freed and no
+        event of it runs again.  Returns the requests it held (running first, then waiting),
+        their progress as of their last completed step; the caller re-queues or fails them.
+
+        The interrupted step counts as busy time up to ``now`` (the GPUs were running it).
+        """
+        if self._stretch is not None:
+            self.loop.cancel(self._stretch.token)
+            self.busy_time_s += now - self._stretch.start_s
+            self._stretch = None
+        elif self._busy:
+            self.loop.cancel(self._step_token)
+            self.busy_time_s += now - self._step_start
+            self.busy_prefill_s += now - self._step_start
+        self.down = True
+        self._busy = False
+        sched = self.scheduler
+        sched.materialize()
+        lost = list(sched.running) + list(sched.waiting)
+        for seq in lost:
+            sched.kv.free(seq.rid)
+            if sched.adapters is not None:
+                sched.adapters.release(seq.rid)
+        sched.running = []
+        while len(sched.waiting):
+            sched.waiting.pop()
+        self._outstanding = 0
+        return lost
+
     def _on_wake(self, now: float, _payload: object) -> None:
         self._wake_pending = False
+        if self.down:
+            return
         if not self._busy:
             self._start_step(now)
 
@@ -258,7 +294,8 @@ class Replica:
             if self._loads:
                 # KV the step's admissions brought from lower tiers or a chunk cache.
                 compute += self.scheduler.take_load_stall_s(compute)
-            self.loop.schedule(now + compute, STEP_DONE, self._on_step_done, (plan, now))
+            self._step_start = now
+            self._step_token = self.loop.schedule(now + compute, STEP_DONE, self._on_step_done, (plan, now))
 
     def _start_decode(self, plan: BatchPlan, now: float) -> None:
         run = self.scheduler.decode_run(plan, MAX_STRETCH_STEPS if self._stretch_enabled else 1)

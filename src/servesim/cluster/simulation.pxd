@@ -73,6 +73,8 @@ cdef class Simulation:
     cdef public object kv_series
     cdef public object _adapter_ids
     cdef public long _longest_model_len
+    cdef public object fleet
+    cdef public object disturbances
     cdef public object front
 
     @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,
@@ -81,9 +83,11 @@ cdef class Simulation:
     @cython.locals(seq=Sequence, i=long)
     @cython.locals(r=long, remote=long)
     cpdef long _place(self, Sequence seq, double now) except? -1
-    @cython.locals(i=long, r=long, reason=str)
+    @cython.locals(i=long, reason=str)
     cpdef _admit(self, Sequence seq, double now)
     cpdef _dispatch(self, Sequence seq, long r, double now)
+    @cython.locals(r=long)
+    cpdef send(self, Sequence seq, double now)
     cpdef _on_finished(self, list seqs, double now)
     cpdef double _peek_arrival(self) except? -1.0
     @cython.locals(peak=long)

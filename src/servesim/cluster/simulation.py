@@ -33,7 +33,7 @@ from servesim.core.events import EventLoop
 from servesim.kvcache.manager import KVCacheManager
 from servesim.kvcache.prefix_cache import PrefixCachingKVManager
 from servesim.metrics.kv_cache import KvCacheSeries
-from servesim.metrics.records import FINISHED, IN_FLIGHT, REJECTED, RequestTable, TimeSeries, TimeSeriesBuilder
+from servesim.metrics.records import FAILED, FINISHED, IN_FLIGHT, REJECTED, RequestTable, TimeSeries, TimeSeriesBuilder
 from servesim.scheduler.batch_scheduler import BatchScheduler
 from servesim.scheduler.lockstep import LockstepScheduler
 from servesim.scheduler.config import SchedulerConfig
@@ -46,8 +46,9 @@ _CHUNK = 65536
 # Roles of a replica in a disaggregated run.
 PREFILL, DECODE = 0, 1
 
-# Why a request can never be served; index 0 means "not rejected".
-REJECT_REASONS = ("", "exceeds_max_model_len", "exceeds_kv_capacity", "exceeds_token_budget", "fits_no_pool")
+# Why a request can never be served, or (the last two) why it failed; index 0 means neither.
+REJECT_REASONS = ("", "exceeds_max_model_len", "exceeds_kv_capacity", "exceeds_token_budget", "fits_no_pool",
+                  "replica_failed", "retries_exhausted")
 
 
 class ProgressSink(Protocol):
@@ -139,6 +140,10 @@ class Simulation:
             raise ValueError(f"pools hold {len(self._setups)} replicas, expected num_replicas = {num_replicas}")
         self._hetero = len(layout) > 1
         self.pool_profiles: list = []  # what model routers know of each pool (set by the caller)
+        # Fleet operations (servesim.cluster.fleet.Fleet, set by the caller): replicas come, go and
+        # fail; arrivals pass through it, and it hears of every finish.
+        self.fleet = None
+        self.disturbances = None  # stragglers, interference, link degradation (servesim.cluster.failures)
         self.semi_pd_splits: list = []  # semi-PD: each replica's SM split (set by the caller)
         self.replicas = [
             self._make_replica(i, models[i], fast_path, timeseries_interval_s) for i in range(num_replicas)
@@ -349,17 +354,31 @@ class Simulation:
             self.progress.update(now, self._num_done)
 
     def _admit(self, seq: Sequence, now: float) -> None:
-        """An arrival reaches the fleet: rejected with a reason, or placed and dispatched."""
+        """An arrival reaches the fleet: rejected with a reason, admitted by fleet operations, or sent."""
         i = seq.rid
         reason = self._rejection(seq)
         if reason:
             self._status[i] = REJECTED
             self._reason[i] = REJECT_REASONS.index(reason)
             self._num_done += 1
+        elif self.fleet is not None:
+            self.fleet.admit(seq, now)
         else:
-            r = self._place(seq, now)
-            self._replica[i] = r
-            self._dispatch(seq, r, now)
+            self.send(seq, now)
+
+    def send(self, seq: Sequence, now: float) -> None:
+        """Route an admitted request to a replica and hand it over (or hold it for LAPS)."""
+        r = self._place(seq, now)
+        self._replica[seq.rid] = r
+        self._dispatch(seq, r, now)
+
+    def fail_request(self, seq: Sequence, reason: str) -> None:
+        """A request ends unserved after it was admitted (fleet operations: its replica failed)."""
+        i = seq.rid
+        self._status[i] = FAILED
+        self._reason[i] = REJECT_REASONS.index(reason)
+        self._store_progress(seq)
+        self._num_done += 1
 
     def _finish_from_cache(self, seq: Sequence, now: float) -> None:
         """A semantic cache answered ``seq`` at ``now``: finished on no replica, its whole answer
@@ -524,6 +543,8 @@ class Simulation:
             self._finish[i] = seq.last_token_s
             self._store_progress(seq)
         self._num_done += len(seqs)
+        if self.fleet is not None:
+            self.fleet.on_finished(seqs, now)
 
     # -------------------------------------------------------- agent programs
 
@@ -561,9 +582,10 @@ class Simulation:
             self._reason[j] = REJECT_REASONS.index(reason)
             self._num_done += 1
             return
-        r = self._place(seq, now)
-        self._replica[j] = r
-        self._dispatch(seq, r, now)
+        if self.fleet is not None:
+            self.fleet.admit(seq, now)
+        else:
+            self.send(seq, now)
 
     # -------------------------------------------------------------- helpers
 
@@ -611,6 +633,9 @@ class Simulation:
                 self._store_progress(seq)
         for seq in self._in_transfer.values():
             self._store_progress(seq)
+        if self.fleet is not None:
+            for seq in self.fleet.held():
+                self._store_progress(seq)
 
     def _load_chunk(self, start: int) -> None:
         w = self.workload

@@ -26,19 +26,25 @@ def energy_summary(
     output_tokens: int,
     tokens: int,
     cost_usd: float | None,
+    replica_spans_s: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """The energy and cost keys of the summary (see the module doc); None where undefined."""
+    """The energy and cost keys of the summary (see the module doc); None where undefined.
+
+    ``replica_spans_s``: each replica's own provisioned seconds within the span, when
+    replicas come and go (fleet operations); by default each lives the whole span.
+    """
     if span_s is None:
         return {"energy_j": None, "energy_per_token_j": None, "power_w": {"mean": None}, "cost_usd": cost_usd,
                 "cost_per_million_tokens_usd": None, "idle_cost_usd": None}
     energy = 0.0
     gpu_s = idle_gpu_s = 0.0
-    for prefill, busy, n, power in zip(busy_prefill_s, busy_s, gpus, powers):
-        busy = min(busy, span_s)
+    spans = replica_spans_s if replica_spans_s is not None else [span_s] * len(busy_s)
+    for prefill, busy, n, power, life in zip(busy_prefill_s, busy_s, gpus, powers, spans):
+        busy = min(busy, life)
         prefill = min(prefill, busy)
-        idle = span_s - busy
+        idle = life - busy
         energy += power.energy_j(n, prefill, busy - prefill, idle)
-        gpu_s += n * span_s
+        gpu_s += n * life
         idle_gpu_s += n * idle
     return {
         "energy_j": json_float(energy),

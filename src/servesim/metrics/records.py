@@ -20,8 +20,9 @@ import numpy as np
 FINISHED = 0
 REJECTED = 1
 IN_FLIGHT = 2
+FAILED = 3  # admitted, then lost to a replica failure (fleet operations), with a reason
 
-STATUS_NAMES = {FINISHED: "finished", REJECTED: "rejected", IN_FLIGHT: "in_flight"}
+STATUS_NAMES = {FINISHED: "finished", REJECTED: "rejected", IN_FLIGHT: "in_flight", FAILED: "failed"}
 
 # Column name -> dtype, in the order they are stored and written.
 _REQUEST_DTYPES: dict[str, type | np.dtype] = {
@@ -85,8 +86,9 @@ class RequestTable:
     tokens_generated: int64, output tokens actually produced by the end.
     replica: int64, replica the request was routed to; -1 if never routed.
     status: int8, one of ``FINISHED`` (0), ``REJECTED`` (1), ``IN_FLIGHT`` (2,
-        still queued or running when the run stopped at its horizon).
-    reject_reason: object array of str, '' unless rejected.
+        still queued or running when the run stopped at its horizon), ``FAILED``
+        (3, lost to a replica failure; see docs/operations.md).
+    reject_reason: object array of str, '' unless rejected or failed (then why).
     first_scheduled_s: float64, first time the request entered a running
         batch (s); NaN if never scheduled.
     first_token_s: float64, time its first output token was produced (s);

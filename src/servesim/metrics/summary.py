@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from servesim.metrics.config import SloTargets
-from servesim.metrics.records import FINISHED, IN_FLIGHT, REJECTED, RequestTable, RunInfo, TimeSeries
+from servesim.metrics.records import FAILED, FINISHED, IN_FLIGHT, REJECTED, RequestTable, RunInfo, TimeSeries
 from servesim.metrics.slo import slo_met
 from servesim.metrics.stats import describe, json_float, ratio
 
@@ -57,7 +57,8 @@ def summarize(
     "p50", "p90", "p99", "max"}``)::
 
         num_requests, num_finished, num_rejected, num_in_flight: int
-        rejected_by_reason: {reason: int}     ('' reason reported as "unspecified")
+        num_failed: int (lost to replica failures, fleet operations)
+        rejected_by_reason, failed_by_reason: {reason: int}     ('' reason reported as "unspecified")
         ttft_s, tpot_s, e2e_s, queue_delay_s, max_itl_s: Stats
         span_s: float | None
         requests_per_s, input_tokens_per_s, output_tokens_per_s: float | None
@@ -84,7 +85,9 @@ def summarize(
         "num_finished": int(finished.sum()),
         "num_rejected": int((requests.status == REJECTED).sum()),
         "num_in_flight": int((requests.status == IN_FLIGHT).sum()),
-        "rejected_by_reason": _rejected_by_reason(requests),
+        "num_failed": int((requests.status == FAILED).sum()),
+        "rejected_by_reason": _by_reason(requests, REJECTED),
+        "failed_by_reason": _by_reason(requests, FAILED),
         "ttft_s": describe(requests.ttft_s()[finished]),
         "tpot_s": describe(requests.tpot_s()[finished]),
         "e2e_s": describe(requests.e2e_s()[finished]),
@@ -135,9 +138,9 @@ def _span_s(requests: RequestTable, finished: np.ndarray) -> float | None:
     return json_float(requests.finish_s[finished].max() - requests.arrival_s.min())
 
 
-def _rejected_by_reason(requests: RequestTable) -> dict[str, int]:
-    """Rejected-request counts by reason, sorted by reason."""
-    reasons = requests.reject_reason[requests.status == REJECTED]
+def _by_reason(requests: RequestTable, status: int) -> dict[str, int]:
+    """Counts of the requests with this status (rejected or failed) by reason, sorted by reason."""
+    reasons = requests.reject_reason[requests.status == status]
     counts: dict[str, int] = {}
     for r in reasons:
         key = str(r) or "unspecified"

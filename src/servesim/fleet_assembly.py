@@ -1,0 +1,103 @@
+"""Wiring of fleet operations into a built ``Simulation``: autoscaling, cold starts, failures
+and slowdowns (``servesim.cluster.fleet``, ``autoscaling``, ``failures``; docs/operations.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from servesim.cluster.events import ARRIVAL
+from servesim.config import ScenarioConfig
+from servesim.core.rng import RandomStreams
+from servesim.deployment import Deployment, gpus_per_replica
+
+
+def fleet_managed(config: ScenarioConfig) -> bool:
+    """Whether replicas come, go or fail in this run (then every replica plans step by step)."""
+    f = config.failures
+    return config.autoscaling is not None or (f is not None and _fails(f))
+
+
+def _fails(f) -> bool:
+    """Whether a failures section takes replicas down (random or scripted failures)."""
+    return f.gpu_failures_per_hour > 0 or f.node_failures_per_hour > 0 or bool(f.scripted)
+
+
+def cold_start_s(config: ScenarioConfig, pool, deployment: Deployment) -> tuple[float, float]:
+    """(weight load seconds, total cold start seconds) of one replica of ``deployment``."""
+    from servesim.cluster.fleet import cold_start_seconds
+
+    cold = config.autoscaling.cold_start if config.autoscaling is not None else None
+    gpus = gpus_per_replica(pool)
+    weights = deployment.memory.weight_bytes_per_gpu * gpus
+    if cold is None:  # failures without autoscaling: a replacement loads from storage, default timings
+        from servesim.fleet_config import ColdStartConfig
+
+        cold = ColdStartConfig()
+    return cold_start_seconds(weights, gpus, cold.source, cold.bandwidth_gb_per_s, deployment.hardware.scaleup_bytes_s,
+                              cold.provisioning_s, cold.warmup_s)
+
+
+def attach_operations(config: ScenarioConfig, sim, pools: list, models: list, policy: Any = None) -> None:
+    """Give ``sim`` its fleet (autoscaling and failures) and disturbances, as configured.
+
+    ``models`` are the replicas' step models in replica order; ``policy`` replaces the
+    configured autoscaling policy (the RL agent, kept across training episodes).
+    """
+    streams = RandomStreams(config.seed)
+    disturb = None
+    if config.failures is not None:
+        from servesim.cluster.failures import Disturbances
+
+        disturb = Disturbances(config.failures, sim, models, streams.stream("disturbances"))
+        if not disturb.active and not (config.failures.link_degradation and sim._links):
+            disturb = None
+    sim.disturbances = disturb
+    start_s = float(sim.workload.arrival_s[0]) if len(sim.workload) else 0.0
+    if disturb is not None:
+        sim.loop.schedule(start_s, ARRIVAL, _begin_disturbances, disturb)
+    if not fleet_managed(config):
+        return
+    from servesim.cluster.autoscaling import make_policy
+    from servesim.cluster.failures import FailureProcess
+    from servesim.cluster.fleet import Fleet
+
+    pool, deployment = pools[0]
+    scaling = config.autoscaling
+    fails = config.failures
+    gpus = gpus_per_replica(pool)
+    _, cold = cold_start_s(config, pool, deployment)
+    if policy is None and scaling is not None:
+        policy = make_policy(scaling, config.slo, streams.stream("autoscaler-rl"))
+    interval = config.engine.timeseries_interval_s
+
+    def make_replica(i: int):
+        model = disturb.model_for(i) if disturb is not None else models[0]
+        return sim._make_replica(i, model, False, interval)
+
+    failures = None
+    if fails is not None and _fails(fails):
+        failures = FailureProcess(fails, gpus, streams.stream("failures"))
+    n = config.cluster.num_replicas
+    sim.fleet = Fleet(
+        sim, make_replica,
+        initial=n,
+        min_replicas=scaling.min_replicas if scaling is not None else n,
+        max_replicas=scaling.max_replicas if scaling is not None else n,
+        gpus_per_replica=gpus,
+        cold_start_s=cold,
+        interval_s=scaling.interval_s if scaling is not None else 5.0,
+        metrics_delay_s=scaling.metrics_delay_s if scaling is not None else 0.0,
+        policy=policy,
+        failures=failures,
+        max_retries=fails.max_retries if fails is not None else 0,
+        retry=fails is None or fails.in_flight == "retry",
+    )
+    sim.loop.schedule(start_s, ARRIVAL, _begin_fleet, sim.fleet)
+
+
+def _begin_fleet(now: float, fleet) -> None:
+    fleet.start(now)
+
+
+def _begin_disturbances(now: float, disturb) -> None:
+    disturb.begin(now)

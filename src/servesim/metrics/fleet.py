@@ -1,0 +1,72 @@
+"""The ``fleet`` section of a run's summary and its fleet time series (fleet operations).
+
+Over the span (first arrival to last finish, or the horizon), from the fleet's books
+(``servesim.cluster.fleet``):
+
+* ``replicas``: mean provisioned (paid) replicas, peak, and the time-weighted
+  means of active ones;
+* ``scale_ups``, ``scale_downs``, ``cold_starts`` and one cold start's seconds;
+* ``failures`` (``node_failures`` among them), ``availability`` (share of the
+  replicas' started time they could serve), ``retried_requests``, ``retries``,
+  ``failed_requests`` and ``lost_tokens`` (output tokens recomputed);
+* with disturbances: stragglers, link degradation episodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from servesim.metrics.stats import json_float, ratio
+
+
+def fleet_summary(fleet, disturbances, start_s: float, end_s: float, cold_start_s: float, load_s: float,
+                  policy_name: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if fleet is not None:
+        books = fleet.books
+        span = end_s - start_s
+        paid = sum(fleet.replica_seconds(end_s))
+        samples = fleet.samples
+        out = {
+            "policy": policy_name,
+            "replicas": {
+                "mean_provisioned": ratio(paid, span),
+                "peak_provisioned": max((s.active + s.starting + s.draining + s.down for s in samples), default=0),
+                "mean_active": json_float(np.mean([s.active for s in samples])) if samples else None,
+            },
+            "scale_ups": books.scale_ups,
+            "scale_downs": books.scale_downs,
+            "cold_starts": books.cold_starts,
+            "cold_start_s": json_float(cold_start_s),
+            "weight_load_s": json_float(load_s),
+            "failures": books.failures,
+            "node_failures": books.node_failures,
+            "availability": json_float(fleet.availability(end_s)),
+            "retried_requests": books.retried_requests,
+            "retries": books.retries,
+            "failed_requests": books.failed_requests,
+            "lost_tokens": books.lost_tokens,
+        }
+        policy = fleet.policy
+        if policy is not None and hasattr(policy, "panics"):
+            out["kpa_panics"] = policy.panics
+        if policy is not None and hasattr(policy, "trace"):
+            targets = [t for _, t in policy.trace]
+            out["rl"] = {
+                "decisions": len(targets),
+                "mean_target": json_float(np.mean(targets)) if targets else None,
+                "final_target": json_float(targets[-1]) if targets else None,
+            }
+    if disturbances is not None:
+        out["stragglers"] = sum(1 for f in disturbances.straggler_factor if f != 1.0)
+        out["link_degradation_episodes"] = disturbances.num_link_episodes
+    return out
+
+
+def fleet_series_columns(fleet) -> dict[str, np.ndarray]:
+    """The fleet's samples as columns (written to fleet_timeseries.parquet)."""
+    samples = fleet.samples
+    names = ("time_s", "active", "starting", "draining", "down", "concurrency", "waiting", "busy_s", "gpus")
+    return {name: np.array([getattr(s, name) for s in samples]) for name in names}
