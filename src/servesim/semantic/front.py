@@ -110,7 +110,7 @@ class SemanticFront:
         store.expire(now)
         has_topic = int(self.topic[i]) in store
         related = float(self.paraphrase[i]) if has_topic else -1.0
-        unrelated = float(self.unrelated[i]) if len(store) > has_topic else -1.0
+        unrelated = float(self.unrelated[i]) if len(store) - has_topic > 0 else -1.0  # another topic is held
         return related, unrelated
 
     def arrive(self, seq, now: float) -> None:
