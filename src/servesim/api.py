@@ -120,7 +120,8 @@ def simulate(
         if bar is not None:
             bar.close()
     fleet = sim.fleet
-    check_conservation(out.requests, sim.replicas, config.horizon_s, retired=fleet.retired if fleet is not None else ())
+    check_conservation(out.requests, sim.replicas, config.horizon_s, retired=fleet.retired if fleet is not None else (),
+                       cache_served_tokens=sim.front.tokens_served if sim.front is not None else 0)
     cluster = config.cluster
     mixed = len(pools) > 1  # GPUs of more than one kind or size
     split = cluster.semi_pd is not None  # two simulated workers per replica
@@ -150,11 +151,19 @@ def simulate(
 
 def _feature_summaries(sim, out, workload: Workload, config: ScenarioConfig, offloads: list, programs) -> dict:
     """The summary sections of the features a run switched on: pools, prefix caches, agent
-    programs and pinning, LoRA adapters, expert offloading, chunk caches, semi-PD."""
+    programs and pinning, LoRA adapters, expert offloading, chunk caches, semi-PD, a semantic cache."""
     extra: dict[str, Any] = {}
     schedulers = [r.scheduler for r in sim.replicas]
+    bonus = None
+    if sim.front is not None:
+        from servesim.semantic.ic_cache import quality_bonus
+        from servesim.semantic.summary import semantic_cache_summary
+
+        extra["semantic_cache"] = semantic_cache_summary(sim.front, out.requests)
+        if sim.front.ic is not None:
+            bonus = quality_bonus(sim.front, sim.front.ic.quality_boost)
     if config.cluster.pools is not None:
-        extra.update(pool_summary(out.requests, sim.pool_profiles, workload.difficulty))
+        extra.update(pool_summary(out.requests, sim.pool_profiles, workload.difficulty, bonus))
     caches = [s.prefix_cache for s in schedulers if s.prefix_cache is not None]
     if caches:
         extra.update(kv_cache_summary(caches))

@@ -76,7 +76,13 @@ def build_simulation(
 
         profiles = _pool_profiles(config, pools, layout, workload)
         mean_output = float(workload.output_tokens.mean()) if len(workload) else 1.0
-        router = make_model_router(config.router, profiles, workload.difficulty, mean_output)
+        if config.router.policy == "ic_cache":
+            from servesim.semantic.ic_cache import IcCacheRouter
+
+            front = _semantic_front(config, workload)
+            router = IcCacheRouter(profiles, workload.difficulty, front, config.semantic_cache.ic_cache, config.router.min_quality)
+        else:
+            router = make_model_router(config.router, profiles, workload.difficulty, mean_output)
     else:
         profiles = _pool_profiles(config, pools, layout, workload) if cluster.pools is not None else []
         router = make_router(config.router, RandomStreams(config.seed).stream("router"))
@@ -88,8 +94,10 @@ def build_simulation(
         layout[0][1],
         horizon_s=config.horizon_s,
         # Expert offloading counts its misses per priced step: price only the steps that run.
-        # Fleet operations take replicas away mid-step: they plan step by step too.
-        fast_path=config.engine.fast_path and cluster.expert_offload is None and not fleet_managed(config),
+        # Fleet operations take replicas away mid-step: they plan step by step too.  A semantic
+        # cache stores responses as they finish, which a decode stretch would book late.
+        fast_path=(config.engine.fast_path and cluster.expert_offload is None and not fleet_managed(config)
+                   and config.semantic_cache is None),
         timeseries_interval_s=config.engine.timeseries_interval_s,
         progress=bar,
         view_delay_s=config.router.view_delay_s,
@@ -108,7 +116,21 @@ def build_simulation(
     sim.semi_pd_splits = list(semi.splits) if semi is not None else []
     if config.autoscaling is not None or config.failures is not None:
         attach_operations(config, sim, pools, [model for _, model, count in layout for _ in range(count)], fleet_policy)
+    if config.semantic_cache is not None:
+        (front if config.router.policy == "ic_cache" else _semantic_front(config, workload)).attach(sim)
     return sim
+
+
+def _semantic_front(config: ScenarioConfig, workload: Workload):
+    """The semantic cache in front of the fleet (``servesim.semantic.front``)."""
+    from servesim.semantic.front import SemanticFront
+
+    cache = config.semantic_cache
+    if cache.similarity.fit_from is not None:
+        from servesim.semantic.embeddings import fitted_similarity
+
+        cache = cache.model_copy(update={"similarity": fitted_similarity(cache.similarity.fit_from)})
+    return SemanticFront(cache, len(workload), RandomStreams(config.seed))
 
 
 def _replica_setup(

@@ -14,6 +14,8 @@ section        meaning                                         model
 ``perf``       efficiencies of the step-time model             ``StepTimeParams``
 ``engine``     simulator knobs that do not change results      ``EngineConfig``
 ``catalog``    extra or overriding model / GPU entries         ``CatalogConfig``
+``semantic_    a semantic cache in front of the fleet          ``SemanticCacheConfig``
+cache``
 =============  ==============================================  =====================
 
 plus ``name``, ``seed``, ``horizon_s`` and ``calibration`` (a calibration file
@@ -38,6 +40,7 @@ from servesim.metrics.config import SloTargets
 from servesim.perf.dtypes import KvCacheDtype, WeightDtype
 from servesim.perf.steptime import StepTimeParams
 from servesim.scheduler.config import SchedulerConfig
+from servesim.semantic.config import SemanticCacheConfig
 from servesim.workload.config import TraceWorkloadConfig, WorkloadConfig
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", defer_build=True)
@@ -589,6 +592,9 @@ class ScenarioConfig(BaseModel):
         None, description="GPU and node failures with detection and recovery, stragglers, interference, link degradation; null: none."
     )
     engine: EngineConfig = Field(default_factory=EngineConfig, description="Simulator knobs.")
+    semantic_cache: SemanticCacheConfig | None = Field(
+        None, description="A category-aware semantic cache in front of the fleet (docs/operations.md); null: none."
+    )
     catalog: CatalogConfig = Field(default_factory=CatalogConfig, description="Extra catalog entries.")
 
     @model_validator(mode="after")
@@ -603,6 +609,7 @@ class ScenarioConfig(BaseModel):
                 raise ValueError(f"router.policy = {self.router.policy!r} weighs each request's difficulty: set "
                                  "workload.difficulty (e.g. {a: 1, b: 1} for uniform)")
         self._fleet_needs()
+        self._semantic_cache_needs()
         if self.router.policy == "adapter_affinity" and self.cluster.lora is None:
             raise ValueError("router.policy = 'adapter_affinity' needs cluster.lora (replicas holding LoRA adapters)")
         if self.router.policy == "prefix_aware" and not self.cluster.prefix_caching:
@@ -631,6 +638,19 @@ class ScenarioConfig(BaseModel):
             if c.tensor_parallel != steps[0]:
                 raise ValueError(f"autoscaling.elastic.gpu_steps starts at {steps[0]} GPUs: set cluster.tensor_parallel "
                                  f"= {steps[0]} (now {c.tensor_parallel})")
+
+    def _semantic_cache_needs(self) -> None:
+        cache = self.semantic_cache
+        if self.router.policy == "ic_cache" and (cache is None or cache.ic_cache is None):
+            raise ValueError("router.policy = 'ic_cache' retrieves examples from the semantic cache: set semantic_cache.ic_cache")
+        if cache is None:
+            return
+        if self.workload.kind == "agent":
+            raise ValueError("semantic_cache: agent workloads (closed-loop programs) are not supported in front of a cache")
+        pool = cache.ic_cache.pool if cache.ic_cache is not None else None
+        names = [p.name for p in self.cluster.pools or []]
+        if pool is not None and pool not in names:
+            raise ValueError(f"semantic_cache.ic_cache.pool = {pool!r} names no pool (cluster.pools: {', '.join(names) or 'none'})")
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (every default filled in)."""
@@ -785,6 +805,10 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
                 lengths["trace"] = resolve(lengths["trace"])
     if isinstance(raw.get("calibration"), str):
         raw["calibration"] = resolve(raw["calibration"])
+    cache = raw.get("semantic_cache")
+    similarity = cache.get("similarity") if isinstance(cache, dict) else None
+    if isinstance(similarity, dict) and isinstance(similarity.get("fit_from"), str):
+        similarity["fit_from"] = resolve(similarity["fit_from"])
     catalog = raw.get("catalog")
     if isinstance(catalog, dict) and isinstance(catalog.get("files"), list):
         catalog["files"] = [resolve(f) for f in catalog["files"]]

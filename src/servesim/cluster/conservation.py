@@ -4,7 +4,8 @@
   still in flight at the horizon, exactly one of them.
 * Tokens: a finished request produced exactly the tokens it asked for; an
   unfinished one fewer; a rejected one none.  The replicas' own count of
-  tokens produced equals the sum over requests (double entry).
+  tokens produced, plus the tokens a semantic cache in front of the fleet
+  answered with, equals the sum over requests (double entry).
 * KV blocks: every block in use belongs to a request (or, with prefix
   caching, to a cached entry: shared blocks count once, idle entries are
   evictable); after a drained run no request holds a block.
@@ -24,9 +25,16 @@ from servesim.metrics.records import FAILED, FINISHED, IN_FLIGHT, REJECTED, Requ
 
 
 def check_conservation(
-    table: RequestTable, replicas: Seq[Replica], horizon_s: float | None = -1.0, retired: Seq[Replica] = ()
+    table: RequestTable,
+    replicas: Seq[Replica],
+    horizon_s: float | None = -1.0,
+    retired: Seq[Replica] = (),
+    cache_served_tokens: int = 0,
 ) -> None:
     """Raise ``InvariantError`` naming the first broken invariant.
+
+    ``cache_served_tokens``: output tokens of the requests a semantic cache answered
+    (they finished on no replica).
 
     With ``horizon_s=None`` (a run without a horizon, which ends when no event is left) a
     request still in flight means the run stalled: a replica waited with nothing to wake it.
@@ -51,11 +59,13 @@ def check_conservation(
             f"stalled run: no event was left but {int(in_flight.sum())} requests are still in flight "
             f"(e.g. request {int(table.request_id[np.flatnonzero(in_flight)[0]])})"
         )
-    _check_tokens(table, finished, rejected, list(replicas) + list(retired))
+    _check_tokens(table, finished, rejected, list(replicas) + list(retired), cache_served_tokens)
     _check_blocks(replicas, drained=not in_flight.any())
 
 
-def _check_tokens(table: RequestTable, finished: np.ndarray, rejected: np.ndarray, replicas: Seq[Replica]) -> None:
+def _check_tokens(
+    table: RequestTable, finished: np.ndarray, rejected: np.ndarray, replicas: Seq[Replica], cache_served_tokens: int
+) -> None:
     generated = table.tokens_generated
     asked = table.output_tokens
     bad = np.flatnonzero(finished & (generated != asked))
@@ -70,8 +80,13 @@ def _check_tokens(table: RequestTable, finished: np.ndarray, rejected: np.ndarra
         raise InvariantError("token books: a rejected request produced tokens")
     produced = sum(r.num_tokens_produced for r in replicas)
     recorded = int(generated.sum())
-    if produced != recorded:
-        raise InvariantError(f"token books: replicas produced {produced} tokens, requests record {recorded}")
+    if produced + cache_served_tokens != recorded:
+        raise InvariantError(f"token books: replicas produced {produced} tokens and the cache served "
+                             f"{cache_served_tokens}, requests record {recorded}")
+    from_cache = finished & (table.replica < 0)
+    if int(generated[from_cache].sum()) != cache_served_tokens:
+        raise InvariantError(f"token books: requests answered on no replica record {int(generated[from_cache].sum())} "
+                             f"tokens, the cache served {cache_served_tokens}")
 
 
 def _check_blocks(replicas: Seq[Replica], drained: bool) -> None:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 # Policies that choose a model (a pool) as well as a replica.
-MODEL_ROUTERS = ("route_balance", "quality_threshold", "cheapest_first")
+MODEL_ROUTERS = ("route_balance", "quality_threshold", "cheapest_first", "ic_cache")
 
 
 class RouterConfig(BaseModel):
@@ -21,7 +21,7 @@ class RouterConfig(BaseModel):
 
     policy: Literal[
         "round_robin", "least_outstanding", "least_kv", "random", "power_of_two", "session_affinity", "laps",
-        "prefix_aware", "route_balance", "quality_threshold", "cheapest_first", "adapter_affinity",
+        "prefix_aware", "route_balance", "quality_threshold", "cheapest_first", "adapter_affinity", "ic_cache",
     ] = Field(
         "least_outstanding",
         description=(
@@ -36,7 +36,10 @@ class RouterConfig(BaseModel):
             "and workload.difficulty): 'route_balance': the replica with the best weighted score of expected quality, "
             "predicted latency from its load, and price; 'quality_threshold': the cheapest pool whose quality at the "
             "request's difficulty reaches min_quality, regardless of load, then its least loaded replica; "
-            "'cheapest_first': the cheapest pool with a replica under spill_outstanding requests. Ties go to the lowest index."
+            "'cheapest_first': the cheapest pool with a replica under spill_outstanding requests; 'ic_cache': as "
+            "'quality_threshold', but a request with similar examples in the semantic cache may go to the example pool, "
+            "whose quality for it rises by semantic_cache.ic_cache.quality_boost (its prompt grows by the examples). "
+            "Ties go to the lowest index."
         ),
     )
     laps_threshold_tokens: int = Field(
@@ -75,7 +78,7 @@ class RouterConfig(BaseModel):
         0.2, ge=0, description="'route_balance': score lost at the price of the most expensive pool (prices count relative to it)."
     )
     min_quality: float = Field(
-        0.8, ge=0, le=1, description="'quality_threshold': least expected quality a pool must reach at the request's difficulty."
+        0.8, ge=0, le=1, description="'quality_threshold', 'ic_cache': least expected quality a pool must reach at the request's difficulty."
     )
     spill_outstanding: int = Field(
         16, ge=1, description="'cheapest_first': a pool is full when each of its replicas has this many outstanding requests (count)."

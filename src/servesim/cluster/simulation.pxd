@@ -75,6 +75,7 @@ cdef class Simulation:
     cdef public long _longest_model_len
     cdef public object fleet
     cdef public object disturbances
+    cdef public object front
 
     @cython.locals(i=long, k=long, seq=Sequence, prompt=list, output=list, priority=list, arrival=list, r=long,
                    reason=str, session=object, prefix=object, chunks=object)
@@ -82,6 +83,8 @@ cdef class Simulation:
     @cython.locals(seq=Sequence, i=long)
     @cython.locals(r=long, remote=long)
     cpdef long _place(self, Sequence seq, double now) except? -1
+    @cython.locals(i=long, reason=str)
+    cpdef _admit(self, Sequence seq, double now)
     cpdef _dispatch(self, Sequence seq, long r, double now)
     @cython.locals(r=long)
     cpdef send(self, Sequence seq, double now)

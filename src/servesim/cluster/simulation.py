@@ -156,6 +156,7 @@ class Simulation:
                     replica.cache_sampler = self.kv_series.sample
         self._allocate_results(len(workload))
         self._init_programs()
+        self.front = None  # a semantic cache in front of the fleet (servesim.semantic.front), set by the caller
         self._num_arrived = 0
         self._num_done = 0
         self._next_arrival_s = float("inf")  # time of the next arrival event
@@ -336,15 +337,10 @@ class Simulation:
             seq.chunks = chunks[k]
         if self._adapter_ids is not None:
             seq.adapter = self._adapter_ids[i]
-        reason = self._rejection(seq)
-        if reason:
-            self._status[i] = REJECTED
-            self._reason[i] = REJECT_REASONS.index(reason)
-            self._num_done += 1
-        elif self.fleet is not None:
-            self.fleet.admit(seq, now)
+        if self.front is not None:
+            self.front.arrive(seq, now)  # a semantic cache answers it, or passes it on (_admit) after its search
         else:
-            self.send(seq, now)
+            self._admit(seq, now)
         self._num_arrived = i + 1
         if k + 1 < len(arrival):
             self._next_arrival_s = arrival[k + 1]
@@ -356,6 +352,19 @@ class Simulation:
             self.loop.schedule(self._next_arrival_s, ARRIVAL, self._on_arrival)
         if self.progress is not None and (i & 4095) == 0:
             self.progress.update(now, self._num_done)
+
+    def _admit(self, seq: Sequence, now: float) -> None:
+        """An arrival reaches the fleet: rejected with a reason, admitted by fleet operations, or sent."""
+        i = seq.rid
+        reason = self._rejection(seq)
+        if reason:
+            self._status[i] = REJECTED
+            self._reason[i] = REJECT_REASONS.index(reason)
+            self._num_done += 1
+        elif self.fleet is not None:
+            self.fleet.admit(seq, now)
+        else:
+            self.send(seq, now)
 
     def send(self, seq: Sequence, now: float) -> None:
         """Route an admitted request to a replica and hand it over (or hold it for LAPS)."""
@@ -369,6 +378,16 @@ class Simulation:
         self._status[i] = FAILED
         self._reason[i] = REJECT_REASONS.index(reason)
         self._store_progress(seq)
+        self._num_done += 1
+
+    def _finish_from_cache(self, seq: Sequence, now: float) -> None:
+        """A semantic cache answered ``seq`` at ``now``: finished on no replica, its whole answer
+        at once (TTFT = latency, TPOT 0); its tokens are the cache's (check_conservation)."""
+        i = seq.rid
+        self._status[i] = FINISHED
+        self._first_token[i] = now
+        self._finish[i] = now
+        self._generated[i] = seq.max_output
         self._num_done += 1
 
     def _place(self, seq: Sequence, now: float) -> int:
@@ -510,6 +529,8 @@ class Simulation:
     def _on_finished(self, seqs: list[Sequence], now: float) -> None:
         if self._closed:
             self._send_successors(seqs, now)
+        if self.front is not None:
+            self.front.on_finished(seqs, now)  # their responses enter the semantic cache
         if self._paired and seqs:
             # Their blocks went back to the cache the other worker shares: it may have room now.
             r = self._replica[seqs[0].rid]

@@ -6,7 +6,8 @@ cost count finished requests only:
 
 * ``mean_quality``: the mean, over finished requests, of the expected
   quality of the pool that served each at its difficulty (None without
-  difficulties);
+  difficulties), plus the request's ``quality_bonus`` (IC-Cache examples),
+  capped at 1;
 * ``model_cost_usd``: the sum over finished requests of (prompt + output
   tokens) x the pool's ``price_usd_per_mtok`` / 1e6, the price a model
   router weighs; ``model_cost_per_request_usd`` its mean.
@@ -22,7 +23,9 @@ from servesim.metrics.records import FINISHED, RequestTable
 from servesim.metrics.stats import json_float, ratio
 
 
-def pool_summary(requests: RequestTable, pools: Sequence[Any], difficulty: np.ndarray | None) -> dict[str, Any]:
+def pool_summary(
+    requests: RequestTable, pools: Sequence[Any], difficulty: np.ndarray | None, quality_bonus: np.ndarray | None = None
+) -> dict[str, Any]:
     """``mean_quality``, ``model_cost_usd``, ``model_cost_per_request_usd`` and ``pools`` (per pool:
     replicas, finished requests, their mean quality, price per million tokens)."""
     finished = requests.status == FINISHED
@@ -35,7 +38,10 @@ def pool_summary(requests: RequestTable, pools: Sequence[Any], difficulty: np.nd
         cost += tokens * pool.price_usd_per_mtok / 1e6
         if difficulty is not None:
             rows = np.flatnonzero(here)
-            quality[rows] = [pool.quality(float(difficulty[requests.request_id[r]])) for r in rows]
+            ids = requests.request_id[rows]
+            quality[rows] = [pool.quality(float(difficulty[i])) for i in ids]
+            if quality_bonus is not None:
+                quality[rows] = np.minimum(1.0, quality[rows] + quality_bonus[ids])
         served = quality[here]
         per_pool[pool.name] = {
             "replicas": int(pool.count),
