@@ -23,8 +23,37 @@ def power_caps() -> list[str]:
     return rows
 
 
+def _row(servers: int, policy: str) -> dict:
+    """examples/polca-row-budget.yaml with ``servers`` servers (8 GPUs each) under the same budget (10
+    servers at nameplate) and the same load per GPU (3 requests/s, 600 s), under ``policy``."""
+    gpus = 8 * servers
+    return servesim.simulate(load_config(EXAMPLES / "polca-row-budget.yaml", [
+        f"cluster.num_replicas={gpus}", f"workload.arrival.rate_rps={3.0 * gpus}",
+        f"workload.num_requests={int(3.0 * gpus * 600)}", f"cluster.power.row.policy={policy}"])).summary
+
+
+def polca() -> list[str]:
+    """POLCA: 10..15 servers under a budget sized for 10 at nameplate, uncapped ('monitor') and capped."""
+    rows = ["| servers | uncapped: peak draw | uncapped: time over budget | POLCA: TTFT p50 / p99 | TPOT p50 / p99 | "
+            "peak draw | time capped | time over budget |", "|---|---|---|---|---|---|---|---|"]
+    for servers in (10, 11, 12, 13, 14, 15):
+        free, capped = _row(servers, "monitor"), _row(servers, "polca")
+        u, c = free["power_budget"], capped["power_budget"]
+        rows.append(
+            f"| {servers} ({servers / 10:.1f}x) | {u['peak_share_of_budget']:.0%} | {u['time_over_budget_s']:.0f} s "
+            f"({u['over_budget_fraction']:.1%}) | {capped['ttft_s']['p50'] * 1e3:.0f} / {capped['ttft_s']['p99'] * 1e3:.0f} ms | "
+            f"{capped['tpot_s']['p50'] * 1e3:.1f} / {capped['tpot_s']['p99'] * 1e3:.1f} ms | {c['peak_share_of_budget']:.0%} | "
+            f"{c['capped_fraction']:.0%} ({c['cap_events']} caps) | {c['time_over_budget_s']:.0f} s |")
+        if servers == 10:
+            rows.append(f"| 10, uncapped (baseline) | | | {free['ttft_s']['p50'] * 1e3:.0f} / {free['ttft_s']['p99'] * 1e3:.0f} ms | "
+                        f"{free['tpot_s']['p50'] * 1e3:.1f} / {free['tpot_s']['p99'] * 1e3:.1f} ms | | | |")
+    return rows
+
+
 def main() -> None:
     print("\n".join(power_caps()))
+    print()
+    print("\n".join(polca()))
 
 
 if __name__ == "__main__":

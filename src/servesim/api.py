@@ -101,6 +101,11 @@ def simulate(
         workload = build_workload(config.workload, RandomStreams(config.seed))
     bar = progress(len(workload)) if progress is not None else None
     sim = build_simulation(config, pools, workload, step_model, bar)
+    row = None  # the row power budget's controller (POLCA), when configured
+    if config.cluster.power.row is not None:
+        from servesim.cluster.power_budget import attach_power_budget
+
+        row = attach_power_budget(config, pools, sim)
     offloads = [d.step_model for _, d in pools if isinstance(d.step_model, ExpertOffloadStepModel)]
     for model in offloads:
         model.counting = True  # the run's steps count; set-up estimates did not
@@ -128,9 +133,11 @@ def simulate(
         usd_per_hr=fleet_usd_per_hr(pools) if mixed or split else None,
     )
     summary = summarize(out.requests, out.timeseries, info, config.slo)
-    summary.update(_energy(sim, pools, out.requests, summary, split))
+    summary.update(_energy(sim, pools, out.requests, summary, split, row))
     programs = program_table(out.requests, workload) if workload.follows is not None else None
     summary.update(_feature_summaries(sim, out, workload, config, offloads, programs))
+    if row is not None:
+        summary["power_budget"] = row.summary(out.sim_time_s)
     return Result(config, summary, out.requests, out.timeseries, info, deployment, sim.kv_series, programs)
 
 
@@ -175,9 +182,10 @@ def _feature_summaries(sim, out, workload: Workload, config: ScenarioConfig, off
     return extra
 
 
-def _energy(sim, pools, requests, summary: dict, split: bool) -> dict:
+def _energy(sim, pools, requests, summary: dict, split: bool, row=None) -> dict:
     """Energy and capacity cost (``servesim.metrics.energy``); semi-PD's two workers share their
-    GPUs, which this model does not split, so its energy is left undefined."""
+    GPUs, which this model does not split, so its energy is left undefined.  Under a row power
+    budget (``row``) time run capped is priced at the capped power."""
     finished = requests.status == FINISHED
     out_tokens = int(requests.tokens_generated[finished].sum())
     tokens = out_tokens + int(requests.prompt_tokens[finished].sum())
@@ -186,6 +194,8 @@ def _energy(sim, pools, requests, summary: dict, split: bool) -> dict:
     for pool, deployment in pools:  # pools are in replica order (semi-PD, left undefined, aside)
         gpus += [gpus_per_replica(pool)] * pool.num_replicas
         powers += [deployment.power] * pool.num_replicas
+    if row is not None:
+        powers = row.split_powers()
     busy_prefill = [r.busy_prefill_s for r in sim.replicas]
     busy = [r.busy_time_s for r in sim.replicas]
     return energy_summary(busy_prefill, busy, gpus, powers, span, out_tokens, tokens, summary["cost"]["usd"])

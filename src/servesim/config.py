@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from servesim import yaml_text
+from servesim.cluster.power_budget_config import RowPowerConfig
 from servesim.cluster.router_config import MODEL_ROUTERS, RouterConfig
 from servesim.errors import ConfigError
 from servesim.metrics.config import SloTargets
@@ -290,6 +291,9 @@ class PowerConfig(BaseModel):
     cap_w: float | None = Field(None, gt=0, description="Power cap per GPU (W): phases that would draw more run at a lower clock; null: none.")
     decode_frequency_sensitivity: float = Field(
         0.3, ge=0, le=1, description="How much of a lower clock decode (memory-bound) steps feel: 0 none, 1 as much as prefill."
+    )
+    row: RowPowerConfig | None = Field(
+        None, description="A row power budget, oversubscribed, with a capping controller (POLCA); null: none."
     )
 
 

@@ -149,6 +149,9 @@ class Replica:
         self.busy_time_s = 0.0
         self.busy_prefill_s = 0.0
         self.cache_sampler = None  # samples the prefix cache's books with the time series (set by the owner)
+        # Told of each booked step or stretch: (replica index, start s, end s, has prompt tokens); a row power
+        # budget splits busy time by the cap its steps ran under (set by the owner; None: nobody listens).
+        self.on_booked = None
 
     # ------------------------------------------------------------------ public
 
@@ -224,6 +227,21 @@ class Replica:
         return 0 if cache is None or not block_ids else cache.peek(block_ids)
 
     @property
+    def step_phase(self) -> int:
+        """What the replica runs now: 0 nothing, 1 pure decode (a stretch), 2 a step with prompt tokens."""
+        if not self._busy:
+            return 0
+        return 1 if self._stretch is not None else 2
+
+    def set_step_model(self, step_model: StepPricer, now: float) -> None:
+        """Price iterations from ``now`` on with ``step_model`` (a power cap changed).  The
+        iteration in flight keeps its price; a decode stretch ends at its first iteration
+        boundary at or after ``now``, where an iteration-by-iteration run prices the next one."""
+        self.step_model = step_model
+        if self._stretch is not None:
+            self._cut_stretch(now)
+
+    @property
     def num_tokens_produced(self) -> int:
         """Output tokens this replica's iterations sampled (the scheduler's own count)."""
         return self.scheduler.num_tokens_produced
@@ -288,6 +306,8 @@ class Replica:
         self.num_steps += 1
         self.busy_time_s += now - start
         self.busy_prefill_s += now - start  # steps with prompt tokens (pure decode runs as stretches)
+        if self.on_booked is not None:
+            self.on_booked(self.index, start, now, True)
         self._finish(self.scheduler.on_step_done(plan, now), now)
 
     def _on_stretch_done(self, now: float, _payload: object) -> None:
@@ -303,6 +323,8 @@ class Replica:
             self._sample_inside(stretch)
         self.num_steps += steps
         self.busy_time_s += now - stretch.start_s
+        if self.on_booked is not None:
+            self.on_booked(self.index, stretch.start_s, now, False)
         self._finish(self.scheduler.apply_decode_run(stretch.plan, stretch.run, stretch.end_s[:steps]), now)
 
     def _finish(self, finished: list[Sequence], now: float) -> None:
