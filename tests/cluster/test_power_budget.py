@@ -165,6 +165,15 @@ def test_monitor_reads_the_draw_and_changes_nothing():
     assert "Row power 1 servers on a 1.8 kW budget" in summary_text(watched.summary, width=200)
 
 
+def test_a_budget_in_servers_at_nameplate():
+    # 2 servers of 8 H100s and 500 W of other parts: 2 x (8 x 700 + 500) = 12,200 W; the one GPU
+    # fills one server (nameplate 6,100 W), whose other parts draw 500 W at every reading.
+    pb = _lone({"budget_servers": 2, "server_other_w": 500.0, "policy": "monitor"}).summary["power_budget"]
+    assert (pb["budget_w"], pb["servers"], pb["gpus"], pb["nameplate_w"]) == (12200.0, 1, 1, 6100.0)
+    assert pb["oversubscription"] == pytest.approx(6100 / 12200)
+    assert 500.0 + 140.0 <= pb["draw_w"]["mean"] <= 500.0 + 665.0
+
+
 def _bursty(fast: bool, horizon=None):
     return {
         "seed": 3,

@@ -24,7 +24,7 @@ class RowPowerConfig(BaseModel):
         gt=0,
         description=(
             "The row's power budget as servers provisioned at nameplate (count): budget_w = budget_servers x "
-            "(gpus_per_server x the GPU's TDP + server_other_w); give this or budget_w."
+            "(gpus_per_server x the GPU's TDP + server_other_w; mixed pools: the first pool's GPU); give this or budget_w."
         ),
     )
     gpus_per_server: int = Field(
