@@ -1,6 +1,6 @@
 """A row of servers under one power budget, oversubscribed, and the controller that caps it
-(POLCA, Patel et al., "POLCA: Power Oversubscription in LLM Cloud Providers", 2023;
-read as its abstract only: the mechanism below is this project's reading).
+(POLCA, Patel et al., "POLCA: Power Oversubscription in LLM Cloud Providers", 2023, arXiv
+2308.12908; read as its abstract only: the mechanism below is this project's reading).
 
 The row.  The fleet's GPUs fill servers of ``gpus_per_server`` in replica order;
 the row's draw at an instant is each replica's GPUs at the power of what the
@@ -172,6 +172,7 @@ class PowerBudget:
         """The ``power_budget`` section of the summary (docs/operations.md)."""
         s = self.setup
         readings = np.array(self.readings, dtype=np.float64)
+        # Each level holds from its change to the next (level 0 from the first reading, the last to end_s).
         capped_s = hard_s = 0.0
         marks = self.changes + [(max(end_s, self.changes[-1][0]) if self.changes else end_s, -1)]
         level, since = 0, self._start_s
