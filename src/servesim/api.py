@@ -111,6 +111,11 @@ def simulate(
     policy = _trained_policy(config, pools, workload, step_model)
     bar = progress(len(workload)) if progress is not None else None
     sim = build_simulation(config, pools, workload, step_model, bar, fleet_policy=policy)
+    row = None  # the row power budget's controller (POLCA), when configured
+    if config.cluster.power.row is not None:
+        from servesim.cluster.power_budget import attach_power_budget
+
+        row = attach_power_budget(config, pools, sim)
     offloads = [d.step_model for _, d in pools if isinstance(d.step_model, ExpertOffloadStepModel)]
     for model in offloads:
         model.counting = True  # the run's steps count; set-up estimates did not
@@ -141,10 +146,12 @@ def simulate(
     )
     summary = summarize(out.requests, out.timeseries, info, config.slo)
     operations = _operations(config, sim, pools, out.requests, summary) if config.autoscaling or config.failures else {}
-    summary.update(_energy(sim, pools, out.requests, summary, split))
+    summary.update(_energy(sim, pools, out.requests, summary, split, row))
     summary.update(operations)
     programs = program_table(out.requests, workload) if workload.follows is not None else None
     summary.update(_feature_summaries(sim, out, workload, config, offloads, programs))
+    if row is not None:
+        summary["power_budget"] = row.summary(out.sim_time_s)
     return Result(config, summary, out.requests, out.timeseries, info, deployment, sim.kv_series, programs,
                   fleet_series_columns(fleet) if fleet is not None else None)
 
@@ -198,9 +205,10 @@ def _feature_summaries(sim, out, workload: Workload, config: ScenarioConfig, off
     return extra
 
 
-def _energy(sim, pools, requests, summary: dict, split: bool) -> dict:
+def _energy(sim, pools, requests, summary: dict, split: bool, row=None) -> dict:
     """Energy and capacity cost (``servesim.metrics.energy``); semi-PD's two workers share their
-    GPUs, which this model does not split, so its energy is left undefined."""
+    GPUs, which this model does not split, so its energy is left undefined.  Under a row power
+    budget (``row``) time run capped is priced at the capped power."""
     finished = requests.status == FINISHED
     out_tokens = int(requests.tokens_generated[finished].sum())
     tokens = out_tokens + int(requests.prompt_tokens[finished].sum())
@@ -209,6 +217,8 @@ def _energy(sim, pools, requests, summary: dict, split: bool) -> dict:
     for pool, deployment in pools:  # pools are in replica order (semi-PD, left undefined, aside)
         gpus += [gpus_per_replica(pool)] * pool.num_replicas
         powers += [deployment.power] * pool.num_replicas
+    if row is not None:
+        powers = row.split_powers()
     busy_prefill = [r.busy_prefill_s for r in sim.replicas]
     busy = [r.busy_time_s for r in sim.replicas]
     lives = None

@@ -33,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from servesim import yaml_text
+from servesim.cluster.power_budget_config import RowPowerConfig
 from servesim.cluster.router_config import MODEL_ROUTERS, RouterConfig
 from servesim.errors import ConfigError
 from servesim.fleet_config import AutoscalingConfig, FailuresConfig
@@ -294,6 +295,9 @@ class PowerConfig(BaseModel):
     cap_w: float | None = Field(None, gt=0, description="Power cap per GPU (W): phases that would draw more run at a lower clock; null: none.")
     decode_frequency_sensitivity: float = Field(
         0.3, ge=0, le=1, description="How much of a lower clock decode (memory-bound) steps feel: 0 none, 1 as much as prefill."
+    )
+    row: RowPowerConfig | None = Field(
+        None, description="A row power budget, oversubscribed, with a capping controller (POLCA); null: none."
     )
 
 
@@ -625,6 +629,9 @@ class ScenarioConfig(BaseModel):
         if scaling is None and not fails:
             return
         c = self.cluster
+        if c.power.row is not None:
+            raise ValueError("cluster.power.row (a row power budget) does not combine with autoscaling or replica "
+                             "failures yet: its controller tracks a fixed set of replicas")
         for name in ("disaggregation", "prefill_offload", "semi_pd", "pools"):
             if getattr(c, name) is not None:
                 what = "autoscaling" if scaling is not None else "failures (GPU and node failure rates above 0)"

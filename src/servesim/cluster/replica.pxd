@@ -46,6 +46,7 @@ cdef class Replica:
     cdef public long _outstanding
     cdef public bint _loads
     cdef public object cache_sampler
+    cdef public object on_booked
     cdef public long num_steps
     cdef public double busy_time_s
     cdef public double busy_prefill_s

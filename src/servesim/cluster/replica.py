@@ -153,6 +153,9 @@ class Replica:
         self._step_token = -1
         self._step_start = 0.0
         self.down = False  # failed or retired: no event of it runs any more (see abort)
+        # Told of each booked step or stretch: (replica index, start s, end s, has prompt tokens); a row power
+        # budget splits busy time by the cap its steps ran under (set by the owner; None: nobody listens).
+        self.on_booked = None
 
     # ------------------------------------------------------------------ public
 
@@ -226,6 +229,21 @@ class Replica:
         """Leading prefix blocks of a prompt this replica's prefix cache holds (0 without one)."""
         cache = self.scheduler.prefix_cache
         return 0 if cache is None or not block_ids else cache.peek(block_ids)
+
+    @property
+    def step_phase(self) -> int:
+        """What the replica runs now: 0 nothing, 1 pure decode (a stretch), 2 a step with prompt tokens."""
+        if not self._busy:
+            return 0
+        return 1 if self._stretch is not None else 2
+
+    def set_step_model(self, step_model: StepPricer, now: float) -> None:
+        """Price iterations from ``now`` on with ``step_model`` (a power cap changed).  The
+        iteration in flight keeps its price; a decode stretch ends at its first iteration
+        boundary at or after ``now``, where an iteration-by-iteration run prices the next one."""
+        self.step_model = step_model
+        if self._stretch is not None:
+            self._cut_stretch(now)
 
     @property
     def num_tokens_produced(self) -> int:
@@ -325,6 +343,8 @@ class Replica:
         self.num_steps += 1
         self.busy_time_s += now - start
         self.busy_prefill_s += now - start  # steps with prompt tokens (pure decode runs as stretches)
+        if self.on_booked is not None:
+            self.on_booked(self.index, start, now, True)
         self._finish(self.scheduler.on_step_done(plan, now), now)
 
     def _on_stretch_done(self, now: float, _payload: object) -> None:
@@ -340,6 +360,8 @@ class Replica:
             self._sample_inside(stretch)
         self.num_steps += steps
         self.busy_time_s += now - stretch.start_s
+        if self.on_booked is not None:
+            self.on_booked(self.index, stretch.start_s, now, False)
         self._finish(self.scheduler.apply_decode_run(stretch.plan, stretch.run, stretch.end_s[:steps]), now)
 
     def _finish(self, finished: list[Sequence], now: float) -> None:

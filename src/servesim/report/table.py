@@ -44,6 +44,8 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
     console.print(_cost(summary.get("cost") or {}))
     if summary.get("energy_j") is not None:
         console.print(_energy(summary))
+    if summary.get("power_budget"):
+        console.print(_power_budget(summary["power_budget"]))
 
 
 def summary_text(summary: dict[str, Any], width: int = 100) -> str:
@@ -168,6 +170,13 @@ def _semi_pd(semi: dict[str, Any]) -> str:
 def _energy(s: dict[str, Any]) -> str:
     return (f"[bold]Energy[/bold] {_fmt(s['energy_j'] / 3.6e6, 3)} kWh  {_fmt(s.get('energy_per_token_j'), 3)} J per output token  "
             f"mean {_fmt((s.get('power_w') or {}).get('mean'), 0)} W  idle capacity {_money(s.get('idle_cost_usd'))}")
+
+
+def _power_budget(p: dict[str, Any]) -> str:
+    return (f"[bold]Row power[/bold] {p['servers']} servers on a {_fmt(p['budget_w'] / 1e3, 1)} kW budget "
+            f"({_fmt(p['oversubscription'], 2)}x at nameplate)  peak {_fmt(p.get('peak_share_of_budget'), 3)} of it  "
+            f"capped {_fmt(p.get('capped_fraction'), 3)} of the time ({p['cap_events']} caps)  "
+            f"over budget {_fmt(p['time_over_budget_s'], 1)} s")
 
 
 def _cost(c: dict[str, Any]) -> str:
