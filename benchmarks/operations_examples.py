@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 import servesim
 from servesim.config import load_config
 
@@ -159,10 +161,148 @@ def polca_variants() -> list[str]:
     return rows
 
 
+
+
+# ---------------------------------------------------------------- autoscaling, cold starts, failures
+
+
+def _score(s: dict, cost_weight: float = 0.02) -> float:
+    """The RL agent's objective over a whole run: minus the share of requests missing the SLO,
+    minus cost_weight x the mean replicas provisioned."""
+    return -(1.0 - s["slo"]["attainment"]) - cost_weight * s["fleet"]["replicas"]["mean_provisioned"]
+
+
+def kpa_targets_and_rl() -> list[str]:
+    """examples/autoscaling-burst.yaml: KPA's concurrency target swept, and the Q-learning agent
+    started from badly set targets."""
+    rows = ["| autoscaler | SLO attainment | mean replicas | cost | cold starts | TTFT p99 | score |",
+            "|---|---|---|---|---|---|---|"]
+    path = EXAMPLES / "autoscaling-burst.yaml"
+    for target in (2, 4, 8, 16, 32, 64, 128):
+        s = servesim.simulate(load_config(path, [f"autoscaling.kpa.target_concurrency={target}"])).summary
+        rows.append(_scaling_row(f"KPA, target {target}", s))
+    for start in (2, 128):
+        s = servesim.simulate(load_config(path, ["autoscaling.policy=rl", f"autoscaling.rl.initial_target={start}"])).summary
+        rl = s["fleet"]["rl"]
+        rows.append(_scaling_row(f"RL from target {start} (30 episodes; greedy run's mean target {rl['mean_target']:.0f}, "
+                                 f"final {rl['final_target']:.0f})", s))
+    return rows
+
+
+def _scaling_row(name: str, s: dict) -> str:
+    f = s["fleet"]
+    return (f"| {name} | {s['slo']['attainment']:.4f} | {f['replicas']['mean_provisioned']:.2f} | ${s['cost']['usd']:.2f} | "
+            f"{f['cold_starts']} | {s['ttft_s']['p99']:.2f} s | {_score(s):.3f} |")
+
+
+def autoscalers() -> list[str]:
+    """examples/autoscaling-burst.yaml under KPA, HPA and fixed fleets."""
+    rows = ["| fleet | SLO attainment | mean replicas | cost | cold starts | TTFT p99 | score |", "|---|---|---|---|---|---|---|"]
+    path = EXAMPLES / "autoscaling-burst.yaml"
+    runs = [
+        ("KPA, target 16", []),
+        ("HPA, utilization 0.9", ["autoscaling.policy=hpa", "autoscaling.hpa.target=0.9", "autoscaling.interval_s=15"]),
+        ("HPA, 8 waiting per replica", ["autoscaling.policy=hpa", "autoscaling.hpa.metric=queue", "autoscaling.hpa.target=8",
+                                        "autoscaling.interval_s=15"]),
+        ("KPA, target 16, metrics 30 s late", ["autoscaling.metrics_delay_s=30"]),
+        ("KPA, target 16, weights from host memory", ["autoscaling.cold_start.source=host_memory"]),
+    ]
+    for name, extra in runs:
+        rows.append(_scaling_row(name, servesim.simulate(load_config(path, extra)).summary))
+    for n in (2, 4, 6):
+        s = servesim.simulate(load_config(path, ["autoscaling.policy=fixed", f"cluster.num_replicas={n}",
+                                                 f"autoscaling.min_replicas={n}", f"autoscaling.max_replicas={n}"])).summary
+        rows.append(_scaling_row(f"fixed, {n} replicas", s))
+    return rows
+
+
+def elastic_moe() -> list[str]:
+    """examples/elastic-moe.yaml: a step from 4 to 32 requests/s at 300 s; GPUs added to the running
+    Mixtral instance vs whole new replicas with a cold start."""
+    from servesim.metrics.slo import slo_met
+
+    rows = ["| scaling | scale-up latency | SLO attainment, first 100 s of the step | overall | TTFT p99 | GPU-hours |",
+            "|---|---|---|---|---|---|"]
+    path = EXAMPLES / "elastic-moe.yaml"
+    runs = [
+        ("ElasticMoE: 2 -> 4 -> 8 GPUs per instance", []),
+        ("new replicas, weights from storage (2 GB/s)", ["autoscaling.elastic=null"]),
+        ("new replicas, weights from host memory (25 GB/s per GPU)", ["autoscaling.elastic=null", "autoscaling.cold_start.source=host_memory"]),
+        ("new replicas, weights from a peer GPU (NVLink)", ["autoscaling.elastic=null", "autoscaling.cold_start.source=peer_gpu"]),
+    ]
+    for name, extra in runs:
+        r = servesim.simulate(load_config(path, extra))
+        s, f = r.summary, r.summary["fleet"]
+        met = slo_met(r.requests, r.config.slo)
+        step = (r.requests.arrival_s >= 300) & (r.requests.arrival_s < 400)
+        latency = f["elastic"]["mean_grow_s"] if f.get("elastic") else f["cold_start_s"]
+        rows.append(f"| {name} | {latency:.1f} s | {met[step].mean():.3f} | {s['slo']['attainment']:.4f} | "
+                    f"{s['ttft_s']['p99']:.2f} s | {s['cost']['gpu_hours']:.2f} |")
+    return rows
+
+
+def failures_vs_prediction() -> list[str]:
+    """examples/failures.yaml at accelerated published failure rates (4 seeds each): failures,
+    availability and goodput lost, simulated vs the model's prediction."""
+    path = EXAMPLES / "failures.yaml"
+    base_cfg = load_config(path)
+    f = base_cfg.failures
+    n, gpus = base_cfg.cluster.num_replicas, base_cfg.cluster.tensor_parallel
+    rate = base_cfg.workload.arrival.rate_rps
+    mttr_s = f.detection_s + f.restart_s
+    rows = ["| rate x | failures expected / simulated | availability predicted / simulated | goodput lost, predicted / "
+            "simulated (req/s) | retried requests | failed |", "|---|---|---|---|---|---|"]
+    seeds = (11, 12, 13, 14)
+    clean = {seed: servesim.simulate(load_config(path, ["failures=null", f"seed={seed}"])).summary for seed in seeds}
+    for scale in (1, 1000, 3000, 10000, 30000):
+        sims = [servesim.simulate(load_config(path, [f"failures.rate_scale={scale}", f"seed={seed}"])).summary for seed in seeds]
+        lam_h = gpus * f.gpu_failures_per_hour * scale  # per replica-hour
+        avail = 1.0 / (1.0 + lam_h * mttr_s / 3600)
+        span_h = np.mean([s["span_s"] for s in sims]) / 3600
+        expected = n * lam_h * span_h * avail
+        # Each failure costs the SLO of the requests it held (L / n, L = rate x mean e2e by Little's law)
+        # and about as many again that the least-outstanding router sends to the dead replica, which
+        # looks empty until its count reaches the live replicas' (then it stops being the least loaded).
+        mean_e2e = np.mean([c["e2e_s"]["mean"] for c in clean.values()])
+        per_failure = 2 * rate * mean_e2e / n
+        predicted = expected * per_failure / (span_h * 3600)
+        simulated = np.mean([clean[seed]["slo"]["goodput_rps"] - s["slo"]["goodput_rps"] for seed, s in zip(seeds, sims)])
+        rows.append(f"| {scale:,} | {expected:.2f} / {np.mean([s['fleet']['failures'] for s in sims]):.2f} | "
+                    f"{avail:.5f} / {np.mean([s['availability'] for s in sims]):.5f} | {predicted:.4f} / {simulated:.4f} | "
+                    f"{np.mean([s['fleet']['retried_requests'] for s in sims]):.1f} | {np.mean([s['num_failed'] for s in sims]):.1f} |")
+    return rows
+
+
+def failure_policies() -> list[str]:
+    """examples/failures.yaml at 30,000x the published rate: detection, recovery and retry policies."""
+    path = EXAMPLES / "failures.yaml"
+    rows = ["| policy | failures | availability | SLO attainment | retried | failed | TTFT p99 |", "|---|---|---|---|---|---|---|"]
+    runs = [
+        ("detect 30 s, restart 60 s, retry", []),
+        ("detect 5 s, restart 60 s, retry", ["failures.detection_s=5"]),
+        ("detect 30 s, replace (cold start), retry", ["failures.recovery=replace"]),
+        ("detect 30 s, restart 60 s, fail in-flight", ["failures.in_flight=fail"]),
+        ("plus node failures (1e-4 per node-hour x 30,000)", ["failures.node_failures_per_hour=1e-4"]),
+        ("plus stragglers (1 in 6, 1.5x) and interference (sigma 0.3)", ["failures.stragglers.fraction=0.17",
+                                                                          "failures.interference={period_s: 60, sigma: 0.3}"]),
+    ]
+    for name, extra in runs:
+        s = servesim.simulate(load_config(path, ["failures.rate_scale=30000", *extra])).summary
+        rows.append(f"| {name} | {s['fleet']['failures']} | {s['availability']:.4f} | {s['slo']['attainment']:.4f} | "
+                    f"{s['fleet']['retried_requests']} | {s['num_failed']} | {s['ttft_s']['p99']:.2f} s |")
+    return rows
+
+
 def main() -> None:
     print("\n".join(power_caps()))
-    for table in (semantic_categories, semantic_search, ic_cache, semantic_real_similarity, polca, polca_variants):
+    import sys
+
+    tables = (semantic_categories, semantic_search, ic_cache, semantic_real_similarity, polca, polca_variants,
+              kpa_targets_and_rl, autoscalers, elastic_moe, failures_vs_prediction, failure_policies)
+    chosen = [t for t in tables if not sys.argv[1:] or t.__name__ in sys.argv[1:]]
+    for table in chosen:
         print()
+        print(f"## {table.__name__}")
         print("\n".join(table()))
 
 

@@ -8,7 +8,7 @@ runs the simulation, checks its books and summarises it.  The command line
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,11 +57,14 @@ class Result:
     deployment: Deployment
     kv_cache_series: Any = None  # KvCacheSeries with prefix caching, else None
     programs: Any = None  # agent programs: program_table's columns, else None
-    fleet_series: Any = None  # fleet operations: fleet_series_columns, else None
+    # Further time series by file stem (columns): fleet_timeseries with fleet operations,
+    # power_timeseries with a row power budget.
+    tables: dict[str, Any] = field(default_factory=dict)
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write requests.parquet, timeseries.parquet, config.yaml and summary.json (and, with
-        prefix caching, kvcache_timeseries.parquet; with agent programs, programs.parquet)."""
+        prefix caching, kvcache_timeseries.parquet; with agent programs, programs.parquet; and
+        each of ``tables`` as NAME.parquet)."""
         from servesim.report.files import write_outputs, write_parquet
 
         paths = write_outputs(Path(out_dir), self.requests, self.timeseries, self.summary, self.config.to_dict())
@@ -73,11 +76,11 @@ class Result:
 
             paths["programs"] = Path(out_dir) / "programs.parquet"
             write_parquet(paths["programs"], pa.table(self.programs))
-        if self.fleet_series is not None:
+        for name, columns in self.tables.items():
             import pyarrow as pa
 
-            paths["fleet_timeseries"] = Path(out_dir) / "fleet_timeseries.parquet"
-            write_parquet(paths["fleet_timeseries"], pa.table(self.fleet_series))
+            paths[name] = Path(out_dir) / f"{name}.parquet"
+            write_parquet(paths[name], pa.table(columns))
         return paths
 
 
@@ -152,8 +155,12 @@ def simulate(
     summary.update(_feature_summaries(sim, out, workload, config, offloads, programs))
     if row is not None:
         summary["power_budget"] = row.summary(out.sim_time_s)
-    return Result(config, summary, out.requests, out.timeseries, info, deployment, sim.kv_series, programs,
-                  fleet_series_columns(fleet) if fleet is not None else None)
+    tables = {}
+    if fleet is not None:
+        tables["fleet_timeseries"] = fleet_series_columns(fleet)
+    if row is not None:
+        tables["power_timeseries"] = row.series_columns()
+    return Result(config, summary, out.requests, out.timeseries, info, deployment, sim.kv_series, programs, tables)
 
 
 def _feature_summaries(sim, out, workload: Workload, config: ScenarioConfig, offloads: list, programs) -> dict:

@@ -80,13 +80,15 @@ class RlConfig(_Section):
         description="The concurrency targets the agent moves between, in increasing order (count per replica).",
     )
     initial_target: float = Field(32.0, gt=0, description="The target an episode starts from (one of targets).")
-    decision_interval_s: float = Field(30.0, gt=0, description="Time between two of the agent's moves (s).")
-    episodes: int = Field(20, ge=0, description="Training runs over the scenario before the reported, greedy run.")
-    learning_rate: float = Field(0.3, gt=0, le=1, description="Q-learning step size alpha.")
-    discount: float = Field(0.8, ge=0, lt=1, description="Q-learning discount gamma.")
+    decision_interval_s: float = Field(60.0, gt=0, description="Time between two of the agent's moves (s).")
+    episodes: int = Field(30, ge=0, description="Training runs over the scenario before the reported, greedy run.")
+    learning_rate: float = Field(0.1, gt=0, le=1, description="Q-learning step size alpha.")
+    discount: float = Field(0.5, ge=0, lt=1, description="Q-learning discount gamma.")
     epsilon: float = Field(0.3, ge=0, le=1, description="Exploration rate of the first episode (decays linearly to 0).")
     load_levels: list[float] = Field(
-        [0.25, 0.5, 1.0, 2.0], description="Bounds of the observed-concurrency-per-replica buckets, as multiples of the target."
+        default_factory=list,
+        description="Bounds of observed-concurrency-per-replica buckets (multiples of the target) added to the state; "
+        "empty: the state is the target alone, as in the 2020 study.",
     )
     slo_weight: float = Field(1.0, ge=0, description="Reward: minus this times the share of finished requests missing the SLO.")
     cost_weight: float = Field(

@@ -327,7 +327,8 @@ def test_fleet_runs_are_deterministic_and_keep_their_books():
     assert s["num_finished"] + s["num_failed"] + s["num_rejected"] + s["num_in_flight"] == 800
     assert a.summary["fleet"] == b.summary["fleet"]
     assert np.array_equal(a.requests.finish_s, b.requests.finish_s, equal_nan=True)
-    assert a.fleet_series is not None and len(a.fleet_series["time_s"]) > 0
+    series = a.tables["fleet_timeseries"]
+    assert len(series["time_s"]) > 0 and series["active"].min() >= 1 and series["active"].max() <= 6
 
 
 @pytest.mark.parametrize("section, message", [
@@ -397,3 +398,50 @@ def test_elastic_grow_adds_gpus_to_the_running_instance_after_a_peer_copy():
     tp2 = build_deployment(config.model_copy(update={"cluster": config.cluster.model_copy(update={"tensor_parallel": 2})}))
     # (the replica's KV pool now has the 2-GPU deployment's blocks; checked through the fleet's books)
     assert s["num_finished"] == 10 and tp2.memory.num_kv_blocks > build_deployment(config).memory.num_kv_blocks
+
+
+# ---------------------------------------------------------------- disturbances and node failures
+
+
+def test_interference_slows_each_replica_by_its_drawn_factor():
+    from servesim.core.rng import RandomStreams
+
+    config = {"seed": 4, "failures": {"gpu_failures_per_hour": 0.0, "interference": {"period_s": 1000.0, "sigma": 0.5}}}
+    workload = Workload.from_requests([Request(0.0, 100, 11)])
+    result = servesim.simulate(config, workload=workload, step_model=STEP)
+    # One replica, no stragglers (no permutation drawn): its factor is the first draw of the
+    # "disturbances" stream, floored at 1; 11 steps of 0.01 s each take that much longer.
+    factor = max(1.0, math.exp(RandomStreams(4).stream("disturbances").normal(0.0, 0.5)))
+    assert result.requests.finish_s[0] == pytest.approx(0.11 * factor)
+
+
+def test_link_degradation_slows_kv_transfers_by_its_factor():
+    def e2e(degraded: bool) -> float:
+        config = {"cluster": {"num_replicas": 2, "disaggregation": {"link": {"bandwidth_gbps": 1.0}}}}
+        if degraded:  # an episode starts within about a millisecond and lasts the whole run
+            config["failures"] = {"gpu_failures_per_hour": 0.0,
+                                  "link_degradation": {"episodes_per_hour": 3.6e6, "duration_s": 1000, "bandwidth_factor": 0.1}}
+        workload = Workload.from_requests([Request(0.5, 1000, 3)])
+        return float(servesim.simulate(config, workload=workload, step_model=STEP).requests.finish_s[0])
+
+    config = validate_config({"cluster": {"num_replicas": 2, "disaggregation": {}}})
+    memory = build_deployment(config).memory
+    transfer = 1000 * memory.kv_bytes_per_token_per_gpu * memory.num_gpus / (1e9 / 8)  # 1,000 tokens over 1 Gbit/s
+    # At a tenth of the bandwidth the transfer takes 10x: 9 transfer-times later.
+    assert e2e(True) - e2e(False) == pytest.approx(9 * transfer, rel=1e-6)
+
+
+def test_a_node_failure_takes_down_every_replica_on_the_node_at_once():
+    from servesim.core.rng import RandomStreams
+
+    config = {"seed": 2, "cluster": {"num_replicas": 2},
+              "failures": {"gpu_failures_per_hour": 0.0, "node_failures_per_hour": 3600.0, "gpus_per_node": 2,
+                           "max_retries": 0, "detection_s": 1.0}}
+    workload = Workload.from_requests([Request(0.0, 100, 5000)])
+    result = servesim.simulate(config, workload=workload, step_model=STEP)
+    # Both one-GPU replicas sit on node 0; its first failure comes after an exponential draw of mean 1 s.
+    t1 = RandomStreams(2).stream("failures").exponential(1.0)
+    fleet = result.summary["fleet"]
+    assert fleet["node_failures"] == 1 and fleet["failures"] == 2  # one event, both replicas
+    assert result.requests.reject_reason[0] == "retries_exhausted"
+    assert result.requests.tokens_generated[0] == int(t1 / 0.01)  # tokens made before the node failed

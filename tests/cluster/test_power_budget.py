@@ -117,6 +117,15 @@ def test_a_row_capped_from_the_first_reading_runs_and_draws_the_cube_law():
     pb = capped.summary["power_budget"]
     assert pb["cap_events"] == 1 and pb["capped_fraction"] == pytest.approx(1.0)
     assert pb["time_over_budget_s"] == pb["readings"] * 1.0  # every reading was over 100 W
+    # The readings as a time series: one per second from the arrival, every one capped, the first
+    # at one idle GPU's 140 W (1.4x the budget).
+    series = capped.tables["power_timeseries"]
+    assert len(series["time_s"]) == pb["readings"]
+    k = len(series["time_s"])
+    assert list(series["time_s"]) == pytest.approx(list(capped.requests.arrival_s[0] + np.arange(k)))
+    assert series["row_power_w"][0] == pytest.approx(140.0) and series["share_of_budget"][0] == pytest.approx(1.4)
+    assert set(series["cap_level"].tolist()) == {1}
+    assert "power_timeseries" not in free.tables
 
 
 def test_a_cap_in_the_middle_of_a_run_prices_energy_by_the_level_each_step_ran_at():

@@ -82,9 +82,7 @@ class FailureProcess:
                 loop.schedule(max(t, now), ARRIVAL, self._on_failure, (i, self._epoch[i], "gpu_failure"))
         for n, t in list(self._next_node.items()):
             while t < until:
-                for i in range(len(fleet.state)):
-                    if n in self.nodes_of(i):
-                        loop.schedule(max(t, now), ARRIVAL, self._on_failure, (i, self._epoch.get(i, 0), "node_failure"))
+                loop.schedule(max(t, now), ARRIVAL, self._on_node_failure, n)
                 t = self._draw(self.node_rate_s, t)
             self._next_node[n] = t
 
@@ -95,9 +93,18 @@ class FailureProcess:
             return  # the instance it was drawn for is gone
         if i >= len(fleet.state):
             return  # a scripted failure of a slot that never existed
-        if cause == "node_failure":
-            fleet.books.node_failures += 1
         fleet.fail(i, now, cause)
+
+    def _on_node_failure(self, now: float, node: int) -> None:
+        """Node ``node`` fails: every replica with a GPU on it goes down (counted once per node event
+        that took any replica down)."""
+        fleet = self._fleet
+        before = fleet.books.failures
+        for i in range(len(fleet.state)):
+            if node in self.nodes_of(i):
+                fleet.fail(i, now, "node_failure")
+        if fleet.books.failures > before:
+            fleet.books.node_failures += 1
 
 
 class Disturbances:

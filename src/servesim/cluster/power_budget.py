@@ -118,6 +118,8 @@ class PowerBudget:
         self._running = [0] * len(self.replicas)
         self.changes: list[tuple[float, int]] = []  # (time s, new level)
         self.readings: list[float] = []  # the row's draw at each tick (W)
+        self.reading_times: list[float] = []  # when each reading was taken (s)
+        self.reading_levels: list[int] = []  # the cap level in force after each reading
         self._start_s = 0.0
         for replica in self.replicas:
             replica.on_booked = self._booked
@@ -140,9 +142,11 @@ class PowerBudget:
     def _tick(self, now: float, _payload: object) -> None:
         reading = self.draw_w()
         self.readings.append(reading)
+        self.reading_times.append(now)
         level = next_level(self.level, reading, self.setup)
         if level != self.level:
             self.set_level(level, now)
+        self.reading_levels.append(level)
         if self.loop.peek() is not None:  # something else will still happen: keep watching
             self.loop.schedule(now + self.setup.interval_s, ARRIVAL, self._tick)
 
@@ -163,6 +167,12 @@ class PowerBudget:
         else:
             split.decode_s[level] += end - start
         self._running[index] = self.level  # the next step starts now, at the current level
+
+    def series_columns(self) -> dict[str, np.ndarray]:
+        """The controller's readings as columns (written to power_timeseries.parquet)."""
+        return {"time_s": np.array(self.reading_times), "row_power_w": np.array(self.readings),
+                "share_of_budget": np.array(self.readings) / self.setup.budget_w,
+                "cap_level": np.array(self.reading_levels, dtype=np.int64)}
 
     def split_powers(self) -> list[_SplitPower]:
         """Per replica, what ``servesim.metrics.energy`` prices its phase times with."""

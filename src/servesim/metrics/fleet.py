@@ -6,7 +6,7 @@ Over the span (first arrival to last finish, or the horizon), from the fleet's b
 * ``replicas``: mean provisioned (paid) replicas, peak, and the time-weighted
   means of active ones;
 * ``scale_ups``, ``scale_downs``, ``cold_starts`` and one cold start's seconds;
-* ``failures`` (``node_failures`` among them), ``availability`` (share of the
+* ``failures`` (replicas taken down; ``node_failures``: node events that took any down), ``availability`` (share of the
   replicas' started time they could serve), ``retried_requests``, ``retries``,
   ``failed_requests`` and ``lost_tokens`` (output tokens recomputed);
 * with disturbances: stragglers, link degradation episodes.

@@ -25,7 +25,8 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
 
     Sections: run header, latency table (milliseconds), throughput, SLO
     (only when a target is set), utilization, pools and model routing (a
-    heterogeneous cluster), semi-PD splits, cost, and energy (when known).  Missing values
+    heterogeneous cluster), semi-PD splits, cost, energy (when known), the row power budget and
+    fleet operations (when on).  Missing values
     print as ``-``.  Tolerates a summary lacking optional sections.
     """
     # At least 100 columns even when piped (rich assumes 80), so rows do not wrap.
@@ -46,6 +47,8 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
         console.print(_energy(summary))
     if summary.get("power_budget"):
         console.print(_power_budget(summary["power_budget"]))
+    if summary.get("fleet"):
+        console.print(_fleet(summary["fleet"]))
 
 
 def summary_text(summary: dict[str, Any], width: int = 100) -> str:
@@ -82,11 +85,13 @@ def _header(s: dict[str, Any]) -> str:
     return (
         f"[bold]Run summary[/bold]\n"
         f"requests {s.get('num_requests', 0):,}  finished {s.get('num_finished', 0):,}  "
-        f"rejected {s.get('num_rejected', 0):,}  in flight {s.get('num_in_flight', 0):,}\n"
+        f"rejected {s.get('num_rejected', 0):,}  in flight {s.get('num_in_flight', 0):,}"
+        + (f"  failed {s['num_failed']:,}" if s.get("num_failed") else "") + "\n"
         f"sim time {sim}  wall time {_fmt(s.get('wall_time_s'), 2, suffix=' s')}  "
         f"steps {s.get('num_steps', 0):,}  "
         f"speed {_fmt(s.get('simulated_requests_per_wall_s'), 1, suffix=' req/wall-s')}"
         + _reasons("rejected by reason", s.get("rejected_by_reason") or {})
+        + _reasons("failed by reason", s.get("failed_by_reason") or {})
         + _reasons("workload rows skipped", s.get("workload_skipped") or {})
     )
 
@@ -186,4 +191,19 @@ def _cost(c: dict[str, Any]) -> str:
             f"  {_money(c.get('usd'))} at {_money(c.get('price_usd_per_gpu_hr'))}/GPU-h  "
             f"{_money(c.get('usd_per_million_output_tokens'))} per 1M output tokens"
         )
+    return line
+
+
+def _fleet(f: dict[str, Any]) -> str:
+    line = "[bold]Fleet[/bold]"
+    if "replicas" in f:
+        r = f["replicas"]
+        line += (f" {escape(str(f['policy']))}: mean {_fmt(r.get('mean_provisioned'))} replicas (peak {r.get('peak_provisioned')})  "
+                 f"scale-ups {f['scale_ups']}  cold starts {f['cold_starts']} of {_fmt(f['cold_start_s'], 1)} s  "
+                 f"failures {f['failures']}  availability {_pct(f.get('availability'))}  "
+                 f"retried {f['retried_requests']:,}  failed {f['failed_requests']:,}")
+    if f.get("stragglers"):
+        line += f"  stragglers {f['stragglers']}"
+    if f.get("link_degradation_episodes"):
+        line += f"  link degradations {f['link_degradation_episodes']}"
     return line
