@@ -34,7 +34,7 @@ from servesim.perf.expert_offload import ExpertOffloadStepModel
 from servesim.metrics.pools import pool_summary
 from servesim.metrics.programs import program_summary, program_table
 from servesim.metrics.fleet import fleet_series_columns
-from servesim.metrics.records import FINISHED, RequestTable, RunInfo, TimeSeries
+from servesim.metrics.records import FAILED, FINISHED, RequestTable, RunInfo, TimeSeries
 from servesim.metrics.stats import json_float, ratio
 from servesim.metrics.summary import summarize
 from servesim.workload.builder import build_workload
@@ -239,6 +239,17 @@ def _energy(sim, pools, requests, summary: dict, split: bool, row=None) -> dict:
     return energy_summary(busy_prefill, busy, gpus, powers, span, out_tokens, tokens, summary["cost"]["usd"], lives)
 
 
+def _goodput_lost(fleet, requests: RequestTable, slo, span_s: float) -> dict:
+    """Requests the failures cost their SLO: those failed, and those retried that then missed it."""
+    from servesim.metrics.slo import slo_met
+
+    retried = np.zeros(len(requests), dtype=bool)
+    rows = np.searchsorted(requests.request_id, np.fromiter(fleet.retried_ids(), dtype=np.int64))
+    retried[rows] = True
+    lost = int((retried & ~slo_met(requests, slo)).sum()) + int((requests.status == FAILED).sum())
+    return {"slo_lost_requests": lost, "goodput_lost_rps": ratio(lost, span_s)}
+
+
 def _trained_policy(config: ScenarioConfig, pools, workload: Workload, step_model) -> Any:
     """The RL autoscaler, trained over ``rl.episodes`` whole runs of the scenario (exploration
     falling linearly to none), ready for the greedy run that is reported; None for other policies."""
@@ -271,6 +282,7 @@ def _operations(config: ScenarioConfig, sim, pools, requests, summary: dict) -> 
     extra: dict[str, Any] = {"fleet": fleet_summary(fleet, sim.disturbances, start, end, cold_s, load_s, policy)}
     if fleet is not None:
         extra["availability"] = extra["fleet"]["availability"]
+        extra["fleet"].update(_goodput_lost(fleet, requests, config.slo, end - start))
         gpu_hours = sum(fleet.gpu_seconds(end)) / 3600.0
         cost = dict(summary["cost"])
         price = cost["price_usd_per_gpu_hr"]

@@ -239,6 +239,8 @@ def test_a_failed_replicas_request_is_retried_after_detection_recomputing_its_to
     fleet = s["fleet"]
     assert fleet["failures"] == 1 and fleet["retried_requests"] == 1 and fleet["retries"] == 1
     assert fleet["lost_tokens"] == 100
+    # No SLO set: the retried request meets it, so the failure cost no goodput.
+    assert fleet["slo_lost_requests"] == 0
     # Replica 0 served 1.005 s, then was down to the end (15.005 s; back only at 16.005 s);
     # replica 1 served all 15.005 s.
     assert s["availability"] == pytest.approx((1.005 + 15.005) / (1.005 + 15.005 + 14.0))
@@ -252,6 +254,9 @@ def test_with_the_fail_policy_a_lost_request_fails_with_a_reason_not_silently():
     assert r.tokens_generated[0] == 100
     assert s["num_failed"] == 1 and s["failed_by_reason"] == {"replica_failed": 1}
     assert s["num_finished"] == 1 and s["fleet"]["failed_requests"] == 1
+    # Goodput lost: the failed request, over the span (first arrival to the short request's finish).
+    assert s["fleet"]["slo_lost_requests"] == 1
+    assert s["fleet"]["goodput_lost_rps"] == pytest.approx(1 / s["span_s"])
 
 
 def test_requests_routed_to_a_failed_replica_before_detection_are_retried_too():
@@ -262,6 +267,10 @@ def test_requests_routed_to_a_failed_replica_before_detection_are_retried_too():
     assert r.replica[2] == 1  # moved at detection
     assert r.first_token_s[2] == pytest.approx(6.005 + 0.01)
     assert result.summary["fleet"]["retried_requests"] == 2  # the long one and the late one
+    # With a 1 s TTFT target the late request (first token 4.015 s after it arrived) misses it;
+    # the long one had its first token before the failure and keeps TPOT within 0.1 s.
+    slow = servesim.simulate(dict(_failure_config(), slo={"ttft_s": 1.0, "tpot_s": 0.1}), workload=workload, step_model=STEP)
+    assert slow.summary["fleet"]["slo_lost_requests"] == 1
 
 
 def test_retries_are_bounded():
@@ -395,6 +404,8 @@ def test_elastic_grow_adds_gpus_to_the_running_instance_after_a_peer_copy():
     # Two GPUs are paid from the decision at t = 1 on: 1 GPU-second before, 2 per second after.
     end = s["span_s"]
     assert s["cost"]["gpu_hours"] == pytest.approx((1.0 + 2.0 * (end - 1.0)) / 3600)
+    assert s["fleet"]["replicas"]["mean_gpus_provisioned"] == pytest.approx((1.0 + 2.0 * (end - 1.0)) / end)
+    assert s["fleet"]["scale_ups"] == 1
     tp2 = build_deployment(config.model_copy(update={"cluster": config.cluster.model_copy(update={"tensor_parallel": 2})}))
     # (the replica's KV pool now has the 2-GPU deployment's blocks; checked through the fleet's books)
     assert s["num_finished"] == 10 and tp2.memory.num_kv_blocks > build_deployment(config).memory.num_kv_blocks

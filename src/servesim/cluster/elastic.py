@@ -67,6 +67,10 @@ class ElasticScaler:
         from servesim.cluster.fleet import ACTIVE, STARTING
 
         current = self.units(fleet, (ACTIVE, STARTING))
+        if desired > current:
+            fleet.books.scale_ups += 1
+        elif desired < current:
+            fleet.books.scale_downs += 1
         while desired > current:
             growable = [i for i, st in enumerate(fleet.state)
                         if st == ACTIVE and i not in self.resizing and self.size_of.get(i, 0) + 1 < len(self.sizes)]

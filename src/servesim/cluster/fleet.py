@@ -483,6 +483,10 @@ class Fleet:
                    for d, since in zip(self._down_s, self._down_since))
         return None if served + down <= 0.0 else served / (served + down)
 
+    def retried_ids(self) -> list[int]:
+        """Ids of the requests re-queued after a failure at least once, in increasing order."""
+        return sorted(self._retried)
+
     def live_replicas(self) -> list:
         """Replica objects whose memory still exists (checked for KV books)."""
         return [r for i, r in enumerate(self.sim.replicas) if r is not None and self.state[i] != DOWN and not r.down]

@@ -3,12 +3,15 @@
 Over the span (first arrival to last finish, or the horizon), from the fleet's books
 (``servesim.cluster.fleet``):
 
-* ``replicas``: mean provisioned (paid) replicas, peak, and the time-weighted
-  means of active ones;
+* ``replicas``: mean provisioned (paid) replicas and GPUs, the peak, and the
+  mean of the samples' active replicas (with elastic scaling, peak and active
+  count units of the smallest size);
 * ``scale_ups``, ``scale_downs``, ``cold_starts`` and one cold start's seconds;
 * ``failures`` (replicas taken down; ``node_failures``: node events that took any down), ``availability`` (share of the
   replicas' started time they could serve), ``retried_requests``, ``retries``,
   ``failed_requests`` and ``lost_tokens`` (output tokens recomputed);
+  ``slo_lost_requests`` (failed, or retried and then missing the SLO) and
+  ``goodput_lost_rps`` (those over the span) are added by ``servesim.api``;
 * with disturbances: stragglers, link degradation episodes.
 """
 
@@ -35,6 +38,7 @@ def fleet_summary(fleet, disturbances, start_s: float, end_s: float, cold_start_
                 "mean_provisioned": ratio(paid, span),
                 "peak_provisioned": max((s.active + s.starting + s.draining + s.down for s in samples), default=0),
                 "mean_active": json_float(np.mean([s.active for s in samples])) if samples else None,
+                "mean_gpus_provisioned": ratio(sum(fleet.gpu_seconds(end_s)), span),
             },
             "scale_ups": books.scale_ups,
             "scale_downs": books.scale_downs,
@@ -65,7 +69,6 @@ def fleet_summary(fleet, disturbances, start_s: float, end_s: float, cold_start_
                 "grows": elastic.grows,
                 "shrinks": elastic.shrinks,
                 "mean_grow_s": json_float(np.mean(elastic.grow_s)) if elastic.grow_s else None,
-                "mean_gpus_provisioned": ratio(sum(fleet.gpu_seconds(end_s)), span),
             }
     if disturbances is not None:
         out["stragglers"] = sum(1 for f in disturbances.straggler_factor if f != 1.0)

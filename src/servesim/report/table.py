@@ -198,7 +198,8 @@ def _fleet(f: dict[str, Any]) -> str:
     line = "[bold]Fleet[/bold]"
     if "replicas" in f:
         r = f["replicas"]
-        line += (f" {escape(str(f['policy']))}: mean {_fmt(r.get('mean_provisioned'))} replicas (peak {r.get('peak_provisioned')})  "
+        line += (f" {escape(str(f['policy']))}: mean {_fmt(r.get('mean_provisioned'))} replicas "
+                 f"({_fmt(r.get('mean_gpus_provisioned'), 1)} GPUs)  "
                  f"scale-ups {f['scale_ups']}  cold starts {f['cold_starts']} of {_fmt(f['cold_start_s'], 1)} s  "
                  f"failures {f['failures']}  availability {_pct(f.get('availability'))}  "
                  f"retried {f['retried_requests']:,}  failed {f['failed_requests']:,}")
