@@ -66,11 +66,7 @@ class ElasticScaler:
     def scale_to(self, fleet, desired: int, now: float) -> None:
         from servesim.cluster.fleet import ACTIVE, STARTING
 
-        current = self.units(fleet, (ACTIVE, STARTING))
-        if desired > current:
-            fleet.books.scale_ups += 1
-        elif desired < current:
-            fleet.books.scale_downs += 1
+        current = before = self.units(fleet, (ACTIVE, STARTING))
         while desired > current:
             growable = [i for i, st in enumerate(fleet.state)
                         if st == ACTIVE and i not in self.resizing and self.size_of.get(i, 0) + 1 < len(self.sizes)]
@@ -89,6 +85,10 @@ class ElasticScaler:
                 break
             i = max(shrinkable, key=lambda j: (self.size_of[j], j))
             current -= self._shrink(fleet, i, now)
+        if current > before:
+            fleet.books.scale_ups += 1
+        elif current < before:
+            fleet.books.scale_downs += 1
 
     def _grow(self, fleet, i: int, now: float) -> int:
         old = self.size_of.get(i, 0)

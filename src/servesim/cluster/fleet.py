@@ -152,6 +152,7 @@ class Fleet:
         self._pending.append(seq)
         if self.count(STARTING) == 0 and self.max_replicas > 0:
             self._start_replica(now)  # scale from zero: the activator wakes the autoscaler at once
+            self.books.scale_ups += 1
 
     def on_finished(self, seqs: list, now: float) -> None:
         """Requests finished: a draining replica left empty turns off."""
@@ -233,8 +234,8 @@ class Fleet:
             return
         desired = max(self.min_replicas, min(self.max_replicas, desired))
         current = self.count(ACTIVE) + self.count(STARTING)
+        before = current
         if desired > current:
-            self.books.scale_ups += 1
             for i, st in enumerate(self.state):
                 if current < desired and st == DRAINING:
                     self._activate_drained(i, now)
@@ -243,7 +244,6 @@ class Fleet:
                 self._start_replica(now)
                 current += 1
         elif desired < current:
-            self.books.scale_downs += 1
             starting = [i for i, st in enumerate(self.state) if st == STARTING]
             for i in reversed(starting):
                 if current > desired:
@@ -257,10 +257,14 @@ class Fleet:
                     self.books.events.append((now, i, "cancelled"))
                     current -= 1
             while current > desired and self.count(ACTIVE) > 0:
-                active = [r for r in self.sim._entry]
-                r = min(active, key=_load_then_newest)
+                r = min(self.sim._entry, key=_load_then_newest)
                 self._drain(r.index, now)
                 current -= 1
+        # Decisions that changed the fleet (a decision capped by max_replicas may change nothing).
+        if current > before:
+            self.books.scale_ups += 1
+        elif current < before:
+            self.books.scale_downs += 1
 
     def _start_replica(self, now: float) -> int:
         """Provision a replica in a free slot (or a new one); it takes requests after its cold start."""
