@@ -173,19 +173,19 @@ def _score(s: dict, cost_weight: float = 0.02) -> float:
 
 
 def kpa_targets_and_rl() -> list[str]:
-    """examples/autoscaling-burst.yaml: KPA's concurrency target swept, and the Q-learning agent
+    """examples/autoscaling-day.yaml: KPA's concurrency target swept, and the Q-learning agent
     started from badly set targets."""
     rows = ["| autoscaler | SLO attainment | mean replicas | cost | cold starts | TTFT p99 | score |",
             "|---|---|---|---|---|---|---|"]
-    path = EXAMPLES / "autoscaling-burst.yaml"
+    path = EXAMPLES / "autoscaling-day.yaml"
     for target in (2, 4, 8, 16, 32, 64, 128):
         s = servesim.simulate(load_config(path, [f"autoscaling.kpa.target_concurrency={target}"])).summary
         rows.append(_scaling_row(f"KPA, target {target}", s))
     for start in (2, 128):
         s = servesim.simulate(load_config(path, ["autoscaling.policy=rl", f"autoscaling.rl.initial_target={start}"])).summary
         rl = s["fleet"]["rl"]
-        rows.append(_scaling_row(f"RL from target {start} (30 episodes; greedy run's mean target {rl['mean_target']:.0f}, "
-                                 f"final {rl['final_target']:.0f})", s))
+        rows.append(_scaling_row(f"RL from target {start} ({rl['trained_episodes']} episodes; learnt target "
+                                 f"{rl['final_target']:.0f})", s))
     return rows
 
 
@@ -196,20 +196,21 @@ def _scaling_row(name: str, s: dict) -> str:
 
 
 def autoscalers() -> list[str]:
-    """examples/autoscaling-burst.yaml under KPA, HPA and fixed fleets."""
+    """examples/autoscaling-day.yaml under KPA, HPA and fixed fleets."""
     rows = ["| fleet | SLO attainment | mean replicas | cost | cold starts | TTFT p99 | score |", "|---|---|---|---|---|---|---|"]
-    path = EXAMPLES / "autoscaling-burst.yaml"
+    path = EXAMPLES / "autoscaling-day.yaml"
     runs = [
-        ("KPA, target 16", []),
+        ("KPA, target 32", []),
         ("HPA, utilization 0.9", ["autoscaling.policy=hpa", "autoscaling.hpa.target=0.9", "autoscaling.interval_s=15"]),
         ("HPA, 8 waiting per replica", ["autoscaling.policy=hpa", "autoscaling.hpa.metric=queue", "autoscaling.hpa.target=8",
                                         "autoscaling.interval_s=15"]),
-        ("KPA, target 16, metrics 30 s late", ["autoscaling.metrics_delay_s=30"]),
-        ("KPA, target 16, weights from host memory", ["autoscaling.cold_start.source=host_memory"]),
+        ("KPA, target 32, metrics 30 s late", ["autoscaling.metrics_delay_s=30"]),
+        ("KPA, target 32, weights from host memory", ["autoscaling.cold_start.source=host_memory"]),
+        ("KPA, target 32, at least 2 replicas", ["autoscaling.min_replicas=2", "cluster.num_replicas=2"]),
     ]
     for name, extra in runs:
         rows.append(_scaling_row(name, servesim.simulate(load_config(path, extra)).summary))
-    for n in (2, 4, 6):
+    for n in (2, 3, 4):
         s = servesim.simulate(load_config(path, ["autoscaling.policy=fixed", f"cluster.num_replicas={n}",
                                                  f"autoscaling.min_replicas={n}", f"autoscaling.max_replicas={n}"])).summary
         rows.append(_scaling_row(f"fixed, {n} replicas", s))

@@ -263,7 +263,7 @@ def _trained_policy(config: ScenarioConfig, pools, workload: Workload, step_mode
     for episode in range(episodes):
         policy.new_episode(scaling.rl.epsilon * (1.0 - episode / episodes))
         build_simulation(config, pools, workload, step_model, None, fleet_policy=policy).run()
-    policy.new_episode(0.0)
+    policy.new_episode(0.0, final=True)
     return policy
 
 

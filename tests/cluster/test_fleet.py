@@ -169,7 +169,27 @@ def test_q_learning_update_and_reward_by_hand():
     assert agent._choose((1, 1)) == 0
 
 
-def test_rl_autoscaler_trains_over_episodes_and_reports_its_targets():
+def test_episodic_q_learning_moves_once_per_run_and_walks_greedily_to_its_target():
+    rl = RlConfig(targets=[4.0, 8.0, 16.0], initial_target=8.0, learning_rate=0.5, discount=0.0,
+                  slo_weight=1.0, cost_weight=0.1)
+    agent = QLearningKpa(KpaConfig(), rl, SloTargets(ttft_s=1.0), np.random.default_rng(0))
+    agent.new_episode(0.0)  # nothing learnt yet: greedy ties keep the target
+    assert agent.targets[agent.index] == 8.0 and agent.kpa.target == 8.0
+    # The episode: 10 finished, 2 missed, 3 replicas over 100 s: reward -0.2 - 0.1 x 3 = -0.5.
+    agent._finished, agent._missed, agent._replica_s = 10, 2, 300.0
+    agent._first_sample_s, agent._last_sample_s = 0.0, 100.0
+    agent.new_episode(0.0)
+    # Q((0, 8), keep) = 0 + 0.5 x (-0.5 + 0 x max Q(next)) = -0.25: down and up now tie at 0 and
+    # the tie goes to the middle of the tied list [down, up], i.e. up: the next episode runs at 16.
+    assert agent.q[0, 1, 1] == pytest.approx(-0.25) and agent.episode_rewards == [pytest.approx(-0.5)]
+    assert agent.targets[agent.index] == 16.0
+    # The reported run: from 8 the greedy move is up; at 16 all three tie and "keep" wins.
+    agent.new_episode(0.0, final=True)
+    assert agent.targets[agent.index] == 16.0
+
+
+@pytest.mark.parametrize("interval", [5.0, None])
+def test_rl_autoscaler_trains_over_episodes_and_reports_its_targets(interval):
     config = {
         "seed": 3,
         "workload": {"kind": "synthetic", "num_requests": 300, "arrival": {"process": "gamma", "rate_rps": 6.0, "cv": 3.0},
@@ -177,7 +197,7 @@ def test_rl_autoscaler_trains_over_episodes_and_reports_its_targets():
         "slo": {"ttft_s": 0.5},
         "autoscaling": {"policy": "rl", "max_replicas": 4, "interval_s": 1.0,
                         "cold_start": {"provisioning_s": 2.0, "warmup_s": 1.0},
-                        "rl": {"episodes": 3, "decision_interval_s": 5.0, "targets": [1.0, 4.0, 16.0], "initial_target": 16.0}},
+                        "rl": {"episodes": 3, "decision_interval_s": interval, "targets": [1.0, 4.0, 16.0], "initial_target": 16.0}},
     }
     result = servesim.simulate(config)
     rl = result.summary["fleet"]["rl"]

@@ -148,10 +148,17 @@ class QLearningKpa:
 
     State: (bucket of observed concurrency per ready replica relative to the
     target, index of the target); actions: move the target one step down, keep
-    it, or one step up.  Reward of an interval: ``-slo_weight x`` the share of
-    its finished requests that missed the SLO ``- cost_weight x`` the mean
-    replicas provisioned.  The Q-table persists across the episodes it is
-    trained on; ``epsilon`` is the exploration rate of the current episode.
+    it, or one step up.  Reward: ``-slo_weight x`` the share of the finished
+    requests that missed the SLO ``- cost_weight x`` the mean replicas
+    provisioned.  The Q-table persists across the episodes it is trained on;
+    ``epsilon`` is the exploration rate of the current episode.
+
+    Two modes.  Episodic (``decision_interval_s`` None): one move per episode,
+    from where the last one left the target, which then holds for the whole
+    run; the reward is the run's; the reported run uses the target a greedy
+    walk through the Q-table reaches from the initial one.  Within a run: a
+    move every ``decision_interval_s``, rewarded by that interval, each
+    episode starting from the initial target.
     """
 
     ACTIONS = (-1, 0, 1)
@@ -165,20 +172,62 @@ class QLearningKpa:
         self.targets = list(rl_cfg.targets)
         self.q = np.zeros((len(rl_cfg.load_levels) + 1, len(self.targets), len(self.ACTIONS)))
         self.epsilon = 0.0
+        self.episodic = rl_cfg.decision_interval_s is None
         self.trace: list[tuple[float, float]] = []  # (time, target) of each decision in the current episode
-        self.new_episode(0.0)
-
-    def new_episode(self, epsilon: float) -> None:
-        """Start an episode from the initial target, exploring at rate ``epsilon``."""
-        self.epsilon = epsilon
-        self.index = self.targets.index(self.cfg.initial_target)
+        self.index = self.targets.index(rl_cfg.initial_target)
+        self._episode_move = None  # episodic: (state, action) of the episode running, awaiting its reward
+        self.episode_rewards: list[float] = []
+        self._reset_books()
         self.kpa = self._kpa(self.index)
-        self.trace = []
+
+    def _reset_books(self) -> None:
         self._last_decision = None  # (time, state, action) awaiting its reward
         self._finished = 0
         self._missed = 0
         self._replica_s = 0.0
+        self._first_sample_s = None
         self._last_sample_s = None
+
+    def new_episode(self, epsilon: float, final: bool = False) -> None:
+        """Start an episode exploring at rate ``epsilon`` (episodic: after learning from the one that
+        ran); ``final``: the reported run, on the greedy target."""
+        self.epsilon = epsilon
+        if self.episodic:
+            if self._episode_move is not None and self._first_sample_s is not None:
+                s0, a0 = self._episode_move
+                r = self.reward(self._last_sample_s - self._first_sample_s)
+                self.episode_rewards.append(r)
+                self._update(s0, a0, r, (0, self.index))
+            if final:
+                self.index = self.greedy_target_index()
+                self._episode_move = None
+            else:
+                state = (0, self.index)
+                action = self._choose(state)
+                self.index = self._moved(self.index, action)
+                self._episode_move = (state, action)
+        else:
+            self.index = self.targets.index(self.cfg.initial_target)
+        self.trace = []
+        self._reset_books()
+        self.kpa = None
+        self.kpa = self._kpa(self.index)
+
+    def greedy_target_index(self) -> int:
+        """Where greedy moves lead from the initial target (episodic mode): follow the best action
+        until it is "keep" or a target repeats."""
+        index = self.targets.index(self.cfg.initial_target)
+        seen = {index}
+        while True:
+            action = self._choose((0, index), greedy=True)
+            nxt = self._moved(index, action)
+            if nxt in seen:
+                return index
+            seen.add(nxt)
+            index = nxt
+
+    def _moved(self, index: int, action: int) -> int:
+        return min(max(index + self.ACTIONS[action], 0), len(self.targets) - 1)
 
     def _kpa(self, index: int) -> Kpa:
         kpa = Kpa(self.kpa_cfg.model_copy(update={"target_concurrency": self.targets[index]}), self.min_replicas)
@@ -198,36 +247,44 @@ class QLearningKpa:
         last = samples[-1]
         if self._last_sample_s is not None:
             self._replica_s += (last.active + last.starting + last.draining + last.down) * (last.time_s - self._last_sample_s)
+        else:
+            self._first_sample_s = last.time_s
         self._last_sample_s = last.time_s
+        if self.episodic:
+            if not self.trace:
+                self.trace.append((now, self.targets[self.index]))
+            return self.kpa.decide(samples, now)
         pending = self._last_decision
         if pending is None or now - pending[0] >= self.cfg.decision_interval_s:
             state = self.state(samples)
             if pending is not None:
                 self._learn(pending, state, now)
             action = self._choose(state)
-            self.index = min(max(self.index + self.ACTIONS[action], 0), len(self.targets) - 1)
+            self.index = self._moved(self.index, action)
             self.kpa = self._kpa(self.index)
             self._last_decision = (now, state, action)
             self.trace.append((now, self.targets[self.index]))
         return self.kpa.decide(samples, now)
 
     def reward(self, elapsed_s: float) -> float:
-        """The reward of the interval just ended (see the class doc)."""
+        """The reward of the interval (or episode) just ended (see the class doc)."""
         miss = self._missed / self._finished if self._finished else 0.0
         replicas = self._replica_s / elapsed_s if elapsed_s > 0 else 0.0
         return -self.cfg.slo_weight * miss - self.cfg.cost_weight * replicas
 
     def _learn(self, pending: tuple, state: tuple[int, int], now: float) -> None:
         t0, s0, a0 = pending
-        r = self.reward(now - t0)
-        best_next = self.q[state].max()
-        cell = self.q[s0][a0]
-        self.q[s0][a0] = cell + self.cfg.learning_rate * (r + self.cfg.discount * best_next - cell)
+        self._update(s0, a0, self.reward(now - t0), state)
         self._finished = self._missed = 0
         self._replica_s = 0.0
 
-    def _choose(self, state: tuple[int, int]) -> int:
-        if self.epsilon > 0.0 and self.rng.random() < self.epsilon:
+    def _update(self, s0: tuple[int, int], a0: int, r: float, s1: tuple[int, int]) -> None:
+        """Q(s0, a0) <- Q + alpha (r + gamma max_a Q(s1, a) - Q)."""
+        cell = self.q[s0][a0]
+        self.q[s0][a0] = cell + self.cfg.learning_rate * (r + self.cfg.discount * self.q[s1].max() - cell)
+
+    def _choose(self, state: tuple[int, int], greedy: bool = False) -> int:
+        if not greedy and self.epsilon > 0.0 and self.rng.random() < self.epsilon:
             return int(self.rng.integers(len(self.ACTIONS)))
         values = self.q[state]
         best = np.flatnonzero(values == values.max())

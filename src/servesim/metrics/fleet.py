@@ -59,6 +59,7 @@ def fleet_summary(fleet, disturbances, start_s: float, end_s: float, cold_start_
         if policy is not None and hasattr(policy, "trace"):
             targets = [t for _, t in policy.trace]
             out["rl"] = {
+                "trained_episodes": len(policy.episode_rewards) if policy.episodic else None,
                 "decisions": len(targets),
                 "mean_target": json_float(np.mean(targets)) if targets else None,
                 "final_target": json_float(targets[-1]) if targets else None,
