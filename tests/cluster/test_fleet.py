@@ -151,7 +151,7 @@ def test_hpa_on_concurrency_and_queue():
 
 def test_q_learning_update_and_reward_by_hand():
     rl = RlConfig(targets=[4.0, 8.0, 16.0], initial_target=8.0, learning_rate=0.5, discount=0.8,
-                  slo_weight=1.0, cost_weight=0.1, load_levels=[0.5, 1.0])
+                  slo_weight=1.0, cost_weight=0.1, load_levels=[0.5, 1.0], decision_interval_s=10.0)
     agent = QLearningKpa(KpaConfig(), rl, SloTargets(ttft_s=1.0), np.random.default_rng(0))
     # State: 12 in flight on 1 replica at target 8: load 1.5, above both levels: bucket 2; target index 1.
     assert agent.state([_sample(0.0, 1, 12)]) == (2, 1)
@@ -159,32 +159,46 @@ def test_q_learning_update_and_reward_by_hand():
     # reward = -1 x 1/4 - 0.1 x 3 = -0.55.
     agent._finished, agent._missed, agent._replica_s = 4, 1, 30.0
     assert agent.reward(10.0) == pytest.approx(-0.55)
-    agent.q[(0, 1)] = [-0.3, -0.2, -0.1]  # the next state's best value: -0.1
+    agent.q[0, 1] = [-0.3, -0.2, -0.1]  # the next state's tried actions: best -0.1
+    agent.visits[0, 1] = [1, 1, 1]
     agent._learn((0.0, (2, 1), 2), (0, 1), 10.0)
-    # Q <- Q + alpha (r + gamma max Q' - Q) = 0 + 0.5 x (-0.55 + 0.8 x -0.1) = -0.315.
-    assert agent.q[2, 1, 2] == pytest.approx(-0.315)
-    # Greedy choice breaks ties towards "keep"; the move changes the KPA's target.
+    # First visit: Q = r + gamma max Q' = -0.55 + 0.8 x -0.1 = -0.63.
+    assert agent.q[2, 1, 2] == pytest.approx(-0.63)
+    # A second interval: 4 finished, none missed, 1.5 replicas: r = -0.15, target -0.15 - 0.08 = -0.23;
+    # Q <- Q + alpha (target - Q) = -0.63 + 0.5 x 0.4 = -0.43.
+    agent._finished, agent._missed, agent._replica_s = 4, 0, 15.0
+    agent._learn((0.0, (2, 1), 2), (0, 1), 10.0)
+    assert agent.q[2, 1, 2] == pytest.approx(-0.43)
+    # Choices: untried actions count as 0 (so they get tried), ties go to "keep"; greedy takes
+    # the best tried action.
     assert agent._choose((1, 1)) == 1
-    agent.q[1, 1] = [0.0, -1.0, -2.0]
+    agent.q[1, 1] = [-0.5, -1.0, -2.0]
+    agent.visits[1, 1] = [1, 1, 1]
     assert agent._choose((1, 1)) == 0
+    agent.visits[1, 1] = [0, 1, 1]
+    assert agent._choose((1, 1)) == 0 and agent._choose((1, 1), greedy=True) == 1
 
 
 def test_episodic_q_learning_moves_once_per_run_and_walks_greedily_to_its_target():
     rl = RlConfig(targets=[4.0, 8.0, 16.0], initial_target=8.0, learning_rate=0.5, discount=0.0,
                   slo_weight=1.0, cost_weight=0.1)
     agent = QLearningKpa(KpaConfig(), rl, SloTargets(ttft_s=1.0), np.random.default_rng(0))
-    agent.new_episode(0.0)  # nothing learnt yet: greedy ties keep the target
+    agent.new_episode(0.0)  # nothing learnt yet: the untried actions tie and "keep" wins
     assert agent.targets[agent.index] == 8.0 and agent.kpa.target == 8.0
     # The episode: 10 finished, 2 missed, 3 replicas over 100 s: reward -0.2 - 0.1 x 3 = -0.5.
     agent._finished, agent._missed, agent._replica_s = 10, 2, 300.0
     agent._first_sample_s, agent._last_sample_s = 0.0, 100.0
     agent.new_episode(0.0)
-    # Q((0, 8), keep) = 0 + 0.5 x (-0.5 + 0 x max Q(next)) = -0.25: down and up now tie at 0 and
-    # the tie goes to the middle of the tied list [down, up], i.e. up: the next episode runs at 16.
-    assert agent.q[0, 1, 1] == pytest.approx(-0.25) and agent.episode_rewards == [pytest.approx(-0.5)]
+    # Q((0, 8), keep) = -0.5 (first visit, no discount).  Down and up, untried, tie at 0 and the
+    # tie goes to the middle of [down, up], i.e. up: the next episode runs at 16.
+    assert agent.q[0, 1, 1] == pytest.approx(-0.5) and agent.episode_rewards == [pytest.approx(-0.5)]
     assert agent.targets[agent.index] == 16.0
-    # The reported run: from 8 the greedy move is up; at 16 all three tie and "keep" wins.
+    # At 16: no miss, 2 replicas: reward -0.2, credited to (8, up).
+    agent._finished, agent._missed, agent._replica_s = 10, 0, 200.0
+    agent._first_sample_s, agent._last_sample_s = 0.0, 100.0
     agent.new_episode(0.0, final=True)
+    assert agent.q[0, 1, 2] == pytest.approx(-0.2)
+    # The reported run: from 8 the best tried move is up (-0.2 > -0.5); from 16 nothing was tried: keep.
     assert agent.targets[agent.index] == 16.0
 
 

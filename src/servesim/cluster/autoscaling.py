@@ -171,6 +171,7 @@ class QLearningKpa:
         self.min_replicas = min_replicas
         self.targets = list(rl_cfg.targets)
         self.q = np.zeros((len(rl_cfg.load_levels) + 1, len(self.targets), len(self.ACTIONS)))
+        self.visits = np.zeros(self.q.shape, dtype=np.int64)
         self.epsilon = 0.0
         self.episodic = rl_cfg.decision_interval_s is None
         self.trace: list[tuple[float, float]] = []  # (time, target) of each decision in the current episode
@@ -279,14 +280,28 @@ class QLearningKpa:
         self._replica_s = 0.0
 
     def _update(self, s0: tuple[int, int], a0: int, r: float, s1: tuple[int, int]) -> None:
-        """Q(s0, a0) <- Q + alpha (r + gamma max_a Q(s1, a) - Q)."""
+        """Q(s0, a0) <- Q + alpha (r + gamma max_a Q(s1, a) - Q); a first visit sets Q to the target
+        itself (an estimate, not 0 shrunk towards it, so that cells visited different numbers of
+        times compare fairly).  max_a Q(s1, a) is over the actions tried from s1 (r when none was)."""
+        tried = self.visits[s1] > 0
+        best_next = self.q[s1][tried].max() if tried.any() else r
+        target = r + self.cfg.discount * best_next
         cell = self.q[s0][a0]
-        self.q[s0][a0] = cell + self.cfg.learning_rate * (r + self.cfg.discount * self.q[s1].max() - cell)
+        self.q[s0][a0] = target if self.visits[s0][a0] == 0 else cell + self.cfg.learning_rate * (target - cell)
+        self.visits[s0][a0] += 1
 
     def _choose(self, state: tuple[int, int], greedy: bool = False) -> int:
+        """An action from ``state``: random with probability epsilon; else the best (untried actions
+        count as 0, above any reward: the agent tries them); ``greedy``: the best tried one ("keep"
+        when none was tried)."""
         if not greedy and self.epsilon > 0.0 and self.rng.random() < self.epsilon:
             return int(self.rng.integers(len(self.ACTIONS)))
         values = self.q[state]
+        if greedy:
+            tried = self.visits[state] > 0
+            if not tried.any():
+                return 1
+            values = np.where(tried, values, -np.inf)
         best = np.flatnonzero(values == values.max())
         return int(best[len(best) // 2]) if len(best) > 1 else int(best[0])  # ties: "keep" (the middle action)
 
