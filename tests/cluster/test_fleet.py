@@ -490,3 +490,21 @@ def test_a_node_failure_takes_down_every_replica_on_the_node_at_once():
     assert fleet["node_failures"] == 1 and fleet["failures"] == 2  # one event, both replicas
     assert result.requests.reject_reason[0] == "retries_exhausted"
     assert result.requests.tokens_generated[0] == int(t1 / 0.01)  # tokens made before the node failed
+
+
+def test_failures_and_autoscaling_keep_the_books_with_prefix_caching():
+    base = {
+        "seed": 9,
+        "workload": {"kind": "synthetic", "num_requests": 400, "arrival": {"process": "poisson", "rate_rps": 8.0},
+                     "prompt_tokens": {"dist": "lognormal", "median": 400, "sigma": 0.5, "max": 2000},
+                     "output_tokens": {"dist": "lognormal", "median": 80, "sigma": 0.5, "max": 400},
+                     "system_prompts": {"count": 4, "tokens": 512}},
+        "cluster": {"num_replicas": 2, "prefix_caching": True},
+        "autoscaling": {"policy": "kpa", "max_replicas": 4, "interval_s": 1.0, "kpa": {"target_concurrency": 4},
+                        "cold_start": {"provisioning_s": 1.0, "warmup_s": 1.0}},
+        "failures": {"gpu_failures_per_hour": 0.0, "detection_s": 1.0, "restart_s": 2.0,
+                     "scripted": [{"at_s": 5.0, "replica": 0}, {"at_s": 12.0, "replica": 1}, {"at_s": 20.0, "replica": 0}]},
+    }
+    s = servesim.simulate(base).summary  # check_conservation ran inside: tokens, requests and KV blocks balance
+    assert s["fleet"]["failures"] >= 2 and s["num_finished"] + s["num_failed"] == 400
+    assert s["prefix_cached_tokens"] > 0
