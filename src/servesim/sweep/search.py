@@ -48,6 +48,17 @@ DEPLOYMENT_METRICS = ("cost_usd_per_hr", "num_gpus")
 _INFEASIBLE = 1e9  # a constraint on a metric the run did not define (e.g. no request finished)
 
 
+def _has_native_constraints() -> bool:
+    try:
+        from optuna.trial import Trial
+    except ImportError:  # pragma: no cover - optuna is a dependency
+        return False
+    return hasattr(Trial, "set_constraint")
+
+
+_NATIVE_CONSTRAINTS = _has_native_constraints()
+
+
 @dataclass
 class TrialRecord:
     """One trial: its values, what became of it, and its scores."""
@@ -219,12 +230,22 @@ def _tell(study, trial, record: TrialRecord, spec: SearchSpec) -> None:
     if record.state == "complete":
         values = [record.values.get(o.metric) for o in spec.objectives]
         if all(v is not None for v in values):
-            trial.set_user_attr("constraints", (_violations(record, spec) or [0.0]))
+            _set_constraints(trial, _violations(record, spec) or [0.0])
             study.tell(trial, values)
             return
-    trial.set_user_attr("constraints", [_INFEASIBLE] * n)
+    _set_constraints(trial, [_INFEASIBLE] * n)
     state = optuna.trial.TrialState.PRUNED if record.state == "pruned" else optuna.trial.TrialState.FAIL
     study.tell(trial, state=state)
+
+
+def _set_constraints(trial, violations: list[float]) -> None:
+    """Hand the sampler the trial's constraint values (<= 0: met): ``Trial.set_constraint`` where Optuna
+    has it (5.0 on), else a user attribute read by ``constraints_func``."""
+    if _NATIVE_CONSTRAINTS:
+        for i, value in enumerate(violations):
+            trial.set_constraint(f"c{i}", value)
+    else:
+        trial.set_user_attr("constraints", violations)
 
 
 # ---------------------------------------------------------------- the answer
@@ -330,12 +351,14 @@ def _sampler(spec: SearchSpec):
     def constraints(trial) -> list[float]:
         return trial.user_attrs.get("constraints", [_INFEASIBLE] * max(len(spec.constraints), 1))
 
+    extra = {} if _NATIVE_CONSTRAINTS else {"constraints_func": constraints}
+
     if kind in ("random", "grid"):  # grid: every point is enqueued (_enqueue_grid); random fills nothing then
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "nsga2" or (kind == "auto" and len(spec.objectives) > 1):
-        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints,
+        return optuna.samplers.NSGAIISampler(seed=seed, **extra,
                                              population_size=min(50, max(4, spec.trials // 4)))
-    return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints,
+    return optuna.samplers.TPESampler(seed=seed, **extra,
                                       n_startup_trials=min(10, max(1, spec.trials // 4)))
 
 
