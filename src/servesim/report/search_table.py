@@ -16,7 +16,10 @@ def _fmt(value) -> str:
 
 def render_search(outcome, console: Console | None = None) -> None:
     """Print counts of trials, then the best feasible plan (one objective) or the Pareto front."""
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped: wide enough that the front's table needs no wrapping
+            console = Console(width=200)
     spec = outcome.spec
     trials = outcome.trials
     counts = {state: sum(t.state == state for t in trials) for state in ("complete", "pruned", "failed")}

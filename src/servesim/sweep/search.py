@@ -41,7 +41,7 @@ from servesim.sweep.executors import Executor, one_line
 from servesim.sweep.progress import SweepProgress
 from servesim.sweep.runner import run_and_record
 from servesim.sweep.spec import ParamRange, SearchSpec
-from servesim.sweep.store import ResultStore, _quote, axis_column, flatten_summary, sql_type
+from servesim.sweep.store import ResultStore, axis_column, sql_type
 
 #: Objectives known before simulating, from the deployment itself.
 DEPLOYMENT_METRICS = ("cost_usd_per_hr", "num_gpus")
@@ -272,36 +272,46 @@ def _flag_front(records: list[TrialRecord], spec: SearchSpec) -> None:
 
 
 def _write_trials(store: ResultStore, spec: SearchSpec, records: list[TrialRecord]) -> None:
-    """Replace the ``trials`` table with ``records`` (one transaction)."""
+    """Replace the ``trials`` table with ``records`` (one transaction, one bulk insert from Arrow)."""
+    import pyarrow as pa
+
     metrics = list(dict.fromkeys([o.metric for o in spec.objectives] + [c.metric for c in spec.constraints]))
-    axes = {axis_column(name): name for name in spec.space}
-    axis_types = {}
-    for column, name in axes.items():
-        kinds = {sql_type(r.params[name]) for r in records}
-        axis_types[column] = kinds.pop() if len(kinds) == 1 else "VARCHAR"
-    columns = {"trial": "INTEGER", "config_hash": "VARCHAR", "state": "VARCHAR", "feasible": "BOOLEAN",
-               "pruned": "BOOLEAN", "reason": "VARCHAR", **{m: "DOUBLE" for m in metrics}, "pareto": "BOOLEAN",
-               **axis_types}
+    arrow_type = {"DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(), "VARCHAR": pa.string()}
+    columns = {
+        "trial": pa.array([r.number for r in records], pa.int32()),
+        "config_hash": pa.array([r.config_hash for r in records], pa.string()),
+        "state": pa.array([r.state for r in records], pa.string()),
+        "feasible": pa.array([r.feasible for r in records], pa.bool_()),
+        "pruned": pa.array([r.pruned for r in records], pa.bool_()),
+        "reason": pa.array([r.reason for r in records], pa.string()),
+        **{m: pa.array([r.values.get(m) for r in records], pa.float64()) for m in metrics},
+        "pareto": pa.array([r.pareto for r in records], pa.bool_()),
+    }
+    for name in spec.space:
+        values = [r.params[name] for r in records]
+        kinds = {sql_type(v) for v in values}
+        kind = kinds.pop() if len(kinds) == 1 else "VARCHAR"
+        columns[axis_column(name)] = pa.array([_axis_value(v, kind) for v in values], arrow_type[kind])
     db = store.db
+    db.register("_new_trials", pa.table(columns))
     db.execute("BEGIN TRANSACTION")
     try:
         db.execute("DROP TABLE IF EXISTS trials")
-        db.execute(f"CREATE TABLE trials ({', '.join(f'{_quote(k)} {v}' for k, v in columns.items())})")
-        marks = ", ".join("?" for _ in columns)
-        for r in records:
-            row = [r.number, r.config_hash, r.state, r.feasible, r.pruned, r.reason,
-                   *[r.values.get(m) for m in metrics], r.pareto,
-                   *[_axis_value(r.params[name], axis_types[col]) for col, name in axes.items()]]
-            db.execute(f"INSERT INTO trials VALUES ({marks})", row)
+        db.execute("CREATE TABLE trials AS SELECT * FROM _new_trials")
         db.execute("COMMIT")
     except Exception:
         db.execute("ROLLBACK")
         raise
+    finally:
+        db.unregister("_new_trials")
 
 
 def _axis_value(value: Any, kind: str) -> Any:
+    """A searched value as its column stores it: JSON text in a VARCHAR column, floats for DOUBLE."""
     if kind == "VARCHAR" and not isinstance(value, str):
         return json.dumps(value, sort_keys=True)
+    if kind == "DOUBLE" and value is not None:
+        return float(value)
     return value
 
 

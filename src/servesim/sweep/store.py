@@ -117,10 +117,10 @@ class ResultStore:
     def run_row(self, config_hash: str) -> dict[str, Any] | None:
         """The recorded row of a run, or None."""
         cursor = self.db.execute("SELECT * FROM runs WHERE config_hash = ?", [config_hash])
-        row = cursor.fetchone()
-        if row is None:
+        rows = cursor.fetchall()  # all of them: DuckDB 2 wants a result finished before other work
+        if not rows:
             return None
-        return dict(zip([d[0] for d in cursor.description], row))
+        return dict(zip([d[0] for d in cursor.description], rows[0]))
 
     def run_dir(self, config_hash: str) -> Path:
         """Where a run's files live."""
