@@ -130,3 +130,29 @@ def test_bad_search_specs_name_the_field(tmp_path: Path):
     with pytest.raises(ConfigError, match=r"space\.cluster\.replicas: .*cluster\.replicas: unknown field"):
         run_search(search_spec(space={"cluster.replicas": {"int": [1, 2]}}), tmp_path, tmp_path / "o",
                    InlineExecutor(), progress=False)
+
+
+def test_trials_run_in_parallel_batches_on_local_processes(tmp_path: Path):
+    from servesim.sweep.executors import LocalExecutor
+
+    spec = search_spec(objectives=[{"metric": "cost_usd_per_hr"}], sampler={"kind": "grid"}, trials=12,
+                       constraints=[{"metric": "ttft_s__p99", "max": 0.1}], prune={"capacity": False})
+    inline = run_search(spec, tmp_path, tmp_path / "inline", InlineExecutor(), progress=False)
+    executor = LocalExecutor(2)  # batches of 2 trials, asked together and told together
+    try:
+        parallel = run_search(spec, tmp_path, tmp_path / "local", executor, progress=False)
+    finally:
+        executor.close()
+    keep = ("trial", "config_hash", "state", "feasible", "pruned", "cost_usd_per_hr", "ttft_s__p99", "pareto")
+    assert [{k: r[k] for k in keep} for r in trial_rows(tmp_path / "local")] == \
+        [{k: r[k] for k in keep} for r in trial_rows(tmp_path / "inline")]
+    assert parallel.best.config_hash == inline.best.config_hash
+    # Searching again in the same folder simulates nothing new: every run is in the runs table.
+    db = duckdb.connect(str(tmp_path / "inline/results.duckdb"), read_only=True)
+    before = db.execute("SELECT config_hash, finished_at FROM runs ORDER BY config_hash").fetchall()
+    db.close()
+    again = run_search(spec, tmp_path, tmp_path / "inline", InlineExecutor(), progress=False)
+    db = duckdb.connect(str(tmp_path / "inline/results.duckdb"), read_only=True)
+    assert db.execute("SELECT config_hash, finished_at FROM runs ORDER BY config_hash").fetchall() == before
+    db.close()
+    assert again.best.config_hash == inline.best.config_hash
