@@ -156,3 +156,13 @@ def test_trials_run_in_parallel_batches_on_local_processes(tmp_path: Path):
     assert db.execute("SELECT config_hash, finished_at FROM runs ORDER BY config_hash").fetchall() == before
     db.close()
     assert again.best.config_hash == inline.best.config_hash
+
+
+def test_space_values_refused_whatever_the_other_fields_stop_the_search_first(tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"^space\.cluster\.hardware: unknown hardware 'h10'"):
+        run_search(search_spec(space={"cluster.hardware": {"choice": ["h100", "h10"]}}), tmp_path, tmp_path / "o",
+                   InlineExecutor(), progress=False)
+    with pytest.raises(ConfigError, match=r"^space\.cluster\.num_replicas: config error: cluster\.num_replicas = 0"):
+        run_search(search_spec(space={"cluster.num_replicas": {"int": [0, 3]}}), tmp_path, tmp_path / "o",
+                   InlineExecutor(), progress=False)
+    assert not (tmp_path / "o").exists()

@@ -60,3 +60,12 @@ def test_bad_specs_fail_with_one_line_naming_the_field(tmp_path: Path):
     spec = write(tmp_path / "s2.yaml", {"name": "bad", "axes": [{"kind": "grd", "fields": {"a": [1]}}]})
     proc = subprocess.run([sys.executable, "-m", "servesim", "sweep", str(spec)], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "axes.0" in proc.stderr
+
+
+def test_sweep_cli_lists_failed_runs_with_their_errors(tmp_path: Path):
+    spec = write(tmp_path / "s.yaml", {"name": "cli", "base": tiny_base(),
+                                       "axes": [{"kind": "grid", "fields": {"cluster.model": ["llama-3-8b", "llama-3-70b"]}}]})
+    result = CliRunner().invoke(app, ["sweep", str(spec), "--out", str(tmp_path / "o"), "--workers", "0", "--no-progress"])
+    assert result.exit_code == 0
+    assert "2 runs: 0 already recorded, 1 done, 1 failed" in result.output
+    assert "llama-3-70b does not fit on 1 x h100" in result.output

@@ -16,6 +16,8 @@ OutOption = typer.Option(None, "--out", help="Output folder (default sweeps/<spe
 WorkersOption = typer.Option(2, "--workers", help="Runs at once: local worker processes (0: in this process) or Ray CPUs.")
 RayOption = typer.Option(False, "--ray", help="Run on a local Ray instance started for this command.")
 RayAddressOption = typer.Option(None, "--ray-address", help="Run on an existing Ray cluster (e.g. ray://head:10001 or auto).")
+_SHOWN_ERRORS = 5  # failed runs listed after a sweep; the rest are in the runs table
+
 ProgressOption = typer.Option(True, "--progress/--no-progress", help="Show runs done, failed and remaining.")
 
 
@@ -42,6 +44,10 @@ def sweep(
                            progress=progress)
     finally:
         executor.close()
+    for config_hash, error in report.errors[:_SHOWN_ERRORS]:
+        typer.echo(f"failed {config_hash}: {error}", err=True)
+    if len(report.errors) > _SHOWN_ERRORS:
+        typer.echo(f"... and {len(report.errors) - _SHOWN_ERRORS} more failed runs (runs.error)", err=True)
     typer.echo(f"{report.total} runs: {report.skipped} already recorded, {report.done} done, "
                f"{report.failed} failed; results in {report.out_dir}/results.duckdb")
 

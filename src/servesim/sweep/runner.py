@@ -21,13 +21,15 @@ from servesim.sweep.store import ResultStore
 
 @dataclass(frozen=True)
 class SweepReport:
-    """What one invocation did: runs in the sweep, skipped as recorded, and run now (done / failed)."""
+    """What one invocation did: runs in the sweep, skipped as recorded, and run now (done / failed, with
+    the failed runs' ``(config_hash, error)``)."""
 
     out_dir: Path
     total: int
     skipped: int
     done: int
     failed: int
+    errors: tuple[tuple[str, str], ...] = ()
 
 
 def default_out_dir(name: str) -> Path:
@@ -51,15 +53,17 @@ def run_sweep(
         store.set_meta({"kind": "sweep", "spec_json": spec.model_dump_json(by_alias=True), "name": spec.name})
         statuses = store.statuses()
         todo = [r for r in runs if r.config_hash not in statuses or (retry_failed and statuses[r.config_hash] == "failed")]
-        done, failed = run_and_record(todo, store, executor, progress=progress)
+        errors: list[tuple[str, str]] = []
+        done, failed = run_and_record(todo, store, executor, progress=progress, errors=errors)
     finally:
         store.close()
-    return SweepReport(Path(out_dir), len(runs), len(runs) - len(todo), done, failed)
+    return SweepReport(Path(out_dir), len(runs), len(runs) - len(todo), done, failed, tuple(errors))
 
 
 def run_and_record(runs: list[RunSpec], store: ResultStore, executor: Executor, *, progress: bool = True,
-                   label: str = "runs") -> tuple[int, int]:
-    """Execute ``runs`` and commit each outcome as it arrives; returns (done, failed)."""
+                   label: str = "runs", errors: list | None = None) -> tuple[int, int]:
+    """Execute ``runs`` and commit each outcome as it arrives; returns (done, failed), and appends each
+    failed run's ``(config_hash, error)`` to ``errors`` when given."""
     by_hash = {r.config_hash: r for r in runs}
     bar = SweepProgress(len(runs), label, enabled=progress)
     try:
@@ -68,6 +72,8 @@ def run_and_record(runs: list[RunSpec], store: ResultStore, executor: Executor, 
             run = by_hash[outcome.config_hash]
             store.commit_run(run.config_hash, json.dumps(run.config.to_dict(), sort_keys=True), run.assignment, outcome)
             bar.advance(outcome.status != "done")
+            if outcome.status != "done" and errors is not None:
+                errors.append((outcome.config_hash, outcome.error))
     finally:
         bar.close()
     return bar.done, bar.failed

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from servesim.errors import ConfigError, ServesimError
-from servesim.sweep.axes import RunSpec, base_raw, config_hash, configure
+from servesim.config import validate_config
+from servesim.sweep.axes import RunSpec, apply_assignment, base_raw, config_hash, configure
 from servesim.sweep.capacity import LoadProfile, assess, load_profile
 from servesim.sweep.executors import Executor, one_line
 from servesim.sweep.progress import SweepProgress
@@ -373,13 +374,25 @@ def _sampler(spec: SearchSpec):
 
 
 def _check_space(spec: SearchSpec, raw: dict) -> None:
-    """Every space field must name a scenario field: the base with each field's first value must validate."""
+    """Refuse, before any trial, a space field that names no scenario field, a value the field itself
+    rejects (whatever the other fields), and a model or GPU id the catalog does not have.  Values
+    refused only in some combinations are left to the trials (pruned with the reason)."""
+    from servesim.deployment import build_catalog
+
+    catalog = build_catalog(configure(raw, {}))
+    lookups = {"cluster.model": catalog.model, "cluster.hardware": catalog.hardware}
     for name, space in spec.space.items():
-        first = space.choice[0] if space.choice is not None else (
-            space.integers[0] if space.integers is not None else space.reals[0])
-        try:
-            configure(raw, {name: first})
-        except ConfigError as err:
-            text = str(err)
-            if "unknown field" in text or "is a value, not a section" in text:
-                raise ConfigError(f"space.{name}: {text}") from None
+        if space.choice is not None:
+            values = space.choice
+        else:
+            values = list(space.integers if space.integers is not None else space.reals)
+        for value in values:
+            try:
+                validate_config(apply_assignment(raw, {name: value}))
+                if name in lookups:
+                    lookups[name](value)
+            except ServesimError as err:
+                text = str(err)
+                if "unknown field" in text or "is a value, not a section" in text or f": {name} = " in text \
+                        or name in lookups:
+                    raise ConfigError(f"space.{name}: {text}") from None
