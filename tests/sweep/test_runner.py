@@ -18,7 +18,7 @@ from sweep_scenarios import tiny_base
 from servesim.api import simulate
 from servesim.metrics.summary import RUN_VARYING_KEYS
 from servesim.sweep.axes import build_runs
-from servesim.sweep.executors import InlineExecutor, LocalExecutor, RunOutcome
+from servesim.sweep.executors import InlineExecutor, LocalExecutor
 from servesim.sweep.runner import run_sweep
 from servesim.sweep.spec import SweepSpec, parse_spec
 from servesim.sweep.store import flatten_summary, table_rows

@@ -166,3 +166,10 @@ def test_space_values_refused_whatever_the_other_fields_stop_the_search_first(tm
         run_search(search_spec(space={"cluster.num_replicas": {"int": [0, 3]}}), tmp_path, tmp_path / "o",
                    InlineExecutor(), progress=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_misspelt_metric_is_named(tmp_path: Path):
+    spec = search_spec(space={"cluster.num_replicas": {"int": [1, 1]}}, trials=1,
+                       constraints=[{"metric": "ttft_p99", "max": 1.0}])
+    with pytest.raises(ConfigError, match=r"^constraints\.0\.metric = 'ttft_p99': not a metric of the run's summary"):
+        run_search(spec, tmp_path, tmp_path / "o", InlineExecutor(), progress=False)

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from servesim.errors import ConfigError, ServesimError
 from servesim.config import validate_config
+from servesim.errors import ConfigError, ServesimError
 from servesim.sweep.axes import RunSpec, apply_assignment, base_raw, config_hash, configure
 from servesim.sweep.capacity import LoadProfile, assess, load_profile
 from servesim.sweep.executors import Executor, one_line
@@ -198,8 +198,14 @@ def _score(record: TrialRecord, row: dict[str, Any] | None, spec: SearchSpec) ->
         return
     record.state = "complete"
     metrics = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    for name in [o.metric for o in spec.objectives] + [c.metric for c in spec.constraints]:
+    for i, name in enumerate([o.metric for o in spec.objectives] + [c.metric for c in spec.constraints]):
         if name not in DEPLOYMENT_METRICS:
+            if name not in row:  # no run has this metric: a misspelt name, not an undefined value
+                where = f"objectives.{i}" if i < len(spec.objectives) else f"constraints.{i - len(spec.objectives)}"
+                known = ", ".join(k for k in ("ttft_s__p99", "tpot_s__p99", "slo__goodput_rps", "slo__attainment",
+                                              "energy_per_token_j", "cost__usd_per_million_output_tokens") if k in row)
+                raise ConfigError(f"{where}.metric = {name!r}: not a metric of the run's summary (e.g. {known}; "
+                                  "every column of the runs table, or cost_usd_per_hr, num_gpus)")
             value = metrics.get(name)
             record.values[name] = None if value is None or not math.isfinite(value) else float(value)
     violations = _violations(record, spec)

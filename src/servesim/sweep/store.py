@@ -29,7 +29,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from servesim.errors import ConfigError
 
@@ -215,11 +215,3 @@ def table_rows(db, table: str, order_by: str | None = None) -> list[dict[str, An
     cursor = db.execute(f"SELECT * FROM {table}" + (f" ORDER BY {order_by}" if order_by else ""))
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-
-def ensure_columns(store: ResultStore, table: str, names: Iterable[str], kind: str) -> None:
-    """Create columns of one type on ``table`` if missing."""
-    existing = store._table_columns(table)
-    for name in names:
-        if name not in existing:
-            store.db.execute(f"ALTER TABLE {table} ADD COLUMN {_quote(name)} {kind}")
