@@ -21,7 +21,8 @@ model at its most favourable batch:
 It is an upper bound in the sense that matters for pruning: a deployment
 below the target rate builds an unbounded queue, so no latency SLO holds.
 With prefix caching (prompts may skip prefill) the prefill term is not
-applied; with autoscaling the fleet is counted at ``max_replicas``.
+applied; with a semantic cache in front of the fleet (hits skip it) there is
+no bound; with autoscaling the fleet is counted at ``max_replicas``.
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ def capacity_bound(config: ScenarioConfig, load: LoadProfile, pools=None) -> Cap
     prefill *= scale
     decode *= scale
     limits = [math.inf]
+    if config.semantic_cache is not None:  # cache hits are answered without the fleet: no bound
+        return CapacityBound(prefill, decode, math.inf)
     if not config.cluster.prefix_caching:
         limits.append(prefill / load.mean_prompt_tokens)
     if load.mean_output_tokens > 1:
