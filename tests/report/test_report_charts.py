@@ -142,3 +142,21 @@ def test_single_objective_search_draws_the_best_feasible_so_far():
     # Feasible values 5 (trial 0), 4 (trial 2), 6 (trial 3); trial 1 is infeasible, 4 pruned.
     assert list(best.x) == [0, 1, 2, 3, 4] and list(best.y) == [5.0, 5.0, 4.0, 4.0, 4.0]
     assert sweep_charts.best_trial(_search(trials, columns))["trial"] == 2
+
+
+def test_fleet_timeseries_counts_a_silent_replica_idle():
+    ts = {
+        "time_s": np.array([0.0, 1.0, 5.0]),
+        "replica": np.array([0, 1, 0]),
+        "queue_len": np.array([1, 4, 0]),
+        "running": np.array([2, 1, 3]),
+        "kv_used_blocks": np.array([10, 50, 20]),
+        "kv_total_blocks": np.array([100, 200, 100]),
+    }
+    s = series.fleet_timeseries(ts, hold_s=1.5)
+    # At t=5 replica 1's sample (t=1) is 4 s old, past the 1.5 s hold: idle, nothing waiting or running,
+    # no blocks in use, its 200 blocks still in the total.  At t=1 replica 0's t=0 sample is 1 s old: it holds.
+    assert s["queue_len"].tolist() == [1, 5, 0]
+    assert s["running"].tolist() == [2, 3, 3]
+    assert s["kv_usage"].tolist() == pytest.approx([0.1, 60 / 300, 20 / 300])
+    assert s["kv_usage_max"].tolist() == pytest.approx([0.1, 0.25, 0.2])

@@ -105,7 +105,7 @@ def queue_chart(run: RunData) -> Chart | None:
     if run.timeseries is None or len(run.timeseries["time_s"]) == 0:
         return None
     go, make_subplots = plotly_modules()
-    s = fleet_timeseries(run.timeseries)
+    s = fleet_timeseries(run.timeseries, hold_s(run))
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         subplot_titles=("Queue length", "Running batch"))
     fig.add_trace(go.Scatter(x=s["time_s"], y=s["queue_len"], mode="lines", name="queue length", line_shape="hv"),
@@ -118,7 +118,8 @@ def queue_chart(run: RunData) -> Chart | None:
     n = len(np.unique(run.timeseries["replica"]))
     title = f"Queue and running batch (sum over {n} replica{'s' if n != 1 else ''})"
     return Chart("chart-queue", title, style(fig, title, height=520, showlegend=False),
-                 "Each replica's last sample at each instant, summed over replicas.")
+                 "Each replica's last sample at each instant, summed over replicas; a replica that has not "
+                 "sampled for two sampling periods has stopped stepping and counts as idle.")
 
 
 def kv_chart(run: RunData) -> Chart | None:
@@ -126,7 +127,7 @@ def kv_chart(run: RunData) -> Chart | None:
     if run.timeseries is None or len(run.timeseries["time_s"]) == 0:
         return None
     go, _ = plotly_modules()
-    s = fleet_timeseries(run.timeseries)
+    s = fleet_timeseries(run.timeseries, hold_s(run))
     fig = go.Figure(go.Scatter(x=s["time_s"], y=100 * s["kv_usage"], mode="lines", name="fleet", line_shape="hv"))
     if len(np.unique(run.timeseries["replica"])) > 1:
         fig.add_trace(go.Scatter(x=s["time_s"], y=100 * s["kv_usage_max"], mode="lines", name="busiest replica",
@@ -237,6 +238,13 @@ def cost_energy_chart(run: RunData) -> Chart | None:
     title = "Cost and energy breakdown"
     return Chart("chart-cost-energy", title, style(fig, title, showlegend=False),
                  "Capacity cost over the span; idle = GPU time not running steps.")
+
+
+def hold_s(run: RunData) -> float:
+    """How long a replica's time-series sample holds: two sampling periods (``engine.timeseries_interval_s``,
+    1 s by default), after which a replica that has not sampled again has stopped stepping."""
+    engine = (run.config or {}).get("engine") or {}
+    return 2.0 * float(engine.get("timeseries_interval_s") or 1.0)
 
 
 # ---------------------------------------------------------------- plumbing

@@ -4,7 +4,8 @@
 * ``rate_per_bin``: events per second in time bins (arrivals, completions);
 * ``fleet_timeseries`` / ``summed_over_replicas``: per-replica samples as
   fleet-wide series, each replica's state at an instant being its last
-  sample at or before it (summed over replicas);
+  sample at or before it (summed over replicas; a replica silent for longer
+  than ``hold_s`` counted idle);
 * ``slo_shares``: the share of requests meeting each SLO target;
 * ``pareto_mask``: the non-dominated rows of a table of objectives;
 * ``energy_split_j``: a run's energy split into steps and idle time;
@@ -70,20 +71,31 @@ def sample_grid(times_s: np.ndarray, max_points: int = MAX_POINTS) -> np.ndarray
     return np.linspace(t[0], t[-1], max_points)
 
 
-def state_at(times_s: np.ndarray, values: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One replica's value at each ``grid`` instant (its last sample at or before it) and
-    whether it had been sampled yet; ``times_s`` ascending."""
+def state_at(times_s: np.ndarray, values: np.ndarray, grid: np.ndarray,
+             hold_s: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
+    """One replica's value at each ``grid`` instant, its last sample at or before it, and whether
+    that sample holds there: it exists and is at most ``hold_s`` old (else the value is 0);
+    ``times_s`` ascending."""
     idx = np.searchsorted(times_s, grid, side="right") - 1
-    seen = idx >= 0
-    return np.where(seen, np.asarray(values)[np.maximum(idx, 0)], 0), seen
+    held = idx >= 0
+    held &= grid - np.asarray(times_s)[np.maximum(idx, 0)] <= hold_s
+    return np.where(held, np.asarray(values)[np.maximum(idx, 0)], 0), held
 
 
-def fleet_timeseries(ts: Columns, max_points: int = MAX_POINTS) -> dict[str, np.ndarray]:
+def fleet_timeseries(ts: Columns, hold_s: float = math.inf, max_points: int = MAX_POINTS) -> dict[str, np.ndarray]:
     """The per-replica samples of ``timeseries.parquet`` as fleet-wide series on one grid.
 
     ``time_s``; ``queue_len`` and ``running``: summed over replicas;
     ``kv_usage``: KV blocks in use over blocks in all, summed over the replicas
     sampled so far (a fraction); ``kv_usage_max``: the busiest replica's fraction.
+
+    A replica samples at step starts, at most once per sampling period, so one
+    that has not sampled for ``hold_s`` (pass about two periods) has stopped
+    stepping: it is counted idle, with nothing waiting or running and no KV
+    blocks in use, its blocks still in the total.  (Without this, a replica
+    that went idle just after a sample would keep its last batch for as long
+    as it stays idle.)  A replica retired by fleet operations is counted idle
+    in the same way; its blocks stay in the total.
     """
     grid = sample_grid(ts["time_s"], max_points)
     out = {name: np.zeros(len(grid)) for name in ("queue_len", "running", "kv_used", "kv_total")}
@@ -92,11 +104,12 @@ def fleet_timeseries(ts: Columns, max_points: int = MAX_POINTS) -> dict[str, np.
         rows = np.flatnonzero(ts["replica"] == replica)
         rows = rows[np.argsort(ts["time_s"][rows], kind="stable")]
         t = ts["time_s"][rows]
-        for name, col in (("queue_len", "queue_len"), ("running", "running"),
-                          ("kv_used", "kv_used_blocks"), ("kv_total", "kv_total_blocks")):
-            out[name] += state_at(t, ts[col][rows], grid)[0]
-        used, _ = state_at(t, ts["kv_used_blocks"][rows], grid)
-        total, _ = state_at(t, ts["kv_total_blocks"][rows], grid)
+        out["queue_len"] += state_at(t, ts["queue_len"][rows], grid, hold_s)[0]
+        out["running"] += state_at(t, ts["running"][rows], grid, hold_s)[0]
+        used = state_at(t, ts["kv_used_blocks"][rows], grid, hold_s)[0]
+        total = state_at(t, ts["kv_total_blocks"][rows], grid)[0]  # capacity does not lapse
+        out["kv_used"] += used
+        out["kv_total"] += total
         kv_max = np.maximum(kv_max, np.divide(used, total, out=np.zeros(len(grid)), where=total > 0))
     kv = np.divide(out["kv_used"], out["kv_total"], out=np.zeros(len(grid)), where=out["kv_total"] > 0)
     return {"time_s": grid, "queue_len": out["queue_len"], "running": out["running"], "kv_usage": kv,
