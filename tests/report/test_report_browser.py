@@ -45,7 +45,7 @@ def test_run_report_renders_in_chromium(tmp_path):
     charts = _check(write_report(tmp_path / "run")[0])
     assert set(charts) == {"chart-latency-cdf", "chart-arrivals", "chart-queue", "chart-kv", "chart-slo",
                            "chart-cost-energy"}
-    assert charts["chart-latency-cdf"]["traces"] == 3  # TTFT, TPOT, E2E
+    assert charts["chart-latency-cdf"]["traces"] == 5  # TTFT, TPOT, E2E and the TTFT and TPOT targets
 
 
 def test_search_report_renders_in_chromium(tmp_path):

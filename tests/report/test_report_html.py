@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import servesim
 from servesim.errors import ConfigError
 from servesim.report.html import write_report
 
+NAN = math.nan
 RUN_TITLES = (
     "Latency CDFs (", "Arrivals and completions (requests/s", "Queue and running batch (sum over 2 replicas)",
     "KV-cache usage (% of blocks)", "SLO attainment (% of all requests)", "Cost and energy breakdown",
@@ -128,11 +130,15 @@ def test_fleet_power_and_prefix_cache_tables_get_their_charts(run_copy):
                              "draining": [0, 0, 1], "down": [0, 0, 0]}), run_copy / "fleet_timeseries.parquet")
     pq.write_table(pa.table({"time_s": [0.0, 1.0], "row_power_w": [9000.0, 11000.0], "share_of_budget": [0.9, 1.1],
                              "cap_level": np.array([0, 1])}), run_copy / "power_timeseries.parquet")
+    pq.write_table(pa.table({"program": ["a", "b", "c"], "calls": [2, 3, 1], "calls_finished": [2, 3, 0],
+                             "start_s": [0.0, 1.0, 2.0], "end_s": [5.0, 4.0, NAN], "completed": [True, True, False],
+                             "jct_s": [5.0, 3.0, NAN]}), run_copy / "programs.parquet")
     pq.write_table(pa.table({"time_s": [0.0, 1.0], "replica": [0, 1], "looked_up_blocks": [4, 6],
                              "hit_blocks": [1, 3], "bytes_loaded": [0.0, 0.0], "load_stall_s": [0.0, 0.0]}),
                    run_copy / "kvcache_timeseries.parquet")
     page = write_report(run_copy)[0].read_text()
-    for title in ("Replicas by state (stacked)", "Row power (kW) and capping", "Prefix-cache hit rate (cumulative, %)"):
+    for title in ("Replicas by state (stacked)", "Row power (kW) and capping", "Prefix-cache hit rate (cumulative, %)",
+                  "Agent programs: job completion time CDF (2 of 3 completed)"):
         assert in_figure_json(title, page), title
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from servesim.report.series import (
+    axis_scale,
     bin_width_s,
     cdf_points,
     energy_split_j,
@@ -50,7 +51,7 @@ class Chart:
 
 def run_charts(run: RunData) -> list[Chart]:
     """Every chart a run's files allow, in page order."""
-    builders = (latency_cdfs, arrivals_chart, queue_chart, kv_chart, replicas_chart, power_chart,
+    builders = (latency_cdfs, programs_chart, arrivals_chart, queue_chart, kv_chart, replicas_chart, power_chart,
                 prefix_cache_chart, slo_chart, cost_energy_chart)
     return [c for c in (b(run) for b in builders) if c is not None]
 
@@ -67,16 +68,35 @@ def latency_cdfs(run: RunData) -> Chart | None:
     fig = make_subplots(rows=1, cols=3, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.07)
     for col, (key, name, axis, scale) in enumerate(panels, start=1):
         x, y = cdf_points(np.asarray(run.requests[key])[done])
-        fig.add_trace(go.Scatter(x=x * scale, y=y, mode="lines", name=name, line_shape="hv",
+        fig.add_trace(go.Scatter(x=x * scale, y=y, mode="lines", name=name, line_shape="hv", line_color=COLORS[col - 1],
                                  hovertemplate=f"{name} %{{x:.4g}}<br>share %{{y:.3f}}<extra></extra>"), row=1, col=col)
         if targets.get(key) is not None:
-            fig.add_vline(x=targets[key] * scale, line_dash="dash", line_color="firebrick", row=1, col=col,
-                          annotation_text="SLO", annotation_position="bottom right")
-        fig.update_xaxes(title_text=axis, row=1, col=col)
+            # A trace, not a shape: it stays in place on a log axis.
+            fig.add_trace(go.Scatter(x=[targets[key] * scale] * 2, y=[0, 1], mode="lines", name=f"{name} SLO",
+                                     line=dict(dash="dash", color="firebrick"),
+                                     hovertemplate=f"SLO target %{{x:.4g}}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text=axis, type=axis_scale(x * scale), row=1, col=col)
     fig.update_yaxes(title_text="share of finished requests", range=[0, 1.02], row=1, col=1)
     title = f"Latency CDFs ({int(done.sum()):,} finished requests)"
     return Chart("chart-latency-cdf", title, style(fig, title, showlegend=False),
-                 "Finished requests only; TPOT undefined for 1-token outputs.")
+                 "Finished requests only; TPOT undefined for 1-token outputs; dashed: SLO targets; "
+                 "an axis spanning two decades or more is logarithmic.")
+
+
+def programs_chart(run: RunData) -> Chart | None:
+    """The CDF of agent programs' job completion time (completed programs; agent workloads)."""
+    programs = run.tables.get("programs")
+    if programs is None or not np.asarray(programs["completed"], dtype=bool).any():
+        return None
+    go, _ = plotly_modules()
+    done = np.asarray(programs["completed"], dtype=bool)
+    x, y = cdf_points(np.asarray(programs["jct_s"], dtype=np.float64)[done])
+    fig = go.Figure(go.Scatter(x=x, y=y, mode="lines", name="JCT", line_shape="hv"))
+    fig.update_xaxes(title_text="job completion time (s)")
+    fig.update_yaxes(title_text="share of completed programs", range=[0, 1.02])
+    title = f"Agent programs: job completion time CDF ({int(done.sum()):,} of {len(done):,} completed)"
+    return Chart("chart-programs", title, style(fig, title, showlegend=False),
+                 "From programs.parquet: first call's arrival to last call's finish, completed programs only.")
 
 
 def arrivals_chart(run: RunData) -> Chart | None:

@@ -64,7 +64,7 @@ def run_page(run: RunData) -> str:
             _table(["", "value"], [list(r) for r in markdown.headline_rows(s)]),
             "<h2>Latency</h2>", _table(markdown.LATENCY_HEADER, markdown.latency_rows(s))]
     built = charts.run_charts(run)
-    body += _chart_section("Latency distributions", [c for c in built if c.key == "chart-latency-cdf"])
+    body += _chart_section("Latency distributions", [c for c in built if c.key in ("chart-latency-cdf", "chart-programs")])
     body += _chart_section("Load over time", [c for c in built if c.key in (
         "chart-arrivals", "chart-queue", "chart-kv", "chart-replicas", "chart-power", "chart-prefix-cache")])
     body.append("<h2>SLO, cost and energy</h2>")
