@@ -77,3 +77,16 @@ def test_database_without_runs_table_is_a_one_line_error(tmp_path):
     (tmp_path / "y" / "results.duckdb").write_text("not a database")
     with pytest.raises(ConfigError, match=r"^report PATH .*: cannot open results.duckdb: "):
         write_report(tmp_path / "y")
+
+
+def test_the_pareto_column_is_taken_as_written(tmp_path):
+    # The search's own flags win over the report's computation (here they disagree on purpose).
+    import duckdb
+
+    out = make_search(tmp_path / "search")
+    db = duckdb.connect(str(out / "results.duckdb"))
+    db.execute("UPDATE trials SET pareto = (trial = 2)")
+    db.close()
+    text = write_report(out)[1].read_text()
+    flagged = [line.split(" | ")[1] for line in text.splitlines() if line.startswith("| ") and line.endswith("| yes |")]
+    assert flagged == ["a1b2c3d4e5f60003"]
