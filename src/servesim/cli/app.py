@@ -151,3 +151,4 @@ if __name__ == "__main__":  # pragma: no cover
 import servesim.cli.perf_cmds  # noqa: E402,F401
 import servesim.cli.profile_cmds  # noqa: E402,F401
 import servesim.cli.sweep_cmds  # noqa: E402,F401
+import servesim.cli.report_cmds  # noqa: E402,F401

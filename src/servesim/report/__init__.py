@@ -1,4 +1,4 @@
-"""Output files, the terminal summary and progress display of a run.
+"""Output files, the terminal summary and progress display of a run; the HTML report of a run or a sweep.
 """
 
 from servesim._lazy import attach
@@ -18,5 +18,6 @@ __getattr__, __dir__, __all__ = attach(
         "timeseries_arrow": "servesim.report.files",
         "write_outputs": "servesim.report.files",
         "write_parquet": "servesim.report.files",
+        "write_report": "servesim.report.html",
     },
 )
