@@ -173,3 +173,22 @@ def test_a_misspelt_metric_is_named(tmp_path: Path):
                        constraints=[{"metric": "ttft_p99", "max": 1.0}])
     with pytest.raises(ConfigError, match=r"^constraints\.0\.metric = 'ttft_p99': not a metric of the run's summary"):
         run_search(spec, tmp_path, tmp_path / "o", InlineExecutor(), progress=False)
+
+
+def test_the_report_of_a_real_search_uses_its_objectives_and_best_trial(tmp_path: Path, points):
+    from servesim.report.html import write_report
+
+    spec = search_spec(objectives=[{"metric": "cost_usd_per_hr"}, {"metric": "ttft_s__p99"}],
+                       constraints=[{"metric": "tpot_s__p99", "max": 0.1}], sampler={"kind": "grid"},
+                       trials=100, prune={"capacity": False})
+    run_search(spec, tmp_path, tmp_path / "out", InlineExecutor(), progress=False)
+    write_report(tmp_path / "out", tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    # The charts pair the spec's objectives, not the trials table's text or axis columns.
+    assert "Pareto front: cost_usd_per_hr (USD\\u002fh) vs ttft_s p99 (s)" in page  # (plotly's JSON escapes '/')
+    assert "Pareto front: state" not in page and "No feasible trial" not in page
+    # The best feasible deployment is the cheapest feasible point (first objective), by brute force.
+    feasible = {k: k[1] * PRICE[k[0]] for k, s in points.items() if s["tpot_s__p99"] <= 0.1}
+    hw, n = min(feasible, key=lambda k: (feasible[k], points[k]["ttft_s__p99"]))
+    markdown = (tmp_path / "report.md").read_text()
+    assert f"{feasible[(hw, n)]:.4f}" in markdown

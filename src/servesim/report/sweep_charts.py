@@ -72,9 +72,15 @@ def axis_label(column: str) -> str:
 
 
 def objective_columns(sweep: SweepData) -> list[str]:
-    """The trials table's objective columns: every column but the fixed ones."""
-    fixed = {"trial", "config_hash", "feasible", "pruned", "pareto"}
-    return [c for c in sweep.trial_columns if c not in fixed]
+    """The trials table's objective columns: the search spec's objectives (``meta.spec_json``) when it
+    names them; else every column but the fixed ones, the searched axes and the text columns
+    (``state``, ``reason``) that ``servesim search`` adds."""
+    named = [o.get("metric") for o in (sweep.spec or {}).get("objectives") or [] if isinstance(o, dict)]
+    named = [m for m in named if m in sweep.trial_columns]
+    if named:
+        return named
+    fixed = {"trial", "config_hash", "feasible", "pruned", "pareto", "state", "reason"}
+    return [c for c in sweep.trial_columns if c not in fixed and not c.startswith("axis__")]
 
 
 def objective_directions(sweep: SweepData) -> dict[str, str]:
