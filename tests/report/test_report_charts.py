@@ -113,6 +113,9 @@ def test_pareto_flags_computed_when_the_table_has_none_and_directions_read_from_
     # trial 3 is infeasible, so off the front however good.
     assert sweep_charts.pareto_flags(sweep) == [True, False, True, False]
     assert sweep_charts.best_trial(sweep)["trial"] == 0  # cheapest feasible
+    # A tie in cost goes to the next objective (more goodput), not to the lower trial number.
+    trials.append({"trial": 4, "feasible": True, "pruned": False, "cost_usd_per_hr": 2.0, "slo__goodput_rps": 6.0})
+    assert sweep_charts.best_trial(_search(trials, columns, spec))["trial"] == 4
 
 
 def test_axis_scale_goes_log_over_two_decades():

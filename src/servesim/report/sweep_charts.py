@@ -107,14 +107,21 @@ def pareto_flags(sweep: SweepData) -> list[bool]:
 
 
 def best_trial(sweep: SweepData) -> dict[str, Any] | None:
-    """The best feasible, unpruned trial by the first objective (ties: the lower trial number)."""
+    """The best feasible, unpruned trial by the first objective; ties go to the next objectives in
+    order (so the choice lies on the Pareto front), then to the lower trial number."""
     objectives = objective_columns(sweep)
     if not sweep.trials or not objectives:
         return None
+    directions = objective_directions(sweep)
+    signs = [1.0 if directions[o] == "minimize" else -1.0 for o in objectives]
     first = objectives[0]
-    sign = 1.0 if objective_directions(sweep)[first] == "minimize" else -1.0
     ok = [t for t in sweep.trials if t.get("feasible") and not t.get("pruned") and math.isfinite(_num(t.get(first)))]
-    return min(ok, key=lambda t: (sign * _num(t.get(first)), t.get("trial", 0))) if ok else None
+
+    def rank(t: dict[str, Any]) -> tuple:
+        values = [sg * _num(t.get(o)) for sg, o in zip(signs, objectives)]
+        return (*[v if math.isfinite(v) else math.inf for v in values], t.get("trial", 0))
+
+    return min(ok, key=rank) if ok else None
 
 
 def throughput_latency_chart(sweep: SweepData) -> Chart | None:
