@@ -704,14 +704,20 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         value = yaml_text.safe_load(text)
     except yaml.YAMLError:
         value = text
-    parts = key.strip().split(".")
+    set_dotted(raw, key.strip(), value, f"override {item!r}")
+
+
+def set_dotted(raw: dict[str, Any], path: str, value: Any, label: str) -> None:
+    """Set ``a.b.c`` of plain config data in place; missing or null sections become mappings.
+    ``ConfigError`` (prefixed with ``label``) when a step of the path is a value, not a section."""
+    parts = path.split(".")
     node = raw
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         child = node.get(part)
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
+            raise ConfigError(f"{label}: {'.'.join(parts[:depth + 1])!r} is a value, not a section")
         node = child
     node[parts[-1]] = value
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from servesim.config import ScenarioConfig, load_config, validate_config
+from servesim.config import ScenarioConfig, load_config, set_dotted, validate_config
 from servesim.errors import ConfigError
 from servesim.sweep.spec import GridAxes, ParamRange, RandomAxes, ZipAxes
 
@@ -104,16 +104,7 @@ def apply_assignment(raw: dict[str, Any], assignment: Assignment) -> dict[str, A
     """A copy of ``raw`` with each dotted field set (missing or null sections become mappings)."""
     out = copy.deepcopy(raw)
     for path, value in assignment.items():
-        parts = path.split(".")
-        node = out
-        for depth, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"axis {path}: {'.'.join(parts[:depth + 1])} is a value, not a section")
-            node = child
-        node[parts[-1]] = copy.deepcopy(value)
+        set_dotted(out, path, copy.deepcopy(value), f"axis {path}")
     return out
 
 

@@ -115,16 +115,21 @@ class RandomAxes(BaseModel):
 AxisBlock = Annotated[Union[GridAxes, ZipAxes, RandomAxes], Field(discriminator="kind")]
 
 
-class SweepSpec(BaseModel):
-    """A base scenario and the axes varying it (one run per assignment)."""
+class _SpecBase(BaseModel):
+    """What sweeps and searches share: a name and a base scenario."""
 
     model_config = _FROZEN
 
-    name: str = Field(description="Sweep name; the default output folder is sweeps/<name>.")
+    name: str = Field(description="Sweep or search name; the default output folder is sweeps/<name>.")
     base: str | dict[str, Any] = Field(
         default_factory=dict,
         description="The base scenario: a scenario file (path, relative to the spec file) or an inline mapping.",
     )
+
+
+class SweepSpec(_SpecBase):
+    """A base scenario and the axes varying it (one run per assignment)."""
+
     axes: list[AxisBlock] = Field(min_length=1, description="Blocks of axes; the runs are the product of the blocks.")
 
     @model_validator(mode="after")
@@ -190,16 +195,9 @@ class SamplerConfig(BaseModel):
     seed: int = Field(0, ge=0, description="Sampler seed (same seed, same trials).")
 
 
-class SearchSpec(BaseModel):
+class SearchSpec(_SpecBase):
     """An SLO-aware search for the best deployment over a space of config fields."""
 
-    model_config = _FROZEN
-
-    name: str = Field(description="Search name; the default output folder is sweeps/<name>.")
-    base: str | dict[str, Any] = Field(
-        default_factory=dict,
-        description="The base scenario: a scenario file (path, relative to the spec file) or an inline mapping.",
-    )
     space: dict[str, ParamRange] = Field(min_length=1, description="Dotted scenario field -> its range.")
     constraints: list[MetricBound] = Field(default_factory=list, description="SLOs a feasible deployment meets.")
     objectives: list[Objective] = Field(
