@@ -17,3 +17,16 @@ def tiny_base(num_requests: int = 60, rate_rps: float = 8.0) -> dict:
         },
         "cluster": {"model": "llama-3-8b", "hardware": "h100"},
     }
+
+
+def stored_rows(out, table: str, order_by: str) -> list[dict]:
+    """The rows of ``table`` in ``out/results.duckdb`` (a sweep or search folder), as dicts."""
+    import duckdb
+
+    from servesim.sweep.store import table_rows
+
+    db = duckdb.connect(str(out / "results.duckdb"), read_only=True)
+    try:
+        return table_rows(db, table, order_by=order_by)
+    finally:
+        db.close()

@@ -10,18 +10,17 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
 
-from sweep_scenarios import tiny_base
+from sweep_scenarios import stored_rows, tiny_base
 from servesim.api import simulate
 from servesim.metrics.summary import RUN_VARYING_KEYS
 from servesim.sweep.axes import build_runs
 from servesim.sweep.executors import InlineExecutor, LocalExecutor
 from servesim.sweep.runner import run_sweep
 from servesim.sweep.spec import SweepSpec, parse_spec
-from servesim.sweep.store import flatten_summary, table_rows
+from servesim.sweep.store import flatten_summary
 
 # Host-dependent columns: everything else must match between executors and across a resume.
 _VARYING = {"wall_s", "finished_at", *RUN_VARYING_KEYS}
@@ -34,11 +33,7 @@ def spec(axes=None, base=None) -> SweepSpec:
 
 
 def rows(out: Path) -> list[dict]:
-    db = duckdb.connect(str(out / "results.duckdb"), read_only=True)
-    try:
-        return table_rows(db, "runs", order_by="config_hash")
-    finally:
-        db.close()
+    return stored_rows(out, "runs", "config_hash")
 
 
 def stable(row: dict) -> dict:

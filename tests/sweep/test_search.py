@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sweep_scenarios import tiny_base
+from sweep_scenarios import stored_rows, tiny_base
 from servesim.api import simulate
 from servesim.config import validate_config
 from servesim.errors import ConfigError
@@ -16,7 +16,7 @@ from servesim.sweep.axes import configure
 from servesim.sweep.executors import InlineExecutor
 from servesim.sweep.search import pareto_mask, run_search
 from servesim.sweep.spec import SearchSpec, parse_spec
-from servesim.sweep.store import flatten_summary, table_rows
+from servesim.sweep.store import flatten_summary
 
 HARDWARE = ["h100", "a100", "l4"]
 REPLICAS = [1, 2, 3, 4]
@@ -50,11 +50,7 @@ def search_spec(**extra) -> SearchSpec:
 
 
 def trial_rows(out: Path) -> list[dict]:
-    db = duckdb.connect(str(out / "results.duckdb"), read_only=True)
-    try:
-        return table_rows(db, "trials", order_by="trial")
-    finally:
-        db.close()
+    return stored_rows(out, "trials", "trial")
 
 
 def test_search_finds_the_brute_force_optimum(tmp_path: Path, points):
