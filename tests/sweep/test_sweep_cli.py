@@ -69,3 +69,41 @@ def test_sweep_cli_lists_failed_runs_with_their_errors(tmp_path: Path):
     assert result.exit_code == 0
     assert "2 runs: 0 already recorded, 1 done, 1 failed" in result.output
     assert "llama-3-70b does not fit on 1 x h100" in result.output
+
+
+def test_sweep_on_an_existing_ray_cluster_by_address(tmp_path: Path):
+    """`--ray-address`: a Ray head started apart (`ray start --head`), as on a real cluster."""
+    import os
+    import shutil
+    import socket
+
+    import pytest
+
+    ray_cli = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+    if not Path(ray_cli).exists():
+        pytest.skip("no ray command-line tool")
+    with socket.socket() as s:  # a free port for the head's GCS
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    started = subprocess.run([ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "2",
+                              "--object-store-memory", str(100 * 1024 * 1024), "--disable-usage-stats"],
+                             capture_output=True, text=True, env=env)
+    if started.returncode != 0:
+        pytest.skip(f"ray start failed: {started.stderr.strip().splitlines()[-1:]}")
+    try:
+        spec = write(tmp_path / "s.yaml", {"name": "remote", "base": tiny_base(),
+                                           "axes": [{"kind": "grid", "fields": {"cluster.num_replicas": [1, 2, 3]}}]})
+        remote = subprocess.run([sys.executable, "-m", "servesim", "sweep", str(spec), "--out", str(tmp_path / "remote"),
+                                 "--ray-address", f"127.0.0.1:{port}", "--no-progress"],
+                                capture_output=True, text=True, env=env, timeout=300)
+        assert remote.returncode == 0, remote.stderr
+        assert "3 runs: 0 already recorded, 3 done, 0 failed" in remote.stdout
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, env=env)
+    local = CliRunner().invoke(app, ["sweep", str(spec), "--out", str(tmp_path / "local"), "--workers", "0", "--no-progress"])
+    assert local.exit_code == 0, local.output
+    query = "SELECT config_hash, ttft_s__p99, tpot_s__p99 FROM runs ORDER BY config_hash"
+    rows = [duckdb.connect(str(tmp_path / d / "results.duckdb"), read_only=True).execute(query).fetchall()
+            for d in ("remote", "local")]
+    assert len(rows[0]) == 3 and rows[0] == rows[1]
