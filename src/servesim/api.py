@@ -65,6 +65,8 @@ class Result:
         """Write requests.parquet, timeseries.parquet, config.yaml and summary.json (and, with
         prefix caching, kvcache_timeseries.parquet; with agent programs, programs.parquet; and
         each of ``tables`` as NAME.parquet)."""
+        import pyarrow as pa
+
         from servesim.report.files import write_outputs, write_parquet
 
         paths = write_outputs(Path(out_dir), self.requests, self.timeseries, self.summary, self.config.to_dict())
@@ -72,13 +74,9 @@ class Result:
             paths["kvcache_timeseries"] = Path(out_dir) / "kvcache_timeseries.parquet"
             write_parquet(paths["kvcache_timeseries"], self.kv_cache_series.to_arrow())
         if self.programs is not None:
-            import pyarrow as pa
-
             paths["programs"] = Path(out_dir) / "programs.parquet"
             write_parquet(paths["programs"], pa.table(self.programs))
         for name, columns in self.tables.items():
-            import pyarrow as pa
-
             paths[name] = Path(out_dir) / f"{name}.parquet"
             write_parquet(paths[name], pa.table(columns))
         return paths

@@ -74,7 +74,7 @@ def latency_cdfs(run: RunData) -> Chart | None:
             # A trace, not a shape: it stays in place on a log axis.
             fig.add_trace(go.Scatter(x=[targets[key] * scale] * 2, y=[0, 1], mode="lines", name=f"{name} SLO",
                                      line=dict(dash="dash", color="firebrick"),
-                                     hovertemplate=f"SLO target %{{x:.4g}}<extra></extra>"), row=1, col=col)
+                                     hovertemplate="SLO target %{x:.4g}<extra></extra>"), row=1, col=col)
         fig.update_xaxes(title_text=axis, type=axis_scale(x * scale), row=1, col=col)
     fig.update_yaxes(title_text="share of finished requests", range=[0, 1.02], row=1, col=1)
     title = f"Latency CDFs ({int(done.sum()):,} finished requests)"
