@@ -45,7 +45,7 @@ def build_simulation(
     ``bar`` receives progress (or None); ``fleet_policy`` replaces the configured
     autoscaling policy (an RL agent trained over several runs).
     """
-    from servesim.fleet_assembly import attach_operations, fleet_managed
+    from servesim.fleet_assembly import attach_operations, needs_reference_path
 
     cluster = config.cluster
     prefix_tokens = workload.prefix_block_size if cluster.prefix_caching and workload.prefix_block_ids else 0
@@ -94,9 +94,10 @@ def build_simulation(
         layout[0][1],
         horizon_s=config.horizon_s,
         # Expert offloading counts its misses per priced step: price only the steps that run.
-        # Fleet operations take replicas away mid-step: they plan step by step too.  A semantic
-        # cache stores responses as they finish, which a decode stretch would book late.
-        fast_path=(config.engine.fast_path and cluster.expert_offload is None and not fleet_managed(config)
+        # Replica failures and elastic resizes change a replica mid-stretch: they plan step by
+        # step too.  A semantic cache stores responses as they finish, which a decode stretch
+        # would book late.
+        fast_path=(config.engine.fast_path and cluster.expert_offload is None and not needs_reference_path(config)
                    and config.semantic_cache is None),
         timeseries_interval_s=config.engine.timeseries_interval_s,
         progress=bar,

@@ -17,6 +17,16 @@ def fleet_managed(config: ScenarioConfig) -> bool:
     return config.autoscaling is not None or (f is not None and _fails(f))
 
 
+def needs_reference_path(config: ScenarioConfig) -> bool:
+    """Whether the run must plan iteration by iteration: replicas fail mid-step (their work as of
+    the failure must be known), or an elastic resize changes a replica's KV pool under a decode
+    stretch that booked blocks ahead.  Autoscaling alone (replicas starting, draining, stopping
+    when empty) keeps the fast path."""
+    f = config.failures
+    scaling = config.autoscaling
+    return (f is not None and _fails(f)) or (scaling is not None and scaling.elastic is not None)
+
+
 def _fails(f) -> bool:
     """Whether a failures section takes replicas down (random or scripted failures)."""
     return f.gpu_failures_per_hour > 0 or f.node_failures_per_hour > 0 or bool(f.scripted)
@@ -69,10 +79,11 @@ def attach_operations(config: ScenarioConfig, sim, pools: list, models: list, po
     if policy is None and scaling is not None:
         policy = make_policy(scaling, config.slo, streams.stream("autoscaler-rl"))
     interval = config.engine.timeseries_interval_s
+    fast = bool(sim.replicas) and sim.replicas[0]._stretch_enabled  # new replicas plan as the first ones do
 
     def make_replica(i: int):
         model = disturb.model_for(i) if disturb is not None else models[0]
-        return sim._make_replica(i, model, False, interval)
+        return sim._make_replica(i, model, fast, interval)
 
     failures = None
     if fails is not None and _fails(fails):

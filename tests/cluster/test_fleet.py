@@ -508,3 +508,29 @@ def test_failures_and_autoscaling_keep_the_books_with_prefix_caching():
     s = servesim.simulate(base).summary  # check_conservation ran inside: tokens, requests and KV blocks balance
     assert s["fleet"]["failures"] >= 2 and s["num_finished"] + s["num_failed"] == 400
     assert s["prefix_cached_tokens"] > 0
+
+
+@pytest.mark.parametrize("policy", [
+    {"policy": "kpa", "min_replicas": 0, "kpa": {"target_concurrency": 8, "stable_window_s": 10, "scale_to_zero_grace_s": 5}},
+    {"policy": "hpa", "interval_s": 5.0, "hpa": {"metric": "utilization", "target": 0.9, "scale_down_window_s": 30}},
+])
+def test_autoscaling_runs_on_the_fast_path_exactly_as_step_by_step(policy):
+    # Autoscaling alone keeps the compiled fast path (decode stretches): replicas start, drain and
+    # stop between steps, never under one.  Every request and the fleet's books must be identical.
+    config = {
+        "seed": 4,
+        "workload": {"kind": "synthetic", "num_requests": 1500,
+                     "arrival": {"process": "gamma", "rate_rps": 6.0, "cv": 3.0,
+                                 "rate_schedule": [[0, 1], [30, 4], [60, 0.2], [150, 3]]},
+                     "prompt_tokens": {"dist": "lognormal", "median": 500, "sigma": 0.8, "max": 4000},
+                     "output_tokens": {"dist": "lognormal", "median": 120, "sigma": 0.8, "max": 1000}},
+        "cluster": {"num_replicas": 1},
+        "autoscaling": {"max_replicas": 6, "cold_start": {"provisioning_s": 5.0, "warmup_s": 2.0}, **policy},
+    }
+    fast = servesim.simulate(dict(config, engine={"fast_path": True}))
+    slow = servesim.simulate(dict(config, engine={"fast_path": False}))
+    assert fast.summary["num_steps"] == slow.summary["num_steps"]
+    for column in ("finish_s", "first_token_s", "replica", "tokens_generated", "max_itl_s"):
+        assert np.array_equal(getattr(fast.requests, column), getattr(slow.requests, column), equal_nan=True), column
+    assert fast.summary["fleet"] == slow.summary["fleet"] and fast.summary["cost"] == slow.summary["cost"]
+    assert fast.summary["fleet"]["cold_starts"] > 0 and fast.summary["fleet"]["scale_downs"] > 0

@@ -202,7 +202,7 @@ class Fleet:
         busy = sum(self._retired_busy)
         for i, st in enumerate(self.state):
             replica = sim.replicas[i]
-            busy += replica.busy_time_s
+            busy += replica.busy_s_at(now)
             if st == ACTIVE or st == DRAINING:
                 concurrency += replica.num_outstanding
                 waiting += replica.num_waiting

@@ -198,6 +198,15 @@ class Replica:
                 count -= 1
         return count
 
+    def busy_s_at(self, now: float) -> float:
+        """Busy time up to ``now``, the step or decode stretch in flight counted up to ``now``: the
+        same on the fast path and step by step (``busy_time_s`` grows only when they end)."""
+        if self._stretch is not None:
+            return self.busy_time_s + (now - self._stretch.start_s)
+        if self._busy:
+            return self.busy_time_s + (now - self._step_start)
+        return self.busy_time_s
+
     @property
     def kv_usage(self) -> float:
         """Fraction of the KV-cache blocks in use as of now (what a router sees)."""
