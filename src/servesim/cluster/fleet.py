@@ -126,7 +126,6 @@ class Fleet:
         self._retried: set[int] = set()
         self._retry_count: dict[int, int] = {}
         self._total = len(sim.workload)
-        self._started = False
 
     # ------------------------------------------------------------ set-up
 
@@ -136,7 +135,6 @@ class Fleet:
             if st == ACTIVE:
                 self._since[i] = now
                 self._serving_since[i] = now
-        self._started = True
         if self.failures is not None:
             self.failures.begin(self, now)
         self.sim.loop.schedule(now, ARRIVAL, self._on_tick)
@@ -490,10 +488,6 @@ class Fleet:
     def retried_ids(self) -> list[int]:
         """Ids of the requests re-queued after a failure at least once, in increasing order."""
         return sorted(self._retried)
-
-    def live_replicas(self) -> list:
-        """Replica objects whose memory still exists (checked for KV books)."""
-        return [r for i, r in enumerate(self.sim.replicas) if r is not None and self.state[i] != DOWN and not r.down]
 
 
 def _index(replica) -> int:
