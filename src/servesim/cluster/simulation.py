@@ -576,16 +576,7 @@ class Simulation:
         self._arrival[j] = now
         if self.pinning is not None:
             self.pinning.observe(seq.session, float(w.think_s[j]))
-        reason = self._rejection(seq)
-        if reason:
-            self._status[j] = REJECTED
-            self._reason[j] = REJECT_REASONS.index(reason)
-            self._num_done += 1
-            return
-        if self.fleet is not None:
-            self.fleet.admit(seq, now)
-        else:
-            self.send(seq, now)
+        self._admit(seq, now)
 
     # -------------------------------------------------------------- helpers
 
