@@ -28,14 +28,15 @@ from servesim.deployment import (  # noqa: F401 - build_catalog and build_deploy
     pool_deployments,
 )
 from servesim.errors import ConfigError
+from servesim.fleet_assembly import operations_summary, span_bounds, train_policy
 from servesim.metrics.energy import energy_summary
 from servesim.metrics.kv_cache import chunk_cache_summary, kv_cache_summary
 from servesim.perf.expert_offload import ExpertOffloadStepModel
 from servesim.metrics.pools import pool_summary
 from servesim.metrics.programs import program_summary, program_table
 from servesim.metrics.fleet import fleet_series_columns
-from servesim.metrics.records import FAILED, FINISHED, RequestTable, RunInfo, TimeSeries
-from servesim.metrics.stats import json_float, ratio
+from servesim.metrics.records import FINISHED, RequestTable, RunInfo, TimeSeries
+from servesim.metrics.stats import json_float
 from servesim.metrics.summary import summarize
 from servesim.workload.builder import build_workload
 from servesim.workload.request import Workload
@@ -109,7 +110,7 @@ def simulate(
     deployment = pools[0][1]
     if workload is None:
         workload = build_workload(config.workload, RandomStreams(config.seed))
-    policy = _trained_policy(config, pools, workload, step_model)
+    policy = train_policy(config, pools, workload, step_model)
     bar = progress(len(workload)) if progress is not None else None
     sim = build_simulation(config, pools, workload, step_model, bar, fleet_policy=policy)
     row = None  # the row power budget's controller (POLCA), when configured
@@ -129,6 +130,8 @@ def simulate(
     check_conservation(out.requests, sim.replicas, config.horizon_s, retired=fleet.retired if fleet is not None else (),
                        cache_served_tokens=sim.front.tokens_served if sim.front is not None else 0)
     cluster = config.cluster
+    operations = config.autoscaling is not None or config.failures is not None
+    start_s, end_s = span_bounds(config, sim, out.requests) if operations else (0.0, 0.0)
     mixed = len(pools) > 1  # GPUs of more than one kind or size
     split = cluster.semi_pd is not None  # two simulated workers per replica
     info = RunInfo(
@@ -144,11 +147,12 @@ def simulate(
         num_role_switches=len(out.role_switches),
         num_gpus=sum(p.num_replicas * gpus_per_replica(p) for p, _ in pools) if mixed or split else None,
         usd_per_hr=fleet_usd_per_hr(pools) if mixed or split else None,
+        gpu_seconds=sum(fleet.gpu_seconds(end_s)) if fleet is not None else None,
     )
     summary = summarize(out.requests, out.timeseries, info, config.slo)
-    operations = _operations(config, sim, pools, out.requests, summary) if config.autoscaling or config.failures else {}
     summary.update(_energy(sim, pools, out.requests, summary, split, row))
-    summary.update(operations)
+    if operations:
+        summary.update(operations_summary(config, sim, pools, out.requests, start_s, end_s))
     programs = program_table(out.requests, workload) if workload.follows is not None else None
     summary.update(_feature_summaries(sim, out, workload, config, offloads, programs))
     if row is not None:
@@ -235,61 +239,6 @@ def _energy(sim, pools, requests, summary: dict, split: bool, row=None) -> dict:
         gpus = [g / t if t > 0 else gpus[0] for g, t in zip(sim.fleet.gpu_seconds(start + span), lives)]
         powers = [powers[0]] * len(busy)
     return energy_summary(busy_prefill, busy, gpus, powers, span, out_tokens, tokens, summary["cost"]["usd"], lives)
-
-
-def _goodput_lost(fleet, requests: RequestTable, slo, span_s: float) -> dict:
-    """Requests the failures cost their SLO: those failed, and those retried that then missed it."""
-    from servesim.metrics.slo import slo_met
-
-    retried = np.zeros(len(requests), dtype=bool)
-    rows = np.searchsorted(requests.request_id, np.fromiter(fleet.retried_ids(), dtype=np.int64))
-    retried[rows] = True
-    lost = int((retried & ~slo_met(requests, slo)).sum()) + int((requests.status == FAILED).sum())
-    return {"slo_lost_requests": lost, "goodput_lost_rps": ratio(lost, span_s)}
-
-
-def _trained_policy(config: ScenarioConfig, pools, workload: Workload, step_model) -> Any:
-    """The RL autoscaler, trained over ``rl.episodes`` whole runs of the scenario (exploration
-    falling linearly to none), ready for the greedy run that is reported; None for other policies."""
-    scaling = config.autoscaling
-    if scaling is None or scaling.policy != "rl":
-        return None
-    from servesim.cluster.autoscaling import make_policy
-
-    policy = make_policy(scaling, config.slo, RandomStreams(config.seed).stream("autoscaler-rl"))
-    episodes = scaling.rl.episodes
-    for episode in range(episodes):
-        policy.new_episode(scaling.rl.epsilon * (1.0 - episode / episodes))
-        build_simulation(config, pools, workload, step_model, None, fleet_policy=policy).run()
-    policy.new_episode(0.0, final=True)
-    return policy
-
-
-def _operations(config: ScenarioConfig, sim, pools, requests, summary: dict) -> dict:
-    """Fleet operations: capacity paid for replica by replica (cost replaced), and the ``fleet``
-    section with ``availability`` at the top level (``servesim.metrics.fleet``)."""
-    from servesim.fleet_assembly import cold_start_s
-    from servesim.metrics.fleet import fleet_summary
-
-    fleet = sim.fleet
-    start = float(requests.arrival_s.min()) if len(requests) else 0.0
-    span = summary.get("span_s")
-    end = start + span if span is not None else (config.horizon_s or sim.loop.now)
-    load_s, cold_s = cold_start_s(config, *pools[0])
-    policy = config.autoscaling.policy if config.autoscaling is not None else "fixed"
-    extra: dict[str, Any] = {"fleet": fleet_summary(fleet, sim.disturbances, start, end, cold_s, load_s, policy)}
-    if fleet is not None:
-        extra["availability"] = extra["fleet"]["availability"]
-        extra["fleet"].update(_goodput_lost(fleet, requests, config.slo, end - start))
-        gpu_hours = sum(fleet.gpu_seconds(end)) / 3600.0
-        cost = dict(summary["cost"])
-        price = cost["price_usd_per_gpu_hr"]
-        cost["gpu_hours"] = json_float(gpu_hours)
-        cost["usd"] = None if price is None else json_float(gpu_hours * price)
-        out_tokens = int(requests.tokens_generated[requests.status == FINISHED].sum())
-        cost["usd_per_million_output_tokens"] = None if cost["usd"] is None else ratio(cost["usd"], out_tokens / 1e6)
-        summary["cost"] = cost  # (read by _energy next)
-    return extra
 
 
 def _as_config(config: ScenarioConfig | dict[str, Any] | str | Path | None) -> ScenarioConfig:

@@ -1,5 +1,6 @@
-"""Wiring of fleet operations into a built ``Simulation``: autoscaling, cold starts, failures
-and slowdowns (``servesim.cluster.fleet``, ``autoscaling``, ``failures``; docs/operations.md)."""
+"""Fleet operations around a run: wiring into a built ``Simulation`` (autoscaling, cold starts,
+failures and slowdowns: ``servesim.cluster.fleet``, ``autoscaling``, ``failures``), training the
+RL autoscaler before the reported run, and the fleet's summary after it (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -131,3 +132,47 @@ def _begin_fleet(now: float, fleet) -> None:
 
 def _begin_disturbances(now: float, disturb) -> None:
     disturb.begin(now)
+
+
+def train_policy(config: ScenarioConfig, pools: list, workload, step_model) -> Any:
+    """The RL autoscaler, trained over ``rl.episodes`` whole runs of the scenario (exploration
+    falling linearly to none), ready for the greedy run that is reported; None for other policies."""
+    scaling = config.autoscaling
+    if scaling is None or scaling.policy != "rl":
+        return None
+    from servesim.assembly import build_simulation
+    from servesim.cluster.autoscaling import make_policy
+
+    policy = make_policy(scaling, config.slo, RandomStreams(config.seed).stream("autoscaler-rl"))
+    episodes = scaling.rl.episodes
+    for episode in range(episodes):
+        policy.new_episode(scaling.rl.epsilon * (1.0 - episode / episodes))
+        build_simulation(config, pools, workload, step_model, None, fleet_policy=policy).run()
+    policy.new_episode(0.0, final=True)
+    return policy
+
+
+def span_bounds(config: ScenarioConfig, sim, requests) -> tuple[float, float]:
+    """(start, end) of the run's span as the summary counts it: first arrival to last finish
+    (the horizon, or the clock, when nothing finished)."""
+    from servesim.metrics.records import FINISHED
+
+    start = float(requests.arrival_s.min()) if len(requests) else 0.0
+    finished = requests.status == FINISHED
+    if finished.any():
+        return start, start + float(requests.finish_s[finished].max() - requests.arrival_s.min())
+    return start, config.horizon_s or sim.loop.now
+
+
+def operations_summary(config: ScenarioConfig, sim, pools: list, requests, start_s: float, end_s: float) -> dict:
+    """The ``fleet`` section, with ``availability`` at the top level (``servesim.metrics.fleet``)."""
+    from servesim.metrics.fleet import fleet_summary, goodput_lost
+
+    fleet = sim.fleet
+    load_s, cold_s = cold_start_s(config, *pools[0])
+    policy = config.autoscaling.policy if config.autoscaling is not None else "fixed"
+    extra: dict[str, Any] = {"fleet": fleet_summary(fleet, sim.disturbances, start_s, end_s, cold_s, load_s, policy)}
+    if fleet is not None:
+        extra["availability"] = extra["fleet"]["availability"]
+        extra["fleet"].update(goodput_lost(fleet.retried_ids(), requests, config.slo, end_s - start_s))
+    return extra

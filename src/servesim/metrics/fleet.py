@@ -77,6 +77,17 @@ def fleet_summary(fleet, disturbances, start_s: float, end_s: float, cold_start_
     return out
 
 
+def goodput_lost(retried_ids: list[int], requests, slo, span_s: float) -> dict[str, Any]:
+    """Requests the failures cost their SLO: those failed, and those retried that then missed it."""
+    from servesim.metrics.records import FAILED
+    from servesim.metrics.slo import slo_met
+
+    retried = np.zeros(len(requests), dtype=bool)
+    retried[np.searchsorted(requests.request_id, np.asarray(retried_ids, dtype=np.int64))] = True
+    lost = int((retried & ~slo_met(requests, slo)).sum()) + int((requests.status == FAILED).sum())
+    return {"slo_lost_requests": lost, "goodput_lost_rps": ratio(lost, span_s)}
+
+
 def fleet_series_columns(fleet) -> dict[str, np.ndarray]:
     """The fleet's samples as columns (written to fleet_timeseries.parquet)."""
     samples = fleet.samples

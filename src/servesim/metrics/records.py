@@ -265,6 +265,8 @@ class RunInfo:
     num_gpus, usd_per_hr: the fleet's GPUs and its price per hour, for a
         fleet of mixed pools (None: ``num_replicas x gpus_per_replica`` GPUs
         at ``price_usd_per_gpu_hr``).
+    gpu_seconds: GPU-seconds provisioned, when replicas come and go (fleet
+        operations; None: every GPU over the whole span).
     """
 
     sim_time_s: float
@@ -279,6 +281,7 @@ class RunInfo:
     num_role_switches: int = 0
     num_gpus: int | None = None
     usd_per_hr: float | None = None
+    gpu_seconds: float | None = None
 
     def __post_init__(self) -> None:
         busy = np.asarray(self.busy_time_s, dtype=np.float64)

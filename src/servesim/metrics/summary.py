@@ -186,7 +186,10 @@ def _cost(info: RunInfo, span: float | None, out_tokens: int) -> dict[str, Any]:
     """GPU-hours over the span, and dollars when a price is known (a mixed fleet: its price
     per hour; ``price_usd_per_gpu_hr`` is then the fleet's mean per GPU)."""
     num_gpus = info.num_gpus if info.num_gpus is not None else info.num_replicas * info.gpus_per_replica
-    gpu_hours = None if span is None else json_float(num_gpus * span / 3600.0)
+    if info.gpu_seconds is not None:  # replicas came and went: the GPU time each was provisioned
+        gpu_hours = json_float(info.gpu_seconds / 3600.0)
+    else:
+        gpu_hours = None if span is None else json_float(num_gpus * span / 3600.0)
     if info.usd_per_hr is not None:
         price = json_float(info.usd_per_hr / num_gpus)
         usd = None if span is None else json_float(info.usd_per_hr * span / 3600.0)
