@@ -119,13 +119,25 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
             pcie_bytes_per_s=offload.pcie_gb_per_s * 1e9, host_bytes_per_s=offload.host_gb_per_s * 1e9,
             cpu_flops_s=offload.cpu_tflops * 1e12,
         )
+    power = _power_model(cluster, hardware)
+    step_model = _phase_scaled(step_model, power, lora, squeeze)
+    max_len = cluster.max_model_len or model.max_context
+    return Deployment(model, hardware, memory, step_model, max_len, power)
+
+
+def _power_model(cluster, hardware) -> PowerModel:
+    """The GPU's power by phase and its cap (``cluster.power``)."""
     p = cluster.power
     try:
-        power = PowerModel.build(hardware.tdp_w, p.idle_fraction, p.decode_fraction, p.prefill_fraction, p.cap_w,
-                                 p.decode_frequency_sensitivity)
+        return PowerModel.build(hardware.tdp_w, p.idle_fraction, p.decode_fraction, p.prefill_fraction, p.cap_w,
+                                p.decode_frequency_sensitivity)
     except ValueError as err:
         raise ConfigError(f"cluster.power.cap_w = {p.cap_w}: {err}") from None
-    # Phase slowdowns multiply into one wrapper: the power cap's clock, LoRA's kernels, uniform pages.
+
+
+def _phase_scaled(step_model, power: PowerModel, lora, squeeze):
+    """``step_model`` with the phase slowdowns multiplied into one wrapper: the power cap's clock,
+    LoRA's kernels, uniform pages under KV compression (unwrapped when there are none)."""
     prefill_factor, decode_factor = power.prefill_time_factor, power.decode_time_factor
     if lora is not None:
         prefill_factor *= 1.0 + lora.step_overhead
@@ -136,9 +148,8 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
         prefill_factor *= layout_prefill
         decode_factor *= layout_decode
     if prefill_factor != 1.0 or decode_factor != 1.0:
-        step_model = PhaseScaledStepModel(step_model, prefill_factor, decode_factor)
-    max_len = cluster.max_model_len or model.max_context
-    return Deployment(model, hardware, memory, step_model, max_len, power)
+        return PhaseScaledStepModel(step_model, prefill_factor, decode_factor)
+    return step_model
 
 
 def _plan(offloading: bool, *args, **kwargs) -> MemoryPlan:
