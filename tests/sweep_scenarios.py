@@ -15,7 +15,8 @@ def tiny_base(num_requests: int = 60, rate_rps: float = 8.0) -> dict:
             "prompt_tokens": {"dist": "fixed", "value": 256},
             "output_tokens": {"dist": "fixed", "value": 32},
         },
-        "cluster": {"model": "llama-3-8b", "hardware": "h100"},
+        # The plain harness: the capacity bound's hand computations use its step model.
+        "cluster": {"engine": "pytorch", "model": "llama-3-8b", "hardware": "h100"},
     }
 
 

@@ -46,8 +46,9 @@ def _scenarios(tmp_path: Path) -> list[tuple[Path, list[str]]]:
     out = []
     for path in EXAMPLES:
         kind = yaml.safe_load(path.read_text())["workload"].get("kind", "trace")
-        size = {"trace": "workload.max_requests=400", "agent": "workload.num_programs=40"}.get(kind, "workload.num_requests=400")
-        out.append((path, ["--set", size]))
+        size = {"trace": "workload.max_requests=400", "agent": "workload.num_programs=40",
+                "shared_prefix": None}.get(kind, "workload.num_requests=400")  # (stages set its size)
+        out.append((path, ["--set", size] if size else []))
     for name, scenario in EXTRA_SCENARIOS.items():
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(scenario))

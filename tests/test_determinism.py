@@ -23,7 +23,7 @@ SCENARIO = {
         "prompt_tokens": {"dist": "lognormal", "median": 600, "sigma": 0.9, "max": 6000},
         "output_tokens": {"dist": "lognormal", "median": 100, "sigma": 0.8, "max": 800},
     },
-    "cluster": {"num_replicas": 2},
+    "cluster": {"engine": "pytorch", "num_replicas": 2},
     "router": {"policy": "least_outstanding"},
     "slo": {"ttft_s": 0.3, "tpot_s": 0.02},
 }

@@ -108,6 +108,7 @@ def build_simulation(
         pools=layout if len(layout) > 1 or semi is not None else None,
         semi_pd=semi,
     )
+    sim.frontend_latency_s = pools[0][1].frontend_latency_s
     sim.pool_profiles = profiles
     pin = cluster.kv_pinning
     if pin is not None:
@@ -194,6 +195,7 @@ def _replica_setup(
         block_size=block_size,
         max_model_len=deployment.max_model_len,
         scheduler=config.scheduler,
+        async_scheduling=deployment.async_scheduling,
         prefix_block_tokens=prefix_tokens,
         kv_bytes_per_token=bytes_per_token,
         make_kv_tiers=make_kv_tiers if prefix_tokens else None,

@@ -363,6 +363,31 @@ class ClusterConfig(BaseModel):
     model_config = _FROZEN
 
     num_replicas: int = Field(1, ge=1, description="Number of model replicas behind the router (count).")
+    engine: Literal["vllm", "pytorch"] = Field(
+        "vllm",
+        description=(
+            "Serving engine whose behaviour and costs are simulated (docs/fidelity.md): 'vllm' (vLLM's V1 "
+            "engine: piecewise CUDA graphs, asynchronous scheduling, kernel-grounded step costs, `vllm serve`'s "
+            "defaults) or 'pytorch' (the plain PyTorch harness of shared/calibration: CUDA graphs for pure "
+            "decode only, eager launches otherwise)."
+        ),
+    )
+    engine_version: str | None = Field(
+        None,
+        description=(
+            "Engine version where versions differ in results (vllm: asynchronous scheduling from 0.14 on); "
+            "null = vllm 0.15."
+        ),
+    )
+    frontend_latency_s: float | None = Field(
+        None,
+        ge=0,
+        description=(
+            "The serving front end's fixed time per request, added to the TTFT and end-to-end latency a client "
+            "sees (API server: parsing, tokenising, IPC, detokenising, streaming) (s); null = the engine's "
+            "default (vllm: fitted on end-to-end runs, docs/fidelity.md; pytorch: 0)."
+        ),
+    )
     model: str = Field("llama-3-8b", description="Model catalog id (see `servesim catalog`).")
     hardware: str = Field("h100", description="GPU catalog id (see `servesim catalog`).")
     tensor_parallel: int = Field(1, ge=1, description="Tensor-parallel degree: GPUs sharing each layer (count).")
@@ -404,9 +429,11 @@ class ClusterConfig(BaseModel):
         ),
     )
 
-    prefix_caching: bool = Field(
-        False,
+    prefix_caching: bool | None = Field(
+        None,
         description=(
+            "null = the engine's default (vllm: on, where the scenario's other features allow it: not with "
+            "lora, chunk_cache or semi_pd; pytorch: off).  "
             "Share KV blocks between requests by the trace's prefix-block hashes (e.g. Mooncake hash_ids): a "
             "computed prompt's blocks stay cached (LRU, reference counted, in the KV cache's free room), and a "
             "prompt's cached leading blocks skip prefill."
@@ -469,6 +496,10 @@ class ClusterConfig(BaseModel):
 
     @model_validator(mode="after")
     def _pools_add_up(self) -> ClusterConfig:
+        if self.prefix_caching is None:
+            # The engine's default, fixed at validation so that the config a run writes says it.
+            default = self.engine == "vllm" and self.lora is None and self.chunk_cache is None and self.semi_pd is None
+            object.__setattr__(self, "prefix_caching", default)
         if self.lora is not None and (self.prefix_caching or self.disaggregation is not None or self.semi_pd is not None
                                       or self.prefill_offload is not None or self.pools is not None):
             raise ValueError("lora cannot be combined with prefix_caching, disaggregation, semi_pd, prefill_offload "

@@ -186,8 +186,9 @@ class ScenarioConfig(BaseModel):
             raise ValueError("router.policy = 'ic_cache' retrieves examples from the semantic cache: set semantic_cache.ic_cache")
         if cache is None:
             return
-        if self.workload.kind == "agent":
-            raise ValueError("semantic_cache: agent workloads (closed-loop programs) are not supported in front of a cache")
+        if self.workload.kind in ("agent", "closed_loop"):
+            raise ValueError(f"semantic_cache: {self.workload.kind} workloads (closed loops: a request answered by the "
+                             "cache would never release its client's next one) are not supported in front of a cache")
         pool = cache.ic_cache.pool if cache.ic_cache is not None else None
         names = [p.name for p in self.cluster.pools or []]
         if pool is not None and pool not in names:

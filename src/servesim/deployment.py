@@ -16,6 +16,7 @@ from servesim.config import ClusterConfig, PoolConfig, ScenarioConfig
 from servesim.errors import ConfigError, DeploymentError, ServesimError
 from servesim.perf.catalog import Catalog
 from servesim.perf.dtypes import KV_BYTES_PER_ELEM, WEIGHT_FORMATS
+from servesim.perf.engines import engine_profile, engine_step_params, scheduler_defaults
 from servesim.perf.expert_offload import ExpertOffloadStepModel, default_routing_consistency
 from servesim.perf.hardware_spec import HardwareSpec
 from servesim.perf.kv_compression import memory_bytes_factor, read_bytes_factor, uniform_step_factors
@@ -36,6 +37,8 @@ class Deployment:
     step_model: StepTimeModel  # or a wrapper with the same two methods (e.g. PhaseScaledStepModel)
     max_model_len: int
     power: PowerModel | None = None  # per-GPU power by phase (None: built without one)
+    async_scheduling: bool = False  # the engine plans each step while the one before runs
+    frontend_latency_s: float = 0.0  # the serving front end's fixed time per request (s)
 
 
 def build_catalog(config: ScenarioConfig) -> Catalog:
@@ -97,12 +100,23 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
     if lora is not None and lora.memory == "partition":
         # The adapters' partition is held back from the KV cache, like the activations.
         memory = plan(memory.activation_reserve_bytes / 1e9 + lora.partition_gb)
+    engine = engine_profile(cluster.engine, cluster.engine_version, config.scheduler.max_num_seqs)
+    weight_format = WEIGHT_FORMATS[cluster.weight_dtype]
+    # The GEMMs' format on this chip: FP8 weights on a chip without FP8 run dequantised at the BF16 rate.
+    compute = weight_format.compute if hardware.tensor_flops_s(weight_format.compute) != hardware.bf16_flops_s else "bf16"
+    kv_dtype = "fp8" if kv_elem == 1 else "bf16"
+    params = engine_step_params(engine, hardware, compute, kv_dtype, cluster.tensor_parallel, config.perf, model,
+                                cluster.expert_parallel)
+    piecewise = engine.graph_mode == "piecewise" and cluster.cuda_graphs and not cluster.prefill_cuda_graph_tokens
     step_model = StepTimeModel(
         model,
         hardware,
         tensor_parallel=cluster.tensor_parallel,
         pipeline_parallel=cluster.pipeline_parallel,
-        params=config.perf,
+        params=params,
+        graph_mode="piecewise" if piecewise else "decode",
+        max_graph_tokens=engine.max_graph_tokens,
+        async_scheduling=engine.async_scheduling,
         cuda_graphs=cluster.cuda_graphs,
         weight_bytes_per_param=WEIGHT_FORMATS[cluster.weight_dtype].bytes_per_param,
         kv_bytes_per_elem=kv_elem * read_factor,
@@ -122,7 +136,9 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
     power = _power_model(cluster, hardware)
     step_model = _phase_scaled(step_model, power, lora, squeeze)
     max_len = cluster.max_model_len or model.max_context
-    return Deployment(model, hardware, memory, step_model, max_len, power)
+    frontend = cluster.frontend_latency_s
+    return Deployment(model, hardware, memory, step_model, max_len, power, engine.async_scheduling,
+                      engine.frontend_latency_s if frontend is None else frontend)
 
 
 def _power_model(cluster, hardware) -> PowerModel:
@@ -162,12 +178,34 @@ def _plan(offloading: bool, *args, **kwargs) -> MemoryPlan:
         raise DeploymentError(f"{err}; or keep fewer experts on the GPU (cluster.expert_offload.gpu_experts_per_layer)") from None
 
 
+def with_engine_defaults(config: ScenarioConfig, catalog: Catalog | None = None) -> ScenarioConfig:
+    """``config`` with the scheduler limits it leaves unset set to the engine's defaults on
+    ``cluster.hardware`` (``servesim.perf.engines.scheduler_defaults``); idempotent."""
+    sched = config.scheduler
+    unset = {"max_num_seqs", "max_num_batched_tokens"} - sched.model_fields_set
+    if not unset:
+        return config
+    catalog = catalog or build_catalog(config)
+    seqs, tokens = scheduler_defaults(config.cluster.engine, catalog.hardware(config.cluster.hardware))
+    update = {}
+    if "max_num_seqs" in unset:
+        # A token budget set below the engine's batch cap caps the batch (every sequence must decode).
+        update["max_num_seqs"] = seqs if "max_num_batched_tokens" in unset else min(seqs, sched.max_num_batched_tokens)
+    if "max_num_batched_tokens" in unset:
+        # vLLM raises its budget to the batch cap when the cap is set above it.
+        update["max_num_batched_tokens"] = max(tokens, update.get("max_num_seqs", sched.max_num_seqs))
+    resolved = type(sched).model_validate({**sched.model_dump(exclude_unset=True), **update})
+    return config.model_copy(update={"scheduler": resolved})
+
+
 def calibrated(config: ScenarioConfig) -> ScenarioConfig:
-    """``config`` with ``perf`` = its calibration file's values under the fields set explicitly in ``perf``.
+    """``config`` with the engine's defaults filled in (``with_engine_defaults``) and ``perf``
+    = its calibration file's values under the fields set explicitly in ``perf``.
 
     Every field of the returned ``perf`` counts as set, so calibrating again
     (or re-running the config a run wrote) changes nothing.
     """
+    config = with_engine_defaults(config)
     if config.calibration is None:
         return config
     from servesim.perf.calibration_file import apply_calibration, load_calibration
@@ -182,8 +220,9 @@ def pool_deployments(config: ScenarioConfig) -> list[tuple[PoolConfig, Deploymen
     deployment, in replica order.  A cluster of one kind of replica is one pool named after
     its model; a disaggregated cluster whose prefill pool, or a prefill offload whose remote
     cluster, has its own GPUs is two (prefill side first)."""
-    cluster = config.cluster
     catalog = build_catalog(config)
+    config = with_engine_defaults(config, catalog)
+    cluster = config.cluster
     pools = _resolved_pools(cluster)
     if pools is None:
         only = PoolConfig(name=cluster.model, num_replicas=total_replicas(cluster),

@@ -86,19 +86,19 @@ def test_disaggregated_fast_path_matches_the_reference():
 
 def test_pools_must_add_up_to_the_replicas():
     with pytest.raises(ConfigError, match="set num_replicas to 3"):
-        servesim.simulate({"cluster": {"num_replicas": 2,
+        servesim.simulate({"cluster": {"engine": "pytorch", "num_replicas": 2,
                                        "disaggregation": {"prefill_replicas": 1, "decode_replicas": 2}}})
 
 
 def test_a_link_of_zero_bandwidth_is_a_config_error():
     with pytest.raises(ConfigError, match="bandwidth_gbps = 0"):
-        servesim.simulate({"cluster": {"num_replicas": 2, "disaggregation": {"link": {"bandwidth_gbps": 0}}}})
+        servesim.simulate({"cluster": {"engine": "pytorch", "num_replicas": 2, "disaggregation": {"link": {"bandwidth_gbps": 0}}}})
 
 
 def test_a_decode_pool_that_cannot_hold_one_request_is_a_deployment_error():
     """Llama-3-70B on two H100s with a 1 GB activation reserve: 72 GB of each GPU's budget leaves KV room for
     2,720 tokens per replica, less than one 8,192-token request; a lower max_model_len fits."""
-    scenario = {"cluster": {"num_replicas": 2, "model": "llama-3-70b", "tensor_parallel": 2,
+    scenario = {"cluster": {"engine": "pytorch", "num_replicas": 2, "model": "llama-3-70b", "tensor_parallel": 2,
                             "activation_reserve_gb": 1.0, "disaggregation": {}}}
     with pytest.raises(DeploymentError, match="cluster.disaggregation: a decode replica's KV cache holds 2720 tokens"
                                               ".*max_model_len = 8192.*at most 2720"):
@@ -154,7 +154,7 @@ def test_a_busy_link_keeps_long_prompts_local():
 
 def test_offload_and_disaggregation_do_not_combine():
     with pytest.raises(ConfigError, match="cannot be combined"):
-        servesim.simulate({"cluster": {"num_replicas": 2, "disaggregation": {},
+        servesim.simulate({"cluster": {"engine": "pytorch", "num_replicas": 2, "disaggregation": {},
                                        "prefill_offload": {}}})
 
 
@@ -255,12 +255,12 @@ def test_a_prefill_pool_on_other_gpus_runs_prompts_at_their_speed_and_is_paid_at
     from servesim.perf.batch_shape import BatchShape
 
     scenario = {"workload": _lone_request(3000, 4),
-                "cluster": {"num_replicas": 3, "disaggregation": {"prefill_replicas": 1, "decode_replicas": 2,
+                "cluster": {"engine": "pytorch", "num_replicas": 3, "disaggregation": {"prefill_replicas": 1, "decode_replicas": 2,
                                                                    "prefill_hardware": "b200"}}}
     result = servesim.simulate(scenario)
     t, s = result.requests, result.summary
-    b200 = build_deployment(servesim.config.validate_config({"cluster": {"hardware": "b200"}}))
-    h100 = build_deployment(servesim.config.validate_config({}))
+    b200 = build_deployment(servesim.config.validate_config({"cluster": {"engine": "pytorch", "hardware": "b200"}}))
+    h100 = build_deployment(servesim.config.validate_config({"cluster": {"engine": "pytorch"}}))
     # The 3000-token prompt fits the default token budget: one B200 iteration (less than half an H100's).
     prompt_step = b200.step_model.time_s(BatchShape.build([(0, 3000)]))
     assert t.first_token_s[0] - t.arrival_s[0] == pytest.approx(prompt_step, rel=1e-12)
@@ -272,7 +272,7 @@ def test_a_prefill_pool_on_other_gpus_runs_prompts_at_their_speed_and_is_paid_at
 
 def test_a_remote_prefill_cluster_on_other_gpus():
     scenario = {"workload": _lone_request(5000, 3),
-                "cluster": {"num_replicas": 1, "prefill_offload": {"remote_prefill_replicas": 1, "threshold_tokens": 4000,
+                "cluster": {"engine": "pytorch", "num_replicas": 1, "prefill_offload": {"remote_prefill_replicas": 1, "threshold_tokens": 4000,
                                                                     "remote_hardware": "h200", "remote_tensor_parallel": 2}}}
     result = servesim.simulate(scenario)
     s = result.summary
@@ -283,4 +283,4 @@ def test_a_remote_prefill_cluster_on_other_gpus():
 
 def test_pools_of_other_gpus_cannot_switch_roles():
     with pytest.raises(ConfigError, match="replicas switch roles"):
-        servesim.simulate({"cluster": {"num_replicas": 2, "disaggregation": {"prefill_hardware": "b200", "controller": {}}}})
+        servesim.simulate({"cluster": {"engine": "pytorch", "num_replicas": 2, "disaggregation": {"prefill_hardware": "b200", "controller": {}}}})

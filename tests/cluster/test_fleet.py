@@ -46,7 +46,7 @@ def test_cold_start_is_provisioning_plus_weights_over_bandwidth_plus_warmup():
 
 def _scale_to_zero_config() -> dict:
     return {
-        "cluster": {"num_replicas": 1},
+        "cluster": {"engine": "pytorch", "num_replicas": 1},
         "autoscaling": {
             "policy": "kpa", "min_replicas": 0, "max_replicas": 2, "interval_s": 1.0,
             "kpa": {"stable_window_s": 10.0, "scale_to_zero_grace_s": 5.0},
@@ -226,7 +226,7 @@ def test_rl_autoscaler_trains_over_episodes_and_reports_its_targets(interval):
 
 def _drain_config() -> dict:
     return {
-        "cluster": {"num_replicas": 2},
+        "cluster": {"engine": "pytorch", "num_replicas": 2},
         "autoscaling": {"policy": "kpa", "min_replicas": 1, "max_replicas": 2, "interval_s": 1.0,
                         "kpa": {"stable_window_s": 10.0}},
     }
@@ -253,7 +253,7 @@ def test_scale_down_drains_the_newest_least_loaded_replica_which_turns_off_when_
 
 def _failure_config(in_flight: str = "retry", recovery: str = "restart") -> dict:
     return {
-        "cluster": {"num_replicas": 2},
+        "cluster": {"engine": "pytorch", "num_replicas": 2},
         "failures": {"gpu_failures_per_hour": 0.0, "scripted": [{"at_s": 1.005, "replica": 0}],
                      "detection_s": 5.0, "restart_s": 10.0, "recovery": recovery, "in_flight": in_flight},
     }
@@ -345,7 +345,8 @@ def test_failure_rate_defaults_to_the_published_rate_and_draws_exponential_times
 
 def test_stragglers_slow_their_replicas_steps_by_the_factor():
     workload = Workload.from_requests([Request(0.0, 100, 11)])
-    config = {"failures": {"gpu_failures_per_hour": 0.0, "stragglers": {"fraction": 1.0, "slowdown": 2.0}}}
+    config = {"cluster": {"engine": "pytorch"},
+              "failures": {"gpu_failures_per_hour": 0.0, "stragglers": {"fraction": 1.0, "slowdown": 2.0}}}
     result = servesim.simulate(config, workload=workload, step_model=STEP)
     # 11 steps of 0.02 s.
     assert result.requests.finish_s[0] == pytest.approx(0.22)
@@ -358,7 +359,7 @@ def test_fleet_runs_are_deterministic_and_keep_their_books():
         "workload": {"kind": "synthetic", "num_requests": 800, "arrival": {"process": "gamma", "rate_rps": 10.0, "cv": 2.0},
                      "prompt_tokens": {"dist": "lognormal", "median": 600, "sigma": 0.8, "max": 4000},
                      "output_tokens": {"dist": "lognormal", "median": 120, "sigma": 0.8, "max": 1000}},
-        "cluster": {"num_replicas": 3},
+        "cluster": {"engine": "pytorch", "num_replicas": 3},
         "autoscaling": {"policy": "hpa", "max_replicas": 6, "interval_s": 5.0,
                         "cold_start": {"provisioning_s": 5.0, "warmup_s": 2.0}, "hpa": {"target": 0.5}},
         "failures": {"rate_scale": 3e5, "interference": {"period_s": 10.0, "sigma": 0.3}},
@@ -377,7 +378,7 @@ def test_fleet_runs_are_deterministic_and_keep_their_books():
 @pytest.mark.parametrize("section, message", [
     ({"autoscaling": {"min_replicas": 3, "max_replicas": 2}}, "min_replicas = 3 is above max_replicas = 2"),
     ({"autoscaling": {"min_replicas": 2}}, "cluster.num_replicas = 1 is the starting fleet"),
-    ({"autoscaling": {"max_replicas": 2}, "cluster": {"num_replicas": 2, "disaggregation": {}}}, "needs a colocated cluster of one pool; cluster.disaggregation"),
+    ({"autoscaling": {"max_replicas": 2}, "cluster": {"engine": "pytorch", "num_replicas": 2, "disaggregation": {}}}, "needs a colocated cluster of one pool; cluster.disaggregation"),
     ({"autoscaling": {"rl": {"initial_target": 5}}}, "rl.initial_target = 5.0 must be one of rl.targets"),
     ({"failures": {"detection_s": -1}}, "failures.detection_s = -1"),
 ])
@@ -421,7 +422,7 @@ def test_block_pool_grows_and_shrinks_by_free_blocks():
 
 def test_elastic_grow_adds_gpus_to_the_running_instance_after_a_peer_copy():
     config = validate_config({
-        "cluster": {"num_replicas": 1, "tensor_parallel": 1},
+        "cluster": {"engine": "pytorch", "num_replicas": 1, "tensor_parallel": 1},
         "autoscaling": {"policy": "kpa", "max_replicas": 1, "interval_s": 1.0, "kpa": {"target_concurrency": 2},
                         "elastic": {"gpu_steps": [1, 2], "peer_gb_per_s": 1.0, "switch_s": 1.0}},
     })
@@ -451,7 +452,8 @@ def test_elastic_grow_adds_gpus_to_the_running_instance_after_a_peer_copy():
 def test_interference_slows_each_replica_by_its_drawn_factor():
     from servesim.core.rng import RandomStreams
 
-    config = {"seed": 4, "failures": {"gpu_failures_per_hour": 0.0, "interference": {"period_s": 1000.0, "sigma": 0.5}}}
+    config = {"seed": 4, "cluster": {"engine": "pytorch"},
+              "failures": {"gpu_failures_per_hour": 0.0, "interference": {"period_s": 1000.0, "sigma": 0.5}}}
     workload = Workload.from_requests([Request(0.0, 100, 11)])
     result = servesim.simulate(config, workload=workload, step_model=STEP)
     # One replica, no stragglers (no permutation drawn): its factor is the first draw of the
@@ -462,14 +464,14 @@ def test_interference_slows_each_replica_by_its_drawn_factor():
 
 def test_link_degradation_slows_kv_transfers_by_its_factor():
     def e2e(degraded: bool) -> float:
-        config = {"cluster": {"num_replicas": 2, "disaggregation": {"link": {"bandwidth_gbps": 1.0}}}}
+        config = {"cluster": {"engine": "pytorch", "num_replicas": 2, "disaggregation": {"link": {"bandwidth_gbps": 1.0}}}}
         if degraded:  # an episode starts within about a millisecond and lasts the whole run
             config["failures"] = {"gpu_failures_per_hour": 0.0,
                                   "link_degradation": {"episodes_per_hour": 3.6e6, "duration_s": 1000, "bandwidth_factor": 0.1}}
         workload = Workload.from_requests([Request(0.5, 1000, 3)])
         return float(servesim.simulate(config, workload=workload, step_model=STEP).requests.finish_s[0])
 
-    config = validate_config({"cluster": {"num_replicas": 2, "disaggregation": {}}})
+    config = validate_config({"cluster": {"engine": "pytorch", "num_replicas": 2, "disaggregation": {}}})
     memory = build_deployment(config).memory
     transfer = 1000 * memory.kv_bytes_per_token_per_gpu * memory.num_gpus / (1e9 / 8)  # 1,000 tokens over 1 Gbit/s
     # At a tenth of the bandwidth the transfer takes 10x: 9 transfer-times later.
@@ -479,7 +481,7 @@ def test_link_degradation_slows_kv_transfers_by_its_factor():
 def test_a_node_failure_takes_down_every_replica_on_the_node_at_once():
     from servesim.core.rng import RandomStreams
 
-    config = {"seed": 2, "cluster": {"num_replicas": 2},
+    config = {"seed": 2, "cluster": {"engine": "pytorch", "num_replicas": 2},
               "failures": {"gpu_failures_per_hour": 0.0, "node_failures_per_hour": 3600.0, "gpus_per_node": 2,
                            "max_retries": 0, "detection_s": 1.0}}
     workload = Workload.from_requests([Request(0.0, 100, 5000)])
@@ -499,7 +501,7 @@ def test_failures_and_autoscaling_keep_the_books_with_prefix_caching():
                      "prompt_tokens": {"dist": "lognormal", "median": 400, "sigma": 0.5, "max": 2000},
                      "output_tokens": {"dist": "lognormal", "median": 80, "sigma": 0.5, "max": 400},
                      "system_prompts": {"count": 4, "tokens": 512}},
-        "cluster": {"num_replicas": 2, "prefix_caching": True},
+        "cluster": {"engine": "pytorch", "num_replicas": 2, "prefix_caching": True},
         "autoscaling": {"policy": "kpa", "max_replicas": 4, "interval_s": 1.0, "kpa": {"target_concurrency": 4},
                         "cold_start": {"provisioning_s": 1.0, "warmup_s": 1.0}},
         "failures": {"gpu_failures_per_hour": 0.0, "detection_s": 1.0, "restart_s": 2.0,
@@ -524,7 +526,7 @@ def test_autoscaling_runs_on_the_fast_path_exactly_as_step_by_step(policy):
                                  "rate_schedule": [[0, 1], [30, 4], [60, 0.2], [150, 3]]},
                      "prompt_tokens": {"dist": "lognormal", "median": 500, "sigma": 0.8, "max": 4000},
                      "output_tokens": {"dist": "lognormal", "median": 120, "sigma": 0.8, "max": 1000}},
-        "cluster": {"num_replicas": 1},
+        "cluster": {"engine": "pytorch", "num_replicas": 1},
         "autoscaling": {"max_replicas": 6, "cold_start": {"provisioning_s": 5.0, "warmup_s": 2.0}, **policy},
     }
     fast = servesim.simulate(dict(config, engine={"fast_path": True}))

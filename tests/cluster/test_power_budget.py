@@ -96,7 +96,7 @@ def _lone(row=None, fast=True, output=3, **power):
     return servesim.simulate({
         "workload": {"kind": "synthetic", "num_requests": 1, "arrival": {"process": "poisson", "rate_rps": 1},
                      "prompt_tokens": {"dist": "fixed", "value": 2000}, "output_tokens": {"dist": "fixed", "value": output}},
-        "cluster": {"power": power},
+        "cluster": {"engine": "pytorch", "power": power},
         "engine": {"fast_path": fast},
     })
 
@@ -156,7 +156,7 @@ def test_monitor_reads_the_draw_and_changes_nothing():
         "workload": {"kind": "synthetic", "num_requests": 300, "arrival": {"process": "gamma", "rate_rps": 30, "cv": 3},
                      "prompt_tokens": {"dist": "lognormal", "median": 800, "sigma": 1.0, "max": 8000},
                      "output_tokens": {"dist": "lognormal", "median": 150, "sigma": 0.8, "max": 1000}},
-        "cluster": {"num_replicas": 4},
+        "cluster": {"engine": "pytorch", "num_replicas": 4},
     }
     plain = servesim.simulate(cfg)
     cfg["cluster"]["power"] = {"row": {"budget_w": 1800.0, "policy": "monitor", "gpus_per_server": 4}}
@@ -190,7 +190,7 @@ def _bursty(fast: bool, horizon=None):
         "workload": {"kind": "synthetic", "num_requests": 600, "arrival": {"process": "gamma", "rate_rps": 40, "cv": 3},
                      "prompt_tokens": {"dist": "lognormal", "median": 1000, "sigma": 1.0, "max": 8000},
                      "output_tokens": {"dist": "lognormal", "median": 150, "sigma": 0.8, "max": 1000}},
-        "cluster": {"num_replicas": 8, "power": {"row": {"budget_servers": 0.75, "capped_gpu_w": 450.0,
+        "cluster": {"engine": "pytorch", "num_replicas": 8, "power": {"row": {"budget_servers": 0.75, "capped_gpu_w": 450.0,
                                                             "hard_threshold": 1.0, "hard_gpu_w": 350.0,
                                                             "interval_s": 0.5}}},
         "engine": {"fast_path": fast},
@@ -247,6 +247,6 @@ def test_bad_row_configs_name_the_field(row, match):
 
 def test_not_with_semi_pd():
     with pytest.raises(ConfigError, match="cluster.power.row: not with cluster.semi_pd"):
-        servesim.simulate({"cluster": {"num_replicas": 1, "semi_pd": {}, "power": {"row": {"budget_w": 1e4, "capped_gpu_w": 400.0}}},
+        servesim.simulate({"cluster": {"engine": "pytorch", "num_replicas": 1, "semi_pd": {}, "power": {"row": {"budget_w": 1e4, "capped_gpu_w": 400.0}}},
                            "workload": {"kind": "synthetic", "num_requests": 2, "arrival": {"process": "poisson", "rate_rps": 1},
                                         "prompt_tokens": {"dist": "fixed", "value": 100}, "output_tokens": {"dist": "fixed", "value": 3}}})

@@ -190,12 +190,16 @@ def test_a_load_from_a_lower_tier_delays_the_admitting_step():
 
 def test_prefix_aware_routing_needs_prefix_caching():
     with pytest.raises(ConfigError, match="needs cluster.prefix_caching: true"):
-        servesim.simulate({"router": {"policy": "prefix_aware"}})
+        servesim.simulate({"router": {"policy": "prefix_aware"}, "cluster": {"prefix_caching": False}})
+    # vLLM's engine caches prefixes unless told not to; the plain harness does not.
+    with pytest.raises(ConfigError, match="needs cluster.prefix_caching: true"):
+        servesim.simulate({"router": {"policy": "prefix_aware"}, "cluster": {"engine": "pytorch"}})
 
 
 def test_tiers_need_prefix_caching_and_a_dividing_block_size():
     with pytest.raises(ConfigError, match="set prefix_caching: true"):
-        servesim.simulate({"cluster": {"kv_tiers": [{"name": "cpu", "capacity_gb": 10, "read_gb_per_s": 25}]}})
+        servesim.simulate({"cluster": {"prefix_caching": False,
+                                       "kv_tiers": [{"name": "cpu", "capacity_gb": 10, "read_gb_per_s": 25}]}})
     with pytest.raises(ConfigError, match="block_size = 24 must divide"):
         servesim.simulate({"workload": {"kind": "trace", "path": "builtin:mooncake-conv", "max_requests": 5},
                            "cluster": {"model": "qwen2.5-7b", "prefix_caching": True, "block_size": 24}})

@@ -11,7 +11,8 @@ CATALOG = Catalog.default()
 
 MODEL_IDS = (
     "llama-3-8b", "llama-3-70b", "llama-3.1-405b", "qwen2.5-7b", "qwen2.5-72b",
-    "mistral-7b", "mixtral-8x7b", "deepseek-v3", "llama-2-7b",
+    "mistral-7b", "mixtral-8x7b", "deepseek-v3", "llama-2-7b", "llama-2-70b", "codellama-34b", "llama-3.1-8b",
+    "llama-3.1-70b", "llama-3.3-70b", "qwen3-8b", "qwen3-32b", "qwen3-30b-a3b", "deepseek-r1",
 )
 HARDWARE_IDS = ("a100", "h100", "h200", "b200", "l4", "l40s", "mi300x")
 
@@ -26,6 +27,15 @@ PUBLISHED = {
     "mixtral-8x7b": (46.7, 12.9, 0.01),
     "deepseek-v3": (671.0, 37.0, 0.02),
     "llama-2-7b": (6.74, 6.74, 0.01),
+    "llama-2-70b": (69.0, 69.0, 0.01),
+    "codellama-34b": (33.7, 33.7, 0.01),
+    "llama-3.1-8b": (8.03, 8.03, 0.01),
+    "llama-3.1-70b": (70.6, 70.6, 0.01),
+    "llama-3.3-70b": (70.6, 70.6, 0.01),
+    "qwen3-8b": (8.2, 8.2, 0.01),
+    "qwen3-32b": (32.8, 32.8, 0.01),
+    "qwen3-30b-a3b": (30.5, 3.3, 0.02),
+    "deepseek-r1": (671.0, 37.0, 0.02),
 }
 
 

@@ -87,7 +87,9 @@ def test_scenario_expert_parallel_with_imbalance_slows_prefill():
                 "prompt_tokens": {"dist": "fixed", "value": 4000},
                 "output_tokens": {"dist": "fixed", "value": 4},
             },
-            "cluster": {"model": "mixtral-8x7b", "hardware": "h100", "tensor_parallel": 2, **extra.get("cluster", {})},
+            # The plain harness: one set of GEMM efficiencies for either split of the experts.
+            "cluster": {"engine": "pytorch", "model": "mixtral-8x7b", "hardware": "h100", "tensor_parallel": 2,
+                        **extra.get("cluster", {})},
             "perf": extra.get("perf", {}),
         }
         return servesim.simulate(cfg).summary["ttft_s"]["mean"]

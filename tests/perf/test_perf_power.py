@@ -28,7 +28,8 @@ def _lone(**cluster):
     return servesim.simulate({
         "workload": {"kind": "synthetic", "num_requests": 1, "arrival": {"process": "poisson", "rate_rps": 1},
                      "prompt_tokens": {"dist": "fixed", "value": 2000}, "output_tokens": {"dist": "fixed", "value": 3}},
-        "cluster": cluster,
+        # The plain harness: no front-end latency between the GPU's steps and what the client sees.
+        "cluster": {"engine": "pytorch", **cluster},
     })
 
 

@@ -144,6 +144,8 @@ ONE_TOPIC = {"categories": [{"name": "q", "share": 1, "num_topics": 1, "threshol
 
 
 def _run(cache, requests, **config):
+    # The plain harness: no front-end latency on top of the fake steps.
+    config = {"cluster": {"engine": "pytorch"}, **config}
     return servesim.simulate({"semantic_cache": cache, **config}, workload=Workload.from_requests(requests),
                              step_model=LinearStepModel())
 
@@ -194,7 +196,8 @@ def test_requests_missing_together_both_reach_the_fleet():
 
 def test_a_cache_that_answers_nothing_and_costs_nothing_changes_nothing():
     requests = [Request(0.05 * i, 50 + 7 * i, 5 + i % 9) for i in range(60)]
-    plain = servesim.simulate({}, workload=Workload.from_requests(requests), step_model=LinearStepModel())
+    plain = servesim.simulate({"cluster": {"engine": "pytorch"}}, workload=Workload.from_requests(requests),
+                              step_model=LinearStepModel())
     idle = _run({**ONE_TOPIC, "serve_responses": False, "search": {"latency_s": 0.0}}, requests)
     for name in ("replica", "first_token_s", "finish_s", "tokens_generated"):
         assert np.array_equal(getattr(plain.requests, name), getattr(idle.requests, name)), name

@@ -38,7 +38,8 @@ def test_decode_rate_by_hand():
 
 
 def test_fleet_bound_is_the_tighter_of_prefill_and_decode():
-    config = validate_config({**tiny_base(), "cluster": {"model": "llama-3-8b", "hardware": "l4", "num_replicas": 3}})
+    config = validate_config({**tiny_base(), "cluster": {"engine": "pytorch", "model": "llama-3-8b", "hardware": "l4",
+                                                         "num_replicas": 3}})
     load = LoadProfile(rate_rps=10.0, mean_prompt_tokens=256.0, mean_output_tokens=32.0)
     ((pool, deployment),) = pool_deployments(config)
     step = deployment.step_model

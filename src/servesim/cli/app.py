@@ -152,3 +152,4 @@ import servesim.cli.perf_cmds  # noqa: E402,F401
 import servesim.cli.profile_cmds  # noqa: E402,F401
 import servesim.cli.sweep_cmds  # noqa: E402,F401
 import servesim.cli.report_cmds  # noqa: E402,F401
+import servesim.cli.bench_cmds  # noqa: E402,F401

@@ -53,12 +53,18 @@ cdef class Replica:
     cdef public long _step_token
     cdef public double _step_start
     cdef public bint down
+    cdef public bint async_scheduling
+    cdef public list _held
+    cdef public list _held_at
+    cdef public double _prev_start
 
     cpdef submit(self, Sequence seq, double now)
     @cython.locals(stretch=_Stretch, priced=long, last=long, started=long)
     cpdef long _kv_used_now(self) except? -1
     @cython.locals(count=long, stretch=_Stretch, now=double, ends=list, j=long)
     cpdef long _outstanding_now(self) except? -1
+    @cython.locals(k=long)
+    cpdef _release_held(self, double until_s)
     @cython.locals(plan=BatchPlan, compute=double)
     cpdef _start_step(self, double now)
     @cython.locals(run=DecodeRun, stretch=_Stretch)

@@ -123,6 +123,7 @@ class Replica:
         sample_every_s: float = 1.0,
         sampler: Callable[..., None] | None = None,
         next_arrival: Callable[[], float] | None = None,
+        async_scheduling: bool = False,
     ) -> None:
         self.index = index
         self.loop = loop
@@ -141,6 +142,13 @@ class Replica:
         self._wake_pending = False
         self._stretch: _Stretch | None = None
         self._outstanding = 0  # routed here and not finished, as of the last booked event
+        # Asynchronous scheduling (vLLM V1's default): the plan of the next step is made when
+        # the step before it starts, so a request arriving while a step runs waits for the
+        # step after next.  Those requests are held here with their arrival times until then.
+        self.async_scheduling = async_scheduling
+        self._held: list[Sequence] = []
+        self._held_at: list[float] = []
+        self._prev_start = 0.0  # start of the step that ended last (s)
         cache, chunks = scheduler.prefix_cache, scheduler.chunk_cache
         # Steps may wait for KV loads: from lower prefix-cache tiers, or a chunk cache off the GPU.
         self._loads = ((cache is not None and bool(cache.tiers)) or (chunks is not None and chunks.bytes_per_s < float("inf"))
@@ -161,8 +169,14 @@ class Replica:
 
     def submit(self, seq: Sequence, now: float) -> None:
         """Queue an arriving sequence; wake the replica or cut its decode stretch."""
-        self.scheduler.add(seq)
         self._outstanding += 1
+        if self._busy and self.async_scheduling:
+            self._held.append(seq)
+            self._held_at.append(now)
+            if self._stretch is not None:
+                self._cut_stretch(now)
+            return
+        self.scheduler.add(seq)
         if self._busy:
             if self._stretch is not None:
                 self._cut_stretch(now)
@@ -261,7 +275,7 @@ class Replica:
 
     @property
     def num_waiting(self) -> int:
-        return self.scheduler.num_waiting
+        return self.scheduler.num_waiting + len(self._held)
 
     @property
     def num_running(self) -> int:
@@ -293,6 +307,8 @@ class Replica:
             sched.kv.free(seq.rid)
             if sched.adapters is not None:
                 sched.adapters.release(seq.rid)
+        lost += self._held  # arrived during the last step, never scheduled: they hold nothing
+        self._held, self._held_at = [], []
         sched.running = []
         while len(sched.waiting):
             sched.waiting.pop()
@@ -306,8 +322,23 @@ class Replica:
         if not self._busy:
             self._start_step(now)
 
+    def _release_held(self, until_s: float) -> None:
+        """Hand the scheduler the held requests that arrived at or before ``until_s``."""
+        held, at = self._held, self._held_at
+        k = bisect_right(at, until_s)
+        for seq in held[:k]:
+            self.scheduler.add(seq)
+        del held[:k], at[:k]
+
     def _start_step(self, now: float) -> None:
+        if self._held:
+            # This step was planned when the previous one started; on an idle engine, now.
+            self._release_held(self._prev_start if self._busy else now)
         plan = self.scheduler.schedule(now)
+        if plan is None and self._held:
+            # Nothing was planned ahead: the engine plans again at once, with everything.
+            self._release_held(now)
+            plan = self.scheduler.schedule(now)
         if now >= self._next_sample and self._sampler is not None:
             self._sample(now)
         if plan is None:
@@ -327,6 +358,9 @@ class Replica:
     def _start_decode(self, plan: BatchPlan, now: float) -> None:
         run = self.scheduler.decode_run(plan, MAX_STRETCH_STEPS if self._stretch_enabled else 1)
         stretch = _Stretch(plan, run, now, self.scheduler.num_waiting)
+        if self._held:
+            # Requests held for the next plan join after this iteration: it ends the stretch.
+            stretch.num_steps = 1
         stretch.price(PRICE_CHUNK, self.step_model, self._horizon, self._next_arrival())
         stretch.token = self.loop.schedule(stretch.event_time_s(), STEP_DONE, self._on_stretch_done)
         self._stretch = stretch
@@ -339,7 +373,8 @@ class Replica:
         """
         stretch = self._stretch
         ends = stretch.end_s
-        steps = bisect_left(ends, now) + 1
+        # With asynchronous scheduling the arrival joins the step after the next boundary's.
+        steps = bisect_left(ends, now) + (2 if self.async_scheduling else 1)
         if steps < stretch.num_steps:
             stretch.num_steps = steps
             # The event moves only if the cut lands before the priced chunk's end.
@@ -349,6 +384,7 @@ class Replica:
 
     def _on_step_done(self, now: float, payload: tuple[BatchPlan, float]) -> None:
         plan, start = payload
+        self._prev_start = start
         self.num_steps += 1
         self.busy_time_s += now - start
         self.busy_prefill_s += now - start  # steps with prompt tokens (pure decode runs as stretches)
@@ -365,6 +401,7 @@ class Replica:
             return
         self._stretch = None
         steps = stretch.num_steps
+        self._prev_start = stretch.end_s[steps - 2] if steps >= 2 else stretch.start_s
         if self._sampler is not None and steps > 1:
             self._sample_inside(stretch)
         self.num_steps += steps

@@ -14,6 +14,7 @@ cdef class Simulation:
     cdef public object setup
     cdef public object router
     cdef public object horizon_s
+    cdef public double frontend_latency_s
     cdef public EventLoop loop
     cdef public object progress
     cdef public object timeseries

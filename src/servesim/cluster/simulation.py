@@ -74,6 +74,8 @@ class ReplicaSetup:
     make_adapters: Callable[[object], object] | None = None
     # The KV manager caches entries (prefix blocks, or LoRA adapters in its pool) even without chains.
     entry_cache: bool = False
+    # The engine plans each step while the one before it runs (vLLM V1's asynchronous scheduling).
+    async_scheduling: bool = False
 
 
 @dataclass
@@ -114,6 +116,9 @@ class Simulation:
         self.setup = setup
         self.router = router
         self.horizon_s = horizon_s
+        # The serving front end's fixed time per request (API server, tokenizer, streaming): a
+        # client sees every token this much after the engine made it (s).
+        self.frontend_latency_s = 0.0
         self.loop = EventLoop()
         self.progress = progress
         self.timeseries = TimeSeriesBuilder()
@@ -242,6 +247,7 @@ class Simulation:
             sample_every_s=sample_every_s,
             sampler=self.timeseries.append,
             next_arrival=self._peek_arrival,
+            async_scheduling=setup.async_scheduling,
         )
 
     def _init_programs(self) -> None:
@@ -304,8 +310,8 @@ class Simulation:
             status=view(self._status, np.int8),
             reject_reason=np.array(REJECT_REASONS, dtype=object)[view(self._reason, np.int8)],
             first_scheduled_s=view(self._first_sched, np.float64),
-            first_token_s=view(self._first_token, np.float64),
-            finish_s=view(self._finish, np.float64),
+            first_token_s=view(self._first_token, np.float64) + self.frontend_latency_s,
+            finish_s=view(self._finish, np.float64) + self.frontend_latency_s,
             max_itl_s=view(self._max_itl, np.float64),
             num_preemptions=view(self._preempt, np.int64),
             cached_tokens=view(self._cached, np.int64),
@@ -556,7 +562,7 @@ class Simulation:
             j = self._successor[seq.rid]
             if j < 0:
                 continue
-            at = now + float(think[j])
+            at = now + self.frontend_latency_s + float(think[j])  # the client sees the last token, then sends
             heapq.heappush(self._releases, at)
             self.loop.schedule(at, ARRIVAL, self._on_next_call, j)
             if self.pinning is not None:

@@ -42,11 +42,22 @@ cdef class StepTimeModel:
     cdef public double _eager_per_call_s
     cdef public double _exposed
     cdef public dict _decode_parts
+    cdef public bint piecewise
+    cdef public bint async_scheduling
+    cdef public long max_graph_tokens
+    cdef public list _pad
+    cdef public double _decode_seq_s
+    cdef public double _piecewise_gpu_s
+    cdef public double _piecewise_launch_s
+    cdef public double _host_s
+    cdef public double _host_per_seq_s
 
     @cython.locals(t=long, gemm=double, touched=double, routed=double, read=double, head=double, work=double,
                    pairs=double, ctx=double, cpu=double, gpu=double, overhead=double)
     cpdef double time_s(self, BatchShape shape) except? -1.0
-    @cython.locals(n=long, work=double, comm=double, total=double)
+    @cython.locals(n=long, work=double, comm=double, total=double, seqs=double, gpu=double, gpu_fixed=double, cpu=double, launch=double)
     cpdef double decode_time_s(self, long num_decode_seqs, long decode_kv_tokens) except? -1.0
     @cython.locals(cpu=double, gpu=double)
     cpdef double _eager_overhead_s(self, double work, long calls) except? -1.0
+
+cpdef double _combine(double gpu, double host, double launch, bint overlapped)

@@ -113,6 +113,8 @@ class StepTimeModel:
         "_comm_s_per_token", "_comm_fixed_s",
         "_gpu_overhead_s", "_graphed_overhead_s", "_eager_base_s", "_eager_per_call_s", "_exposed", "_fixed_s",
         "_decode_parts", "prefill_graph_tokens",
+        "piecewise", "async_scheduling", "max_graph_tokens", "_pad", "_decode_seq_s", "_piecewise_gpu_s",
+        "_piecewise_launch_s", "_host_s", "_host_per_seq_s",
     )
 
     def __init__(
@@ -128,6 +130,9 @@ class StepTimeModel:
         gemm_compute: str | None = None,
         expert_parallel: bool = False,
         prefill_graph_tokens: int = 0,
+        graph_mode: str = "decode",
+        max_graph_tokens: int = 512,
+        async_scheduling: bool = False,
     ) -> None:
         check_parallelism(model, tensor_parallel, pipeline_parallel)
         check_expert_parallelism(model, tensor_parallel, expert_parallel)
@@ -150,6 +155,14 @@ class StepTimeModel:
         self._init_linear(model, hardware, p, tensor_parallel, weight_bytes_per_param, gemm_peak)
         self._init_attention(model, hardware, p, tensor_parallel, kv_bytes_per_elem)
         self._init_communication(model, hardware, p, tensor_parallel, pipeline_parallel)
+        if graph_mode not in ("decode", "piecewise"):
+            raise ConfigError(f"graph_mode must be 'decode' or 'piecewise', got {graph_mode!r}")
+        if graph_mode == "piecewise" and (not cuda_graphs or prefill_graph_tokens):
+            raise ConfigError("graph_mode 'piecewise' needs cuda_graphs and no prefill_graph_tokens")
+        self.piecewise = graph_mode == "piecewise"
+        self.async_scheduling = bool(async_scheduling)
+        self.max_graph_tokens = int(max_graph_tokens) if self.piecewise else 0
+        self._pad = capture_padding(self.max_graph_tokens)
         self._init_overheads(model, p)
         self._decode_parts: dict[int, tuple[float, float]] = {}  # batch size -> decode_time_s constants
 
@@ -178,9 +191,11 @@ class StepTimeModel:
         # the same weight bytes per GPU; but the step waits for the GPU whose
         # experts drew the most tokens, so routed rows scale by the imbalance.
         imbalance = p.moe_load_imbalance if self.expert_parallel else 1.0
-        self._expert_s_per_token = 2 * model.experts_per_token * expert * imbalance / flops
-        self._expert_fixed_s = half * 2 * expert / flops  # per touched expert
-        self._expert_weight_s_per_expert = expert * wbytes / bw
+        moe_flops = flops if p.moe_gemm_efficiency is None else peak * p.moe_gemm_efficiency
+        moe_bw = bw if p.moe_bw_efficiency is None else hw.mem_bw_bytes_s * p.moe_bw_efficiency
+        self._expert_s_per_token = 2 * model.experts_per_token * expert * imbalance / moe_flops
+        self._expert_fixed_s = half * 2 * expert / moe_flops  # per touched expert
+        self._expert_weight_s_per_expert = expert * wbytes / moe_bw
         head = model.embedding_params / tp  # lm_head, vocab-parallel over TP
         self._lm_s_per_seq = 2 * head / flops
         self._lm_fixed_s = half * self._lm_s_per_seq
@@ -230,6 +245,13 @@ class StepTimeModel:
         self._eager_base_s = layers * p.per_layer_launch_eager_s
         self._eager_per_call_s = layers * p.per_seq_attention_launch_s
         self._exposed = 1.0 - p.cpu_gpu_overlap
+        # Piecewise (vLLM) engine: per-sequence attention work, the GPU's fixed cost of a
+        # graphed step, the host's launches of a piecewise step, and its scheduling work.
+        self._decode_seq_s = model.num_kv_layers * p.attn_decode_per_seq_s
+        self._piecewise_gpu_s = self._gpu_overhead_s + p.gpu_step_overhead_s
+        self._piecewise_launch_s = layers * p.piecewise_launch_s
+        self._host_s = p.fixed_step_overhead_s
+        self._host_per_seq_s = p.per_seq_step_overhead_s
 
     # ------------------------------------------------------------- hot path
     def time_s(self, shape: BatchShape) -> float:
@@ -241,6 +263,8 @@ class StepTimeModel:
         t = shape.num_tokens
         if t == 0:
             return 0.0
+        if self.piecewise:
+            return self._piecewise_parts(shape)[1]
         # _gemm_s and breakdown's eager branch, inlined: this is the
         # simulator's hot path, and a method call costs ~0.1 us.
         gemm = t * self._dense_s_per_token + self._dense_fixed_s
@@ -288,6 +312,8 @@ class StepTimeModel:
     def breakdown(self, shape: BatchShape) -> StepTime:
         """The step's time by component (see the module docstring)."""
         t = shape.num_tokens
+        if self.piecewise and t > 0:
+            return self._piecewise_breakdown(shape)
         graphed = self.cuda_graphs and (
             shape.num_prefill_seqs == 0 or (shape.num_decode_seqs == 0 and t <= self.prefill_graph_tokens)
         )
@@ -322,6 +348,11 @@ class StepTimeModel:
         parts = self._decode_parts.get(n)
         if parts is None:
             parts = self._decode_parts[n] = self._decode_constants(n)
+        if self.piecewise:
+            work, seqs, comm, gpu_fixed, cpu, launch = parts
+            total = (work + (decode_kv_tokens * self._decode_kv_s + seqs)) + comm
+            gpu = total + gpu_fixed
+            return _combine(gpu, cpu, launch, self.async_scheduling)
         work, comm = parts
         total = (work + decode_kv_tokens * self._decode_kv_s) + comm
         if self.cuda_graphs:
@@ -337,13 +368,73 @@ class StepTimeModel:
             return cpu + self._exposed * gpu - work
         return self._gpu_overhead_s + self._exposed * cpu
 
-    def _decode_constants(self, n: int) -> tuple[float, float]:
+    def _decode_constants(self, n: int) -> tuple:
         # The same expressions, in the same order, as time_s for a pure-decode shape.
+        if self.piecewise:
+            return self._piecewise_decode_constants(n)
         work = self._gemm_s(n, n) + n * self._elementwise_s_per_token
         pairs = 0 * self._pair_s
         ctx = 0 * self._prefill_kv_s
         work += pairs if pairs > ctx else ctx
         return work, n * self._comm_s_per_token + self._comm_fixed_s
+
+    # ------------------------------------------------- piecewise (vLLM) engine
+    def _piecewise_parts(self, shape: BatchShape) -> tuple[float, float, bool]:
+        """(GPU work, step time, graphed) of a step on an engine with piecewise CUDA graphs.
+
+        A step of at most ``max_graph_tokens`` tokens replays captured graphs, its tokens
+        padded up to the next capture size (the GEMMs, elementwise kernels and collectives
+        run on the padded rows); a pure-decode step replays one full graph, a step with
+        prompt tokens replays the pieces between attention calls and launches attention
+        eagerly (``piecewise_launch_s`` per layer of host time).  Larger steps run eager.
+        The host's scheduling work (``fixed_step_overhead_s`` + ``per_seq_step_overhead_s``
+        per sequence) and launches overlap the GPU's work with asynchronous scheduling
+        (the step takes the longer of the two), else they add to it.
+        """
+        t = shape.num_tokens
+        graphed = t <= self.max_graph_tokens
+        rows = self._pad[t] if graphed else t
+        work = self._gemm_s(rows, shape.num_seqs) + rows * self._elementwise_s_per_token
+        pairs = shape.prefill_attn_pairs * self._pair_s
+        ctx = shape.prefill_kv_tokens * self._prefill_kv_s
+        work += pairs if pairs > ctx else ctx
+        work += shape.decode_kv_tokens * self._decode_kv_s + shape.num_decode_seqs * self._decode_seq_s
+        work += rows * self._comm_s_per_token + self._comm_fixed_s
+        gpu = work + self._piecewise_gpu_s
+        cpu = self._host_s + shape.num_seqs * self._host_per_seq_s
+        if graphed:
+            launch = self._piecewise_launch_s if shape.num_prefill_seqs > 0 else 0.0
+        else:
+            launch = self._eager_base_s + (shape.num_prefill_seqs + (shape.num_decode_seqs > 0)) * self._eager_per_call_s
+        return work, _combine(gpu, cpu, launch, self.async_scheduling), graphed
+
+    def _piecewise_breakdown(self, shape: BatchShape) -> StepTime:
+        work, total, graphed = self._piecewise_parts(shape)
+        t = shape.num_tokens
+        rows = self._pad[t] if graphed else t
+        gemm = self._gemm_s(rows, shape.num_seqs)
+        elementwise = rows * self._elementwise_s_per_token
+        pairs = shape.prefill_attn_pairs * self._pair_s
+        ctx = shape.prefill_kv_tokens * self._prefill_kv_s
+        prefill = pairs if pairs > ctx else ctx
+        decode = shape.decode_kv_tokens * self._decode_kv_s + shape.num_decode_seqs * self._decode_seq_s
+        comm = rows * self._comm_s_per_token + self._comm_fixed_s
+        overhead = total - (gemm + elementwise + prefill + decode + comm)
+        # Summed in the documented order, the parts may differ from total in the last bit: report total as priced.
+        return StepTime(gemm, elementwise, prefill, decode, comm, overhead, total, graphed)
+
+    def _piecewise_decode_constants(self, n: int) -> tuple[float, float, float, float, float, float]:
+        graphed = n <= self.max_graph_tokens
+        rows = self._pad[n] if graphed else n
+        work = self._gemm_s(rows, n) + rows * self._elementwise_s_per_token
+        pairs = 0 * self._pair_s
+        ctx = 0 * self._prefill_kv_s
+        work += pairs if pairs > ctx else ctx
+        comm = rows * self._comm_s_per_token + self._comm_fixed_s
+        cpu = self._host_s + n * self._host_per_seq_s
+        # An eager decode launches its kernels from the host (no prompt: one attention call).
+        launch = 0.0 if graphed else self._eager_base_s + 1 * self._eager_per_call_s
+        return work, n * self._decode_seq_s, comm, self._piecewise_gpu_s, cpu, launch
 
     def decode_times_s(self, num_decode_seqs: int, decode_kv_tokens: np.ndarray) -> np.ndarray:
         """``time_s`` of pure-decode steps, vectorised over their KV sizes.
@@ -384,3 +475,37 @@ def _elementwise_elems_per_token_layer(model: ModelSpec, tp: int) -> float:
     kv_write = model.kv_elems_per_token_per_layer * kv_share_per_gpu(model, tp) * tp
     sharded = 2 * rotary + 2 * kv_write + 3 * model.mlp_width_per_token
     return 10 * model.hidden_size + sharded / tp
+
+
+def _combine(gpu: float, host: float, launch: float, overlapped: bool) -> float:
+    """A step's time from its GPU time, the host's scheduling work and its kernel launches (s).
+
+    With asynchronous scheduling the host prepares the next step while the GPU runs this
+    one, so the step takes the longer of the two; without it the scheduling work comes
+    first and only the launches overlap the GPU.
+    """
+    if overlapped:
+        cpu = host + launch
+        return gpu if gpu > cpu else cpu
+    return (gpu if gpu > launch else launch) + host
+
+
+def capture_sizes(max_graph_tokens: int) -> list[int]:
+    """vLLM's default CUDA-graph capture sizes up to ``max_graph_tokens``: 1, 2, 4, then every
+    8 up to 248, then every 16 (``CompilationConfig`` in vLLM v0.11 onwards)."""
+    sizes = [1, 2, 4] + list(range(8, 256, 8)) + list(range(256, max_graph_tokens + 1, 16))
+    return [s for s in sizes if s <= max_graph_tokens]
+
+
+def capture_padding(max_graph_tokens: int) -> list[int]:
+    """``pad[t]``: the capture size a step of ``t`` tokens runs at (t <= max_graph_tokens)."""
+    pad = [0] * (max_graph_tokens + 1)
+    sizes = capture_sizes(max_graph_tokens)
+    if sizes and sizes[-1] < max_graph_tokens:
+        sizes.append(max_graph_tokens)
+    j = 0
+    for t in range(1, max_graph_tokens + 1):
+        while sizes[j] < t:
+            j += 1
+        pad[t] = sizes[j]
+    return pad

@@ -135,6 +135,53 @@ class StepTimeParams(BaseModel):
             "the calibration rows time only the forward pass; serving engines add ~1 ms."
         ),
     )
+    per_seq_step_overhead_s: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "Per-step CPU time for each sequence in the batch outside the forward pass (input preparation, "
+            "sampling bookkeeping, output processing), seconds per sequence.  0 for the plain harness."
+        ),
+    )
+    gpu_step_overhead_s: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "GPU time per step outside the layers (logits gather, sampling kernels, input copies), seconds. "
+            "0 for the plain harness, whose rows time the forward pass only."
+        ),
+    )
+    attn_decode_per_seq_s: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "GPU time per decoding sequence per layer of the decode attention kernel beyond its KV read "
+            "(per-sequence work-splitting and reduction), seconds.  Set from vLLM's kernel tables for the vllm engine."
+        ),
+    )
+    piecewise_launch_s: float = Field(
+        30e-6,
+        ge=0,
+        description=(
+            "Host CPU time per layer to run a piecewise-CUDA-graph step (vLLM: the graphed pieces between "
+            "attention calls replayed, attention launched eagerly), seconds per layer."
+        ),
+    )
+    moe_gemm_efficiency: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description=(
+            "Plateau fraction of the dense tensor peak that MoE expert GEMMs reach (a fused MoE kernel: gather, "
+            "grouped GEMM, scatter); null = gemm_efficiency."
+        ),
+    )
+    moe_bw_efficiency: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Fraction of peak memory bandwidth at which MoE experts stream their weights; null = mem_bw_efficiency.",
+    )
     allreduce_latency_s: float = Field(
         10e-6,
         ge=0,

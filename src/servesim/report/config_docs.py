@@ -32,7 +32,8 @@ def scenario_docs_markdown() -> str:
     parts = [_INTRO, _table("top level", schema)]
     for name, prop in schema["properties"].items():
         if name == "workload":
-            for key in ("TraceWorkloadConfig", "SyntheticWorkloadConfig", "ArrivalConfig", "LengthConfig"):
+            for key in ("TraceWorkloadConfig", "SyntheticWorkloadConfig", "ArrivalConfig", "LengthConfig",
+                        "SharedPrefixWorkloadConfig", "StageConfig", "ClosedLoopWorkloadConfig"):
                 parts.append(_table(f"workload ({key})", defs[key]))
             continue
         section = _referenced(prop, defs)

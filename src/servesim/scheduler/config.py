@@ -12,9 +12,22 @@ class SchedulerConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_num_seqs: int = Field(256, ge=1, description="Most sequences in one running batch (count).")
+    max_num_seqs: int = Field(
+        256,
+        ge=1,
+        description=(
+            "Most sequences in one running batch (count).  Left unset in a scenario: the engine's default on its "
+            "GPU (vllm serve: 1024 on GPUs of 70 GiB or more other than the A100, else 256; pytorch: 256)."
+        ),
+    )
     max_num_batched_tokens: int = Field(
-        8192, ge=1, description="Token budget of one iteration: new tokens computed across all sequences (tokens)."
+        8192,
+        ge=1,
+        description=(
+            "Token budget of one iteration: new tokens computed across all sequences (tokens).  Left unset in a "
+            "scenario: the engine's default on its GPU (vllm serve: 8192 on H100/H200, 16384 on GPUs of 160 GiB "
+            "or more, 2048 on A100 and smaller; pytorch: 8192)."
+        ),
     )
     chunked_prefill: bool = Field(
         True, description="Split a prompt over several iterations when it exceeds the remaining token budget."

@@ -54,11 +54,11 @@ class CapacityBound:
 
 def load_profile(config: ScenarioConfig) -> LoadProfile | None:
     """The workload's mean rate ((n - 1) gaps over the arrival span) and lengths; None for closed-loop
-    agent workloads, whose rate depends on the fleet."""
+    workloads (agent programs, benchmark clients), whose rate depends on the fleet."""
     from servesim.core.rng import RandomStreams
     from servesim.workload.builder import build_workload
 
-    if config.workload.kind == "agent":
+    if config.workload.kind in ("agent", "closed_loop"):
         return None
     workload = build_workload(config.workload, RandomStreams(config.seed))
     n = len(workload)

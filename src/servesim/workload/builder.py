@@ -16,6 +16,12 @@ Synthetic workloads draw arrivals, prompt lengths and output lengths from
 three separate streams (``workload.arrivals``, ``workload.prompt_tokens``,
 ``workload.output_tokens``), so changing one distribution leaves the draws
 of the others unchanged.  The same seed always gives the same workload.
+
+Benchmark clients (``servesim.workload.benchmarks``): ``shared_prefix`` draws
+its stage arrivals from ``workload.arrivals`` and shuffles its prompts on
+``workload.shuffle``; ``closed_loop`` draws lengths from
+``workload.prompt_tokens`` and ``workload.output_tokens`` and picks shared
+prefixes on ``workload.system_prompts``.
 """
 
 from __future__ import annotations
@@ -31,8 +37,10 @@ from servesim.workload import transforms
 from servesim.workload.config import (
     AgentWorkloadConfig,
     ArrivalConfig,
+    ClosedLoopWorkloadConfig,
     DifficultyConfig,
     LengthConfig,
+    SharedPrefixWorkloadConfig,
     SyntheticWorkloadConfig,
     TraceWorkloadConfig,
 )
@@ -61,7 +69,12 @@ def build_workload(cfg: TraceWorkloadConfig | SyntheticWorkloadConfig, streams: 
         return _with_adapters(_with_difficulty(built, cfg.difficulty, streams), cfg.lora, streams)
     if isinstance(cfg, AgentWorkloadConfig):
         return _with_difficulty(_build_agent(cfg, streams), cfg.difficulty, streams)
-    raise ConfigError(f"workload: unknown config type {type(cfg).__name__}; expected kind 'trace' or 'synthetic'")
+    if isinstance(cfg, SharedPrefixWorkloadConfig):
+        return _with_difficulty(_build_shared_prefix(cfg, streams), cfg.difficulty, streams)
+    if isinstance(cfg, ClosedLoopWorkloadConfig):
+        return _with_difficulty(_build_closed_loop(cfg, streams), cfg.difficulty, streams)
+    raise ConfigError(f"workload: unknown config type {type(cfg).__name__}; expected kind 'trace', 'synthetic', "
+                      "'agent', 'shared_prefix' or 'closed_loop'")
 
 
 def _with_prefixes(workload: Workload, cfg, streams: RandomStreams) -> Workload:
@@ -180,6 +193,45 @@ def _build_agent(cfg: AgentWorkloadConfig, streams: RandomStreams) -> Workload:
         block_tokens, source = cfg.prefix_block_tokens, "agent:synthetic"
     starts = _arrivals(cfg.arrival, _gaps(cfg.arrival, streams.stream("workload.arrivals"), len(programs)))
     return agent.programs_workload(programs, starts, block_tokens, source)
+
+
+# --------------------------------------------------------------------------- benchmark clients
+
+
+def _build_shared_prefix(cfg: SharedPrefixWorkloadConfig, streams: RandomStreams) -> Workload:
+    """inference-perf's shared_prefix: arrivals from ``workload.arrivals``, the prompt list
+    shuffled once on ``workload.shuffle``."""
+    from servesim.workload import benchmarks
+
+    stages = [(s.rate_rps, s.duration_s) for s in cfg.stages]
+    arrival, stage = benchmarks.stage_arrivals(stages, cfg.arrival, streams.stream("workload.arrivals"))
+    if len(arrival) == 0:
+        raise ConfigError(f"workload.stages: {stages} (rate_rps, duration_s) send no request; "
+                          "a stage sends int(rate_rps x duration_s)")
+    order = streams.stream("workload.shuffle").permutation(cfg.num_system_prompts * cfg.users_per_system_prompt)
+    return benchmarks.shared_prefix_workload(
+        arrival, stage, order, num_groups=cfg.num_system_prompts, prompts_per_group=cfg.users_per_system_prompt,
+        head_tokens=cfg.extra_prompt_tokens + cfg.system_prompt_tokens, question_tokens=cfg.question_tokens,
+        output_tokens=cfg.output_tokens, block_tokens=cfg.prefix_block_tokens,
+        source=f"shared_prefix:{cfg.num_system_prompts}x{cfg.users_per_system_prompt},{cfg.arrival}",
+    )
+
+
+def _build_closed_loop(cfg: ClosedLoopWorkloadConfig, streams: RandomStreams) -> Workload:
+    """Closed-loop clients: lengths from ``workload.prompt_tokens`` and ``workload.output_tokens``,
+    shared prefixes (when set) chosen on ``workload.system_prompts``."""
+    from servesim.workload import benchmarks, prefix_chains
+
+    n = cfg.num_requests
+    prompt = benchmarks.range_lengths(streams.stream("workload.prompt_tokens"), n, cfg.input_len, cfg.range_ratio)
+    output = benchmarks.range_lengths(streams.stream("workload.output_tokens"), n, cfg.output_len, cfg.range_ratio)
+    workload = benchmarks.closed_loop_workload(prompt, output, cfg.concurrency, source=f"closed_loop:{cfg.concurrency}")
+    if cfg.shared_prefix_tokens:
+        workload = prefix_chains.with_system_prompts(
+            workload, streams.stream("workload.system_prompts"), count=cfg.num_prefixes,
+            tokens=cfg.shared_prefix_tokens, zipf=0.0, block_tokens=cfg.prefix_block_tokens,
+        )
+    return workload
 
 
 def _arrivals(arrival: ArrivalConfig, gaps: np.ndarray) -> np.ndarray:

@@ -2,8 +2,11 @@
 
 ``WorkloadConfig`` is a union discriminated on ``kind``:
 
-    kind: trace      -> TraceWorkloadConfig      (replay a trace file)
-    kind: synthetic  -> SyntheticWorkloadConfig  (arrival process + length distributions)
+    kind: trace          -> TraceWorkloadConfig          (replay a trace file)
+    kind: synthetic      -> SyntheticWorkloadConfig      (arrival process + length distributions)
+    kind: agent          -> AgentWorkloadConfig          (agent programs, closed loop)
+    kind: shared_prefix  -> SharedPrefixWorkloadConfig   (inference-perf's shared_prefix under load stages)
+    kind: closed_loop    -> ClosedLoopWorkloadConfig     (benchmark clients, vllm bench --max-concurrency)
 
 Validation errors are ``ValueError``s inside pydantic, so a scenario loader
 sees them with their full field path; ``parse_workload_config`` turns them
@@ -354,7 +357,97 @@ class AgentWorkloadConfig(BaseModel):
         return self
 
 
-WorkloadConfig = Annotated[Union[TraceWorkloadConfig, SyntheticWorkloadConfig, AgentWorkloadConfig], Field(discriminator="kind")]
+class StageConfig(BaseModel):
+    """One load stage of a benchmark: a request rate held for a while."""
+
+    model_config = _FROZEN
+
+    rate_rps: float = Field(gt=0, description="Request rate of the stage (requests per second).")
+    duration_s: float = Field(gt=0, description="Length of the stage (s); stages run back to back.")
+
+
+class SharedPrefixWorkloadConfig(BaseModel):
+    """inference-perf's ``shared_prefix`` data under its load stages (docs/benchmarks.md).
+
+    ``num_system_prompts x users_per_system_prompt`` distinct prompts (system prompt i, then
+    question j), shuffled once (stream ``workload.shuffle``) and sent in that order over and over;
+    each stage starts again at the first.  A stage sends ``int(rate_rps x duration_s)`` requests.
+    Each prompt's prefix-block chain is the same every time it is sent, and its system prompt's
+    full blocks are shared by all its questions, so prefix caching hits on every repeat.
+    """
+
+    model_config = _FROZEN
+
+    kind: Literal["shared_prefix"] = Field(description="Selects this config: inference-perf's shared_prefix benchmark.")
+    num_system_prompts: int = Field(10, ge=1, description="Distinct system prompts (count; inference-perf's num_groups).")
+    users_per_system_prompt: int = Field(
+        10, ge=1, description="Distinct questions per system prompt (count; inference-perf's num_prompts_per_group)."
+    )
+    system_prompt_tokens: int = Field(ge=1, description="Length of each system prompt (tokens).")
+    question_tokens: int = Field(ge=1, description="Length of each question (tokens).")
+    extra_prompt_tokens: int = Field(
+        0,
+        ge=0,
+        description="Tokens the server adds to every prompt (BOS, a chat template's header; e.g. 25), counted "
+        "in front of the system prompt and so shared with it (tokens).",
+    )
+    output_tokens: int = Field(ge=1, description="Tokens generated per request, fixed (ignore_eos) (tokens).")
+    stages: list[StageConfig] = Field(min_length=1, description="Load stages, run back to back from time 0.")
+    arrival: Literal["constant", "poisson", "inference_perf"] = Field(
+        "constant",
+        description="Arrivals within a stage: 'constant' evenly spaced 1/rate_rps apart from the stage's start; "
+        "'poisson' exponential gaps (a random count); 'inference_perf' int(rate_rps x duration_s) exponential gaps "
+        "rescaled to sum to duration_s, the first one gap after the start (inference-perf's ConstantLoadTimer).",
+    )
+    prefix_block_tokens: int = Field(
+        16, ge=1, description="Tokens per prefix block of the chains; must be a multiple of cluster.block_size (tokens)."
+    )
+    difficulty: DifficultyConfig | None = Field(
+        None, description="Draw a difficulty in [0, 1] per request for model routing; null = none."
+    )
+
+
+class ClosedLoopWorkloadConfig(BaseModel):
+    """Benchmark clients in a closed loop, as ``vllm bench serve --max-concurrency N`` runs them.
+
+    ``concurrency`` clients start at time 0; each sends its next request the moment its previous
+    one finished (no think time): client c sends requests c, c + N, c + 2N, ...  Lengths are
+    drawn uniformly in ``[ceil(range_ratio x L), L]`` (streams ``workload.prompt_tokens`` and
+    ``workload.output_tokens``); a shared prefix is added in front of the drawn prompt
+    (``--random-prefix-len``), one of ``num_prefixes`` chosen uniformly per request (stream
+    ``workload.system_prompts``), its full blocks shared.  A rejected request ends its client.
+    """
+
+    model_config = _FROZEN
+
+    kind: Literal["closed_loop"] = Field(description="Selects this config: closed-loop benchmark clients.")
+    concurrency: int = Field(ge=1, description="Clients, each with one request in flight (count; --max-concurrency).")
+    num_requests: int = Field(ge=1, description="Requests sent in all, over all clients (count; --num-prompts).")
+    input_len: int = Field(ge=1, description="Largest drawn prompt length L_in, before the shared prefix (tokens).")
+    output_len: int = Field(ge=1, description="Largest output length L_out, generated in full (ignore_eos) (tokens).")
+    range_ratio: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Lengths are uniform integers in [ceil(range_ratio x L), L] (dimensionless, 0 < r <= 1; 1 = fixed).",
+    )
+    shared_prefix_tokens: int = Field(
+        0, ge=0, description="Shared prefix added in front of every drawn prompt (tokens; --random-prefix-len); 0 = none."
+    )
+    num_prefixes: int = Field(1, ge=1, description="Distinct shared prefixes, one drawn uniformly per request (count).")
+    prefix_block_tokens: int = Field(
+        16, ge=1, description="Tokens per prefix block of the chains; must be a multiple of cluster.block_size (tokens)."
+    )
+    difficulty: DifficultyConfig | None = Field(
+        None, description="Draw a difficulty in [0, 1] per request for model routing; null = none."
+    )
+
+
+WorkloadConfig = Annotated[
+    Union[TraceWorkloadConfig, SyntheticWorkloadConfig, AgentWorkloadConfig, SharedPrefixWorkloadConfig,
+          ClosedLoopWorkloadConfig],
+    Field(discriminator="kind"),
+]
 
 _ADAPTERS: list[TypeAdapter] = []  # built on first use: building it is a start-up cost a run does not need
 
@@ -365,7 +458,7 @@ def _adapter() -> TypeAdapter:
     return _ADAPTERS[0]
 
 
-def parse_workload_config(data: Any) -> TraceWorkloadConfig | SyntheticWorkloadConfig:
+def parse_workload_config(data: Any):  # noqa: ANN201 - one of the WorkloadConfig models
     """Validate a plain dict (e.g. from YAML) into a workload config.
 
     Raises ConfigError with one line naming the first bad field's path, its
@@ -377,7 +470,7 @@ def parse_workload_config(data: Any) -> TraceWorkloadConfig | SyntheticWorkloadC
     except ValidationError as err:
         first = err.errors()[0]
         loc = list(first["loc"])
-        if loc and loc[0] in ("trace", "synthetic"):
+        if loc and loc[0] in ("trace", "synthetic", "agent", "shared_prefix", "closed_loop"):
             loc = loc[1:]  # pydantic's union tag, not a field the user wrote
         where = ".".join(str(p) for p in ("workload", *loc))
         message = first["msg"].removeprefix("Value error, ")
