@@ -22,6 +22,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Callable
 
+from servesim.csv_rows import read_rows
 from servesim.errors import TraceError
 
 __all__ = ["BenchCsv", "BenchRow", "RowProblem", "read_bench_csv", "row_scenario", "write_bench_csv"]
@@ -205,15 +206,7 @@ def read_bench_csv(path: str | PathLike[str], extra: Callable[[BenchRow], None] 
     first bad cell.
     """
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            columns = tuple(reader.fieldnames or ())
-            cells = [dict(row) for row in reader]
-    except OSError as err:
-        raise TraceError(f"cannot read benchmark file {path}: {err.strerror or err}") from None
-    except (csv.Error, UnicodeDecodeError) as err:
-        raise TraceError(f"benchmark file {path} is not a readable UTF-8 CSV: {err}") from None
+    columns, cells = read_rows(path, "benchmark file")
     missing = [name for name in REQUIRED if name not in columns]
     if missing:
         raise TraceError(f"benchmark file {path}: missing column {missing[0]!r} (needs {', '.join(REQUIRED)}, "

@@ -274,6 +274,12 @@ class Replica:
         return self.scheduler.num_tokens_produced
 
     @property
+    def held(self) -> list[Sequence]:
+        """Requests that arrived during the step in flight and wait for the next plan
+        (asynchronous scheduling): not in the scheduler yet, holding no KV blocks."""
+        return list(self._held)
+
+    @property
     def num_waiting(self) -> int:
         return self.scheduler.num_waiting + len(self._held)
 

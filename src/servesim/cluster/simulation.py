@@ -626,7 +626,7 @@ class Simulation:
     def _record_in_flight(self) -> None:
         for replica in self.replicas:
             replica.scheduler.materialize()
-            for seq in list(replica.scheduler.running) + list(replica.scheduler.waiting):
+            for seq in list(replica.scheduler.running) + list(replica.scheduler.waiting) + replica.held:
                 self._store_progress(seq)
         for seq in self._in_transfer.values():
             self._store_progress(seq)

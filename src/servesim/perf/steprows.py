@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
+from servesim.csv_rows import read_rows
 from servesim.errors import TraceError
 from servesim.perf.batch_shape import BatchShape
 
@@ -113,15 +114,7 @@ def read_steps_csv(path: str | PathLike[str], require_measured: bool = False) ->
     positive number in every row (validation and calibration need it).
     """
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            columns = tuple(reader.fieldnames or ())
-            cells = [dict(row) for row in reader]
-    except OSError as err:
-        raise TraceError(f"cannot read steps file {path}: {err.strerror or err}") from None
-    except (csv.Error, UnicodeDecodeError) as err:
-        raise TraceError(f"steps file {path} is not a readable CSV: {err}") from None
+    columns, cells = read_rows(path, "steps file")
     needed = REQUIRED_COLUMNS + ((MEASURED_COLUMN,) if require_measured else ())
     missing = [name for name in needed if name not in columns]
     if missing:
