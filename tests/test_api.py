@@ -166,3 +166,23 @@ def test_run_info_and_deployment_are_exposed():
     assert result.deployment.memory.num_kv_blocks > 0
     assert result.deployment.max_model_len == 8192
     assert np.all(result.requests.replica == 0)
+
+
+def test_result_write_guards_its_folder(tmp_path):
+    from servesim.errors import OutputError
+
+    out = tmp_path / "out"
+    result = servesim.simulate(SCENARIO)
+    result.write(out)
+    result.write(out)  # the same run again: replaced
+    (out / "programs.parquet").write_bytes(b"left by an earlier run")
+    other = servesim.simulate({**SCENARIO, "seed": 99})
+    with pytest.raises(OutputError, match="holds another run; pass overwrite=True to replace it"):
+        other.write(out)
+    other.write(out, overwrite=True)
+    assert not (out / "programs.parquet").exists()
+    assert yaml.safe_load((out / "config.yaml").read_text())["seed"] == 99
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="'notes.txt', which servesim did not write"):
+        result.write(out, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine"

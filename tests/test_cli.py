@@ -407,4 +407,196 @@ def test_error_out_cannot_be_created(small_scenario, tmp_path):
     (tmp_path / "file").write_text("x")
     target = tmp_path / "file" / "sub"
     line = assert_one_line_error(servesim("run", str(small_scenario), "--json", "--out", str(target)))
-    assert line.startswith(f"error: option --out {target}: cannot write outputs: ")
+    assert line == f"error: option --out {target}: cannot be created: {tmp_path / 'file'} is not a folder"
+
+
+# ------------------------------------------------- outputs written safely, one error path (issue 15)
+
+
+def main_error(capsys, *args: str) -> tuple[int, str]:
+    """``main(args)`` in-process: (exit status, the whole of stderr)."""
+    from servesim.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    return info.value.code, capsys.readouterr().err
+
+
+def one_line(capsys, *args: str) -> str:
+    code, err = main_error(capsys, *args)
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    return err.rstrip("\n")
+
+
+def test_out_refuses_a_folder_holding_another_run(small_scenario, tmp_path):
+    out = tmp_path / "X"
+    invoke("run", str(small_scenario), "--json", "--out", str(out))
+    (out / "kvcache_timeseries.parquet").write_bytes(b"an earlier run's extra file")
+    before = (out / "summary.json").read_text()
+    proc = servesim("run", str(small_scenario), "--json", "--set", "seed=5", "--out", str(out))
+    line = assert_one_line_error(proc)
+    assert line == (f"error: option --out {out}: holds another run; pass --overwrite to replace it, "
+                    "or choose another folder")
+    assert (out / "summary.json").read_text() == before
+    invoke("run", str(small_scenario), "--json", "--set", "seed=5", "--out", str(out), "--overwrite")
+    assert not (out / "kvcache_timeseries.parquet").exists()  # the old run's extra file went with it
+    assert yaml.safe_load((out / "config.yaml").read_text())["seed"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X", "small.yaml"]  # no temporary folder left
+
+
+def test_out_same_run_is_replaced_without_overwrite(small_scenario, tmp_path):
+    out = tmp_path / "X"
+    invoke("run", str(small_scenario), "--json", "--out", str(out))
+    result = invoke("run", str(small_scenario), "--json", "--out", str(out))
+    assert result.exit_code == 0
+
+
+def test_out_never_deletes_files_servesim_did_not_write(small_scenario, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    line = one_line(capsys, "run", str(small_scenario), "--json", "--out", str(out), "--overwrite")
+    assert line == (f"error: option --out {out}: holds 'notes.txt', which servesim did not write; "
+                    "choose another folder (servesim never deletes files it did not write)")
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_out_unwritable_is_found_before_the_run(small_scenario, tmp_path, capsys, monkeypatch):
+    import servesim.api
+    import servesim.out_dir
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("simulated although --out cannot be written")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(servesim.api, "simulate", no_run)
+    monkeypatch.setattr(servesim.out_dir.tempfile, "mkdtemp", denied)
+    out = tmp_path / "ro" / "out"
+    line = one_line(capsys, "run", str(small_scenario), "--json", "--out", str(out))
+    assert line == f"error: option --out {out}: cannot write in {tmp_path}: Permission denied"
+
+
+def test_report_of_a_replaced_run_has_no_old_files(small_scenario, tmp_path):
+    # The issue's case: a prefix-caching run, then a plain one into the same folder.
+    out = tmp_path / "X"
+    cached = {"name": "cached", "workload": {"kind": "trace", "path": "builtin:mooncake-conv", "max_requests": 50},
+              "cluster": {"model": "qwen2.5-7b", "prefix_caching": True}}
+    scenario = write_yaml(tmp_path / "cached.yaml", cached)
+    invoke("run", str(scenario), "--json", "--out", str(out))
+    assert (out / "kvcache_timeseries.parquet").exists()
+    assert invoke("run", str(small_scenario), "--json", "--out", str(out), "--overwrite").exit_code == 0
+    assert not (out / "kvcache_timeseries.parquet").exists()
+
+
+def test_non_utf8_files_are_one_line_errors(tmp_path, capsys):
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_bytes(b"name: x\xff\n")
+    assert one_line(capsys, "run", str(scenario)) == (
+        f"error: scenario file {scenario} is not UTF-8 text: invalid start byte at byte 7")
+    trace = tmp_path / "bad.csv"
+    trace.write_bytes(AZURE_CSV.encode().replace(b"100,10", b"100,10\xff", 1))
+    assert one_line(capsys, "trace", "stats", str(trace)).startswith(f"error: trace {trace} is not UTF-8 text: ")
+    calib = tmp_path / "calib.yaml"
+    calib.write_bytes(b"hardware: h100\xff\n")
+    assert one_line(capsys, "run", "--json", "--set", f"calibration={calib}").startswith(
+        f"error: calibration file {calib} is not UTF-8 text: ")
+
+
+def test_unreadable_trace_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    import builtins
+
+    trace = tmp_path / "trace.csv"
+    trace.write_text(AZURE_CSV)
+    real_open = builtins.open
+
+    def guarded(file, *args, **kwargs):
+        if str(file) == str(trace):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+    assert one_line(capsys, "trace", "stats", str(trace)) == f"error: cannot read trace {trace}: Permission denied"
+    monkeypatch.undo()
+    assert one_line(capsys, "trace", "stats", str(tmp_path)) == f"error: trace path is not a file: {tmp_path}"
+
+
+def _tiny_sweep(tmp_path, name="s") -> Path:
+    from sweep_scenarios import tiny_base
+
+    return write_yaml(tmp_path / f"{name}.yaml", {"name": name, "base": tiny_base(20),
+                                                  "axes": [{"kind": "grid", "fields": {"cluster.num_replicas": [1]}}]})
+
+
+def _tiny_search(tmp_path) -> Path:
+    from sweep_scenarios import tiny_base
+
+    return write_yaml(tmp_path / "q.yaml", {"name": "q", "base": tiny_base(20), "trials": 1,
+                                            "space": {"cluster.num_replicas": {"int": [1, 2]}},
+                                            "objectives": [{"metric": "cost_usd_per_hr"}]})
+
+
+def test_sweep_out_faults_are_one_line_errors(tmp_path, capsys):
+    spec = _tiny_sweep(tmp_path)
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    assert one_line(capsys, "search", str(_tiny_search(tmp_path)), "--out", str(taken), "--workers", "0",
+                    "--no-progress") == f"error: option --out {taken}: exists and is not a folder"
+    assert one_line(capsys, "sweep", str(spec), "--out", str(taken), "--workers", "0", "--no-progress") == (
+        f"error: option --out {taken}: exists and is not a folder")
+    assert one_line(capsys, "sweep", str(spec), "--out", str(taken / "sub"), "--workers", "0", "--no-progress") == (
+        f"error: option --out {taken / 'sub'}: cannot be created: {taken} is not a folder")
+    assert taken.read_text() == "x"
+
+
+def test_sweep_out_resumes_its_own_folder_and_refuses_another(tmp_path, capsys, small_scenario):
+    spec = _tiny_sweep(tmp_path)
+    out = tmp_path / "sw"
+    args = ("--out", str(out), "--workers", "0", "--no-progress")
+    assert invoke("sweep", str(spec), *args).exit_code == 0
+    again = invoke("sweep", str(spec), *args)
+    assert "1 already recorded" in again.output  # the same spec resumes
+    other = _tiny_sweep(tmp_path, "other")
+    assert one_line(capsys, "sweep", str(other), *args) == (
+        f"error: option --out {out}: holds the results of sweep 's'; pass --overwrite to replace it, "
+        "or choose another folder")
+    assert "0 already recorded, 1 done" in invoke("sweep", str(other), *args, "--overwrite").output
+    run_out = tmp_path / "run"
+    invoke("run", str(small_scenario), "--json", "--out", str(run_out))
+    assert one_line(capsys, "sweep", str(spec), "--out", str(run_out), "--workers", "0", "--no-progress") == (
+        f"error: option --out {run_out}: holds another run; pass --overwrite to replace it, or choose another folder")
+
+
+def test_infinite_and_nan_numbers_are_refused(capsys):
+    assert one_line(capsys, "config", "show", "--set", "workload.rate_scale=.inf") == (
+        "error: config error: workload.rate_scale = inf: Input should be a finite number")
+    assert one_line(capsys, "config", "show", "--set", "perf.gemm_efficiency=.nan") == (
+        "error: config error: perf.gemm_efficiency = nan: Input should be a finite number")
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path, capsys):
+    scenario = tmp_path / "dup.yaml"
+    scenario.write_text("name: a\ncluster:\n  num_replicas: 1\n  num_replicas: 2\n")
+    assert one_line(capsys, "config", "show", str(scenario)) == (
+        f"error: {scenario}: line 4: duplicate key 'num_replicas' (first on line 3)")
+
+
+def test_error_path_user_faults_exit_2_and_bugs_exit_1(capsys, monkeypatch):
+    cli_app = sys.modules["servesim.cli.app"]  # the attribute servesim.cli.app is the typer app
+
+    def fault(*args, **kwargs):
+        raise IsADirectoryError(21, "Is a directory", "/some/file")
+
+    monkeypatch.setattr(cli_app, "_trace_config", fault)
+    assert one_line(capsys, "trace", "stats", "x") == "error: Is a directory: /some/file"
+
+    def bug(*args, **kwargs):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(cli_app, "_trace_config", bug)
+    code, err = main_error(capsys, "trace", "stats", "x")
+    assert code == 1
+    assert "Traceback" in err and "KeyError: 'oops'" in err
+    assert err.rstrip("\n").splitlines()[-1].startswith("error: this is a bug in servesim; please report it")

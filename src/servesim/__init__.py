@@ -32,6 +32,7 @@ _EXPORTS = {
     "CatalogError": "servesim.errors",
     "TraceError": "servesim.errors",
     "DeploymentError": "servesim.errors",
+    "OutputError": "servesim.errors",
     "InvariantError": "servesim.errors",
 }
 

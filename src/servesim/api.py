@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from servesim.assembly import build_simulation, simulated_replicas
-from servesim.cluster.conservation import check_conservation
+from servesim.cluster.conservation import check_conservation, check_cost, check_fleet
 from servesim.config import ScenarioConfig, load_config, validate_config
 from servesim.core.rng import RandomStreams
 from servesim.deployment import (  # noqa: F401 - build_catalog and build_deployment are part of the API
@@ -62,23 +62,44 @@ class Result:
     # power_timeseries with a row power budget.
     tables: dict[str, Any] = field(default_factory=dict)
 
-    def write(self, out_dir: str | Path) -> dict[str, Path]:
+    def write(self, out_dir: str | Path, overwrite: bool = False) -> dict[str, Path]:
         """Write requests.parquet, timeseries.parquet, config.yaml and summary.json (and, with
         prefix caching, kvcache_timeseries.parquet; with agent programs, programs.parquet; and
-        each of ``tables`` as NAME.parquet)."""
+        each of ``tables`` as NAME.parquet) into ``out_dir``, created if missing.
+
+        The files are written into a temporary folder beside ``out_dir`` and moved into place
+        when all are written.  ``OutputError`` (before writing anything) if ``out_dir`` is a
+        file or cannot be written, or holds anything but an empty folder or this same run
+        (same ``config.yaml``); ``overwrite=True`` replaces another servesim output, never
+        files servesim did not write (``servesim.out_dir``).
+        """
+        from servesim.out_dir import write_run_dir
+
+        return write_run_dir(out_dir, self.write_files, self.config_text(), overwrite=overwrite,
+                             label="output folder")
+
+    def config_text(self) -> str:
+        """The text of the run's ``config.yaml``."""
+        from servesim.report.files import config_yaml
+
+        return config_yaml(self.config.to_dict())
+
+    def write_files(self, out_dir: Path) -> dict[str, Path]:
+        """Write the files into the existing folder ``out_dir`` as they are, unchecked (``write``
+        checks the folder and writes through this)."""
         import pyarrow as pa
 
         from servesim.report.files import write_outputs, write_parquet
 
-        paths = write_outputs(Path(out_dir), self.requests, self.timeseries, self.summary, self.config.to_dict())
+        paths = write_outputs(out_dir, self.requests, self.timeseries, self.summary, self.config.to_dict())
         if self.kv_cache_series is not None:
-            paths["kvcache_timeseries"] = Path(out_dir) / "kvcache_timeseries.parquet"
+            paths["kvcache_timeseries"] = out_dir / "kvcache_timeseries.parquet"
             write_parquet(paths["kvcache_timeseries"], self.kv_cache_series.to_arrow())
         if self.programs is not None:
-            paths["programs"] = Path(out_dir) / "programs.parquet"
+            paths["programs"] = out_dir / "programs.parquet"
             write_parquet(paths["programs"], pa.table(self.programs))
         for name, columns in self.tables.items():
-            paths[name] = Path(out_dir) / f"{name}.parquet"
+            paths[name] = out_dir / f"{name}.parquet"
             write_parquet(paths[name], pa.table(columns))
         return paths
 
@@ -150,6 +171,7 @@ def simulate(
         gpu_seconds=sum(fleet.gpu_seconds(end_s)) if fleet is not None else None,
     )
     summary = summarize(out.requests, out.timeseries, info, config.slo)
+    _check_cost_books(sim, pools, summary, end_s, out.sim_time_s)
     summary.update(_energy(sim, pools, out.requests, summary, split, row))
     if operations:
         summary.update(operations_summary(config, sim, pools, out.requests, start_s, end_s))
@@ -163,6 +185,19 @@ def simulate(
     if row is not None:
         tables["power_timeseries"] = row.series_columns()
     return Result(config, summary, out.requests, out.timeseries, info, deployment, sim.kv_series, programs, tables)
+
+
+def _check_cost_books(sim, pools, summary: dict, end_s: float, clock_s: float) -> None:
+    """The cost and failure books (``servesim.cluster.conservation``): the GPU-seconds the summary
+    pays against every replica slot's provisioned time."""
+    gpu_hours = summary["cost"]["gpu_hours"]
+    paid = None if gpu_hours is None else gpu_hours * 3600.0
+    if sim.fleet is not None:
+        check_fleet(sim.fleet, paid, end_s, clock_s)
+        return
+    span = summary.get("span_s")
+    gpus = sum(pool.num_replicas * gpus_per_replica(pool) for pool, _ in pools)
+    check_cost(paid, None if span is None else gpus * span)
 
 
 def _feature_summaries(sim, out, workload: Workload, config: ScenarioConfig, offloads: list, programs) -> dict:

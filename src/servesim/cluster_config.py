@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from servesim.cluster.power_budget_config import RowPowerConfig
 from servesim.perf.dtypes import KvCacheDtype, WeightDtype
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+_FROZEN = ConfigDict(frozen=True, extra="forbid", defer_build=True, allow_inf_nan=False)  # finite numbers only
 
 
 class KvLinkConfig(BaseModel):

@@ -32,6 +32,7 @@ with one line naming the field, the value and what is allowed.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -65,7 +66,7 @@ from servesim.scheduler.config import SchedulerConfig
 from servesim.semantic.config import SemanticCacheConfig
 from servesim.workload.config import TraceWorkloadConfig, WorkloadConfig
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+_FROZEN = ConfigDict(frozen=True, extra="forbid", defer_build=True, allow_inf_nan=False)  # finite numbers only
 
 
 class EngineConfig(BaseModel):
@@ -223,11 +224,28 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
 
 
 def validate_config(raw: dict[str, Any]) -> ScenarioConfig:
-    """Validate plain data into a ``ScenarioConfig``; ``ConfigError`` on the first problem."""
+    """Validate plain data into a ``ScenarioConfig``; ``ConfigError`` on the first problem.
+
+    No field takes an infinite or NaN number: the models say so (``allow_inf_nan=False``),
+    and ``_check_finite`` says it for the sections whose models live elsewhere.
+    """
+    _check_finite(raw, "")
     try:
         return ScenarioConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err)) from None
+
+
+def _check_finite(value: Any, where: str) -> None:
+    """``ConfigError`` naming the first infinite or NaN float in ``value`` (nested dicts and lists)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config error: {where} = {value}: Input should be a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{where}.{i}")
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -316,11 +334,13 @@ def _allowed_fields(loc: tuple) -> str:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"scenario file not found: {path}") from None
     except OSError as err:
-        raise ConfigError(f"cannot read scenario file {path}: {err.strerror}") from None
+        raise ConfigError(f"cannot read scenario file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"scenario file {path} is not UTF-8 text: {err.reason} at byte {err.start}") from None
     try:
         data = yaml_text.safe_load(text)
     except yaml.YAMLError as err:

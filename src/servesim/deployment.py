@@ -11,9 +11,10 @@ runs on other GPUs, resolving every field a pool leaves null from the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from servesim.config import ClusterConfig, PoolConfig, ScenarioConfig
-from servesim.errors import ConfigError, DeploymentError, ServesimError
+from servesim.errors import CatalogError, ConfigError, DeploymentError, ServesimError
 from servesim.perf.catalog import Catalog
 from servesim.perf.dtypes import KV_BYTES_PER_ELEM, WEIGHT_FORMATS
 from servesim.perf.engines import engine_profile, engine_step_params, scheduler_defaults
@@ -43,11 +44,20 @@ class Deployment:
 
 def build_catalog(config: ScenarioConfig) -> Catalog:
     """The built-in catalog plus the scenario's extra files and inline entries."""
-    catalog = Catalog.default()
-    if config.catalog.files:
-        catalog = catalog.with_files(config.catalog.files)
+    catalog = with_catalog_files(Catalog.default(), config.catalog.files or [])
     if config.catalog.models or config.catalog.hardware:
         catalog = catalog.with_entries(models=dict(config.catalog.models), hardware=dict(config.catalog.hardware))
+    return catalog
+
+
+def with_catalog_files(catalog: Catalog, paths) -> Catalog:
+    """``catalog.with_files(paths)``, with a file that is not UTF-8 text reported as a ``CatalogError``
+    naming it (``Catalog.with_files`` reports files it cannot read and bad YAML itself)."""
+    for path in paths:
+        try:
+            catalog = catalog.with_files([path])
+        except UnicodeDecodeError as err:
+            raise CatalogError(f"catalog file {path} is not UTF-8 text: {err.reason} at byte {err.start}") from None
     return catalog
 
 
@@ -208,11 +218,21 @@ def calibrated(config: ScenarioConfig) -> ScenarioConfig:
     config = with_engine_defaults(config)
     if config.calibration is None:
         return config
-    from servesim.perf.calibration_file import apply_calibration, load_calibration
+    from servesim.perf.calibration_file import apply_calibration
 
-    calibration = load_calibration(config.calibration)
+    calibration = read_calibration(config.calibration)
     where = f"calibration file {config.calibration}"
     return config.model_copy(update={"perf": apply_calibration(config.perf, calibration, config.cluster.hardware, where)})
+
+
+def read_calibration(path: str | Path):
+    """``load_calibration``, with a file that is not UTF-8 text reported as a ``ConfigError`` too."""
+    from servesim.perf.calibration_file import load_calibration
+
+    try:
+        return load_calibration(path)
+    except UnicodeDecodeError as err:  # load_calibration reports OSError and YAML errors itself
+        raise ConfigError(f"calibration file {path} is not UTF-8 text: {err.reason} at byte {err.start}") from None
 
 
 def pool_deployments(config: ScenarioConfig) -> list[tuple[PoolConfig, Deployment]]:

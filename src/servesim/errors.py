@@ -5,9 +5,10 @@
     ├── CatalogError              unknown model or GPU id, bad catalog entry
     ├── TraceError                a trace file is missing, unreadable or has no usable row
     ├── DeploymentError           a deployment that cannot run (model does not fit, ...)
+    ├── OutputError               an output folder cannot be written, or holds something else
     └── InvariantError            a conservation check failed: a servesim bug
 
-User mistakes (the first four) are reported as one line naming the field, the
+User mistakes (all but the last) are reported as one line naming the field, the
 value and what is allowed.  ``InvariantError`` is a bug in servesim and is
 never expected in a correct run.
 """
@@ -33,6 +34,11 @@ class TraceError(ServesimError):
 
 class DeploymentError(ServesimError):
     """The configured deployment cannot run (e.g. weights exceed GPU memory)."""
+
+
+class OutputError(ServesimError):
+    """An output folder is a file, cannot be written, or holds another run or files servesim did
+    not write (``servesim.out_dir``)."""
 
 
 class InvariantError(ServesimError):

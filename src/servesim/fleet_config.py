@@ -17,7 +17,7 @@ LLAMA3_FAILURES_PER_GPU_HOUR = 419 / (54 * 24 * 16384)
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)  # built at first use, not at start-up
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True, allow_inf_nan=False)  # built at first use
 
 
 class ColdStartConfig(_Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,36 @@ def test_disaggregated_fast_path_matches_the_reference():
     slow, _ = _run(reqs, num_prefill=2, num_decode=2, bw=5e7, stretch=False)
     for name, col in fast.requests.columns().items():
         np.testing.assert_array_equal(col, slow.requests.columns()[name], err_msg=name)
+
+
+def _prefix_pair() -> list:
+    # The first request (1,200 tokens: prefix blocks 10, 11 full, 12 partial) files 10 and 11 in the
+    # prefill replica's cache; the second shares them: 1,024 tokens cached, 176 computed.
+    return [Request(0.0, 1200, 3, prefix_block_ids=(10, 11, 12)), Request(5.0, 1200, 3, prefix_block_ids=(10, 11, 99))]
+
+
+def test_prefix_cache_hits_on_the_prefill_replica_survive_the_hand_off():
+    # Issue 15 finding 2: the decode replica's copy of the request dropped cached_tokens, so the
+    # requests table (and the summary's prefix_hit_rate) lost every hit made on a prefill replica.
+    setup = ReplicaSetup(1000, 16, 100_000, SchedulerConfig(), prefix_block_tokens=512, kv_bytes_per_token=1000.0)
+    sim = Simulation(Workload.from_requests(_prefix_pair()), setup, 2, RoundRobinRouter(), LinearStepModel(),
+                     pd=PdSetup(1, 1000.0, 1e9, 0.0))
+    out = sim.run()
+    check_conservation(out.requests, sim.replicas)
+    t = out.requests
+    assert t.first_token_s[1] == 5.0 + (0.01 + 0.001 * 176)  # the hit really cut the prefill
+    assert t.replica.tolist() == [1, 1]  # both finished on the decode replica
+    assert t.cached_tokens.tolist() == [0, 1024]
+
+
+def test_the_summary_counts_prefix_hits_made_before_the_hand_off():
+    config = {"cluster": {"engine": "pytorch", "num_replicas": 2, "prefix_caching": True,
+                          "disaggregation": {"prefill_replicas": 1, "decode_replicas": 1}}}
+    workload = dataclasses.replace(Workload.from_requests(_prefix_pair()), prefix_block_size=512)
+    s = servesim.simulate(config, workload=workload, step_model=LinearStepModel()).summary
+    assert s["prefix_cached_tokens"] == 1024
+    assert s["prefix_hit_rate"] == pytest.approx(1024 / 2400)
+    assert s["prefix_cache_hit_rate"] == pytest.approx(2 / 6)  # prefix blocks: 2 of the 6 looked up
 
 
 def test_pools_must_add_up_to_the_replicas():

@@ -327,6 +327,27 @@ def test_replacement_starts_a_new_replica_with_a_cold_start():
     assert result.summary["availability"] == pytest.approx((1.005 + 20.1) / (1.005 + 20.1 + 19.095))
 
 
+def test_a_one_replica_fleet_restarting_in_place_starts_no_second_replica():
+    # Issue 15 finding 1: the only replica fails; after detection the activator buffered the
+    # retried request and started a second replica although the first was restarting in place,
+    # so the fleet ended with two replicas paid for (mean 1.96 replicas, twice the GPU-hours).
+    config = _failure_config()
+    config["cluster"]["num_replicas"] = 1
+    workload = Workload.from_requests([Request(0.0, 100, 1000)])
+    result = servesim.simulate(config, workload=workload, step_model=STEP)
+    r, s = result.requests, result.summary
+    # 100 tokens by the failure at 1.005 s; detected at 6.005 s, the request waits for the restart
+    # (6.005 + 10 = 16.005 s), recomputes its 200 tokens in one step (token 101 at 16.015 s) and
+    # decodes 899 more: 16.015 + 8.99 = 25.005 s.
+    assert r.replica[0] == 0 and r.finish_s[0] == pytest.approx(25.005)
+    fleet = s["fleet"]
+    assert fleet["cold_starts"] == 0 and fleet["scale_ups"] == 0
+    # One slot paid from 0 to 25.005 s (down time included): one GPU.
+    assert s["cost"]["gpu_hours"] == pytest.approx(25.005 / 3600)
+    assert fleet["replicas"]["mean_provisioned"] == pytest.approx(1.0)
+    assert s["availability"] == pytest.approx((1.005 + 9.0) / 25.005)
+
+
 def test_failure_rate_defaults_to_the_published_rate_and_draws_exponential_times():
     from servesim.cluster.failures import FailureProcess
     from servesim.fleet_config import FailuresConfig

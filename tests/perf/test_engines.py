@@ -158,3 +158,21 @@ def test_deployment_builds_the_engines_step_model():
     assert vllm.frontend_latency_s == VLLM_HOST["frontend_latency_s"]
     torch = build_deployment(ScenarioConfig.model_validate({"cluster": {"engine": "pytorch"}}))
     assert not torch.step_model.piecewise and not torch.async_scheduling and torch.frontend_latency_s == 0.0
+
+
+def test_prefill_attention_efficiency_grows_with_the_chunk_length():
+    flat = piecewise(StepTimeParams(attn_prefill_half_tokens=0.0))
+    ramp = piecewise(StepTimeParams(attn_prefill_half_tokens=1000.0))
+    long_chunk = BatchShape.build(prefill_chunks=[(0, 512)])
+    # 512-token chunks run at 512 / (512 + 1000) of the plateau: their pairs cost 1 + 1000/512 times more.
+    assert ramp.breakdown(long_chunk).attention_prefill_s == pytest.approx(
+        flat.breakdown(long_chunk).attention_prefill_s * (1 + 1000 / 512), rel=1e-12)
+    # A 15-token chunk after 576 cached tokens pays for a whole 128-row query tile.
+    short = BatchShape.build(prefill_chunks=[(576, 15), (576, 15)], decode_context_lens=[100] * 4)
+    pairs_s = short.prefill_attn_pairs * flat._pair_s
+    assert ramp._prefill_pairs_s(short) == pytest.approx(pairs_s * (1 + 1000 / 128), rel=1e-12)
+    # The plain harness's steps price it the same way when it is set (its calibration leaves it 0).
+    harness = StepTimeModel(LLAMA_8B, H100, params=StepTimeParams(attn_prefill_half_tokens=1000.0))
+    assert harness.breakdown(long_chunk).attention_prefill_s == pytest.approx(
+        StepTimeModel(LLAMA_8B, H100).breakdown(long_chunk).attention_prefill_s * (1 + 1000 / 512), rel=1e-12)
+    assert harness.time_s(long_chunk) == harness.breakdown(long_chunk).total_s

@@ -36,7 +36,7 @@ H100 = Catalog.default().hardware("h100")
 
 GEMM = GemmParams(efficiency=0.8, half_tokens=64.0, bw_efficiency=0.9, latency_s=5e-6)
 DECODE = DecodeAttentionParams(latency_s=10e-6, per_seq_s=0.1e-6, bw_efficiency=0.8, flops_efficiency=1.0)
-PREFILL = PrefillAttentionParams(latency_s=12e-6, per_seq_s=0.5e-6, flops_efficiency=0.5)
+PREFILL = PrefillAttentionParams(latency_s=12e-6, per_seq_s=0.5e-6, flops_efficiency=0.5, half_tokens=1024.0)
 ALLREDUCE = AllReduceParams(latency_s=((2, 4e-6), (4, 5e-6), (8, 6e-6)), link_efficiency=0.6)
 MOE = MoeParams(efficiency=0.3, half_tokens=50.0, bw_efficiency=0.8, latency_s=30e-6)
 
@@ -68,8 +68,9 @@ def test_decode_attention_flop_roof_binds_when_efficiency_is_low():
 
 
 def test_prefill_attention_shape():
-    # 2 prompts of 1024 tokens, 32 heads of 128: 1024*1025/2 causal pairs each
-    expected = 12e-6 + 2 * 0.5e-6 + 2 * (1024 * 1025 / 2) * 4 * 32 * 128 / (0.5 * 989e12)
+    # 2 prompts of 1024 tokens, 32 heads of 128: 1024*1025/2 causal pairs each, at half the plateau
+    # (1024-token prompts with half_tokens 1024)
+    expected = 12e-6 + 2 * 0.5e-6 + 2 * (1024 * 1025 / 2) * 4 * 32 * 128 / (0.5 * 0.5 * 989e12)
     assert prefill_attention_time_s(2, 1024, 32, 128, 989e12, PREFILL) == pytest.approx(expected, rel=1e-12)
 
 
@@ -124,7 +125,7 @@ def test_fit_recovers_decode_attention():
 
 def test_fit_recovers_prefill_attention():
     rows = _grid(batch_size=[1, 4, 32, 256], isl=[1, 64, 512, 4096, 16384], num_heads=[8, 64], head_dim=[128])
-    want = PrefillAttentionParams(latency_s=14e-6, per_seq_s=0.4e-6, flops_efficiency=0.45)
+    want = PrefillAttentionParams(latency_s=14e-6, per_seq_s=0.4e-6, flops_efficiency=0.45, half_tokens=800.0)
     got = fit_family("prefill_attention", "bf16", _synthetic("prefill_attention", "bf16", rows, want), H100)
     _assert_recovered(got, want)
 

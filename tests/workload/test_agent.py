@@ -170,3 +170,11 @@ def test_programs_are_written_one_row_each(tmp_path):
     table = pq.read_table(paths["programs"]).to_pydict()
     assert table["program"] == ["0", "1", "2", "3"] and table["calls"] == [2, 2, 2, 2] and all(table["completed"])
     assert np.mean(table["jct_s"]) == pytest.approx(result.summary["programs"]["jct_s"]["mean"])
+
+
+def test_claude_code_file_that_is_not_utf8_is_a_trace_error(tmp_path):
+    from servesim.workload.agent import read_claude_code
+
+    (tmp_path / "a.json").write_bytes(b'{"requests": []}\xff')
+    with pytest.raises(TraceError, match=r"a\.json: not UTF-8 text \(invalid start byte at byte 16\)"):
+        read_claude_code(tmp_path)

@@ -24,11 +24,11 @@ def check_rows(table: BenchCsv, catalog_files: Sequence[str] = (), calibration: 
     """Each row's scenario, validated and its deployment resolved; ``TraceError`` naming the
     first bad row, its column and value."""
     from servesim.config import validate_config
-    from servesim.deployment import calibrated, pool_deployments
+    from servesim.deployment import calibrated, pool_deployments, with_catalog_files
     from servesim.perf.catalog import Catalog
 
     try:
-        catalog = Catalog.from_files(list(catalog_files))
+        catalog = with_catalog_files(Catalog.default(), list(catalog_files))
     except ServesimError as err:
         raise ConfigError(f"option --catalog: {err}") from None
     resolved: dict[str, Any] = {}  # deployments already checked, by cluster section

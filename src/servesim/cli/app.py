@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import List, Optional
 
@@ -30,31 +31,39 @@ app.add_typer(trace_app, name="trace")
 SetOption = typer.Option(None, "--set", help="Override a field: --set cluster.num_replicas=4 (repeatable).")
 
 
+OverwriteOption = typer.Option(
+    False, "--overwrite", help="Replace what --out holds (another run's or sweep's files; never files servesim did not write)."
+)
+
+
 @app.command()
 def run(
     scenario: Optional[Path] = typer.Argument(None, help="Scenario YAML file; omit for the default scenario."),
     overrides: Optional[List[str]] = SetOption,
-    out: Optional[Path] = typer.Option(None, "--out", help="Write requests.parquet, timeseries.parquet, config.yaml, summary.json here."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Write requests.parquet, timeseries.parquet, config.yaml, summary.json here "
+        "(a new or empty folder, or one holding this same run; see --overwrite)."
+    ),
+    overwrite: bool = OverwriteOption,
     as_json: bool = typer.Option(False, "--json", help="Print summary.json instead of the table."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on long runs."),
 ) -> None:
     """Simulate a scenario and print its summary."""
     from servesim.api import simulate
     from servesim.config import load_config
+    from servesim.deployment import calibrated
+    from servesim.out_dir import check_run_dir, write_run_dir
+    from servesim.report.files import config_yaml
     from servesim.report.progress import RichProgress
     from servesim.report.table import render_summary
 
     config = load_config(scenario, overrides or [])
-    if out is not None and out.exists() and not out.is_dir():
-        # Fail before a possibly long run, not after it.
-        raise ConfigError(f"option --out {out}: exists and is not a folder")
+    if out is not None:  # fail before a possibly long run, not after it
+        check_run_dir(out, config_yaml(calibrated(config).to_dict()), overwrite=overwrite)
     show_bar = progress and not as_json
     result = simulate(config, progress=(lambda n: RichProgress(n, config.horizon_s)) if show_bar else None)
     if out is not None:
-        try:
-            result.write(out)
-        except OSError as err:
-            raise ConfigError(f"option --out {out}: cannot write outputs: {err.strerror or err}") from None
+        write_run_dir(out, result.write_files, result.config_text(), overwrite=overwrite)
     if as_json:
         typer.echo(json.dumps(result.summary, indent=2, sort_keys=True))
     else:
@@ -137,12 +146,46 @@ def _trace_config(model, path: str, fmt: str):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point: every user-facing error is one line (``error_line``), exit 2;
+    anything else is a servesim bug: its traceback and a request to report it, exit 1."""
     try:
         app(args=argv, standalone_mode=True)
-    except ServesimError as err:
-        typer.echo(f"error: {err}", err=True)
+    except Exception as err:  # noqa: BLE001 - sorted into the user's mistakes and servesim's bugs
+        line = error_line(err)
+        if line is None:
+            traceback.print_exc()
+            typer.echo("error: this is a bug in servesim; please report it with the command and the "
+                       "traceback above", err=True)
+            sys.exit(1)
+        typer.echo(f"error: {line}", err=True)
         sys.exit(2)
+
+
+def error_line(err: BaseException) -> str | None:
+    """The one-line message of a user-facing error, or None for a servesim bug.
+
+    User-facing: ``ServesimError`` except ``InvariantError``, a file that cannot be read or
+    written (``OSError``), a file that is not UTF-8 text (``UnicodeDecodeError``) and YAML that
+    does not parse.  The modules reading user files raise ``ServesimError``s naming the file;
+    the rest is the safety net for paths that do not.
+    """
+    from servesim.errors import InvariantError
+
+    if isinstance(err, InvariantError) or not isinstance(err, _USER_ERRORS):
+        return None
+    if isinstance(err, OSError):
+        where = f": {err.filename}" if err.filename else ""
+        text = f"{err.strerror or type(err).__name__}{where}"
+    elif isinstance(err, UnicodeDecodeError):
+        text = f"a file is not UTF-8 text ({err.reason} at byte {err.start})"
+    elif isinstance(err, yaml.YAMLError):
+        text = f"invalid YAML: {err}"
+    else:
+        text = str(err)
+    return " ".join(text.split()) or type(err).__name__
+
+
+_USER_ERRORS = (ServesimError, OSError, UnicodeDecodeError, yaml.YAMLError)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -141,16 +141,17 @@ def calibrate(
 # ---------------------------------------------------------------- helpers
 def _setup(hardware: str, calibration: Optional[Path], catalog_files: Optional[List[Path]]):
     """The catalog, the GPU and the step-time parameters the options ask for."""
-    from servesim.perf.calibration_file import apply_calibration, load_calibration
+    from servesim.deployment import read_calibration, with_catalog_files
+    from servesim.perf.calibration_file import apply_calibration
     from servesim.perf.catalog import Catalog
     from servesim.perf.steptime_params import StepTimeParams
 
-    catalog = Catalog.from_files(catalog_files or [])
+    catalog = with_catalog_files(Catalog.default(), catalog_files or [])
     gpu = catalog.hardware(hardware)
     params = StepTimeParams()
     if calibration is not None:
         where = f"calibration file {calibration}"
-        params = apply_calibration(params, load_calibration(calibration), hardware, where, "--hardware")
+        params = apply_calibration(params, read_calibration(calibration), hardware, where, "--hardware")
     return catalog, gpu, params
 
 

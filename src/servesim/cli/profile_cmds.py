@@ -29,12 +29,13 @@ def profile(
     catalog_file: Optional[Path] = typer.Option(None, "--catalog", help="YAML file with extra `models:` entries."),
 ) -> None:
     """Time engine iterations of a model's shape (random weights) and write them as a steps CSV."""
+    from servesim.deployment import with_catalog_files
     from servesim.perf.catalog import Catalog
     from servesim.profile import (
         check_profilable, plan_rows, profile_steps, select_backend, write_device_json, write_rows,
     )
 
-    catalog = Catalog.default() if catalog_file is None else Catalog.default().with_files([catalog_file])
+    catalog = with_catalog_files(Catalog.default(), [] if catalog_file is None else [catalog_file])
     model = catalog.model(model_id)
     check_profilable(model)
     rows = plan_rows(plan)

@@ -12,7 +12,10 @@ import typer
 
 from servesim.cli.app import app
 
-OutOption = typer.Option(None, "--out", help="Output folder (default sweeps/<spec name>); re-running resumes it.")
+OutOption = typer.Option(None, "--out", help="Output folder (default sweeps/<spec name>); re-running the same spec resumes it.")
+OverwriteOption = typer.Option(
+    False, "--overwrite", help="Replace what --out holds when it is another sweep's, search's or run's output."
+)
 WorkersOption = typer.Option(2, "--workers", help="Runs at once: local worker processes (0: in this process) or Ray CPUs.")
 RayOption = typer.Option(False, "--ray", help="Run on a local Ray instance started for this command.")
 RayAddressOption = typer.Option(None, "--ray-address", help="Run on an existing Ray cluster (e.g. ray://head:10001 or auto).")
@@ -25,6 +28,7 @@ ProgressOption = typer.Option(True, "--progress/--no-progress", help="Show runs 
 def sweep(
     spec: Path = typer.Argument(..., help="Sweep spec YAML: name, base scenario, axes (grid, zip, random)."),
     out: Optional[Path] = OutOption,
+    overwrite: bool = OverwriteOption,
     workers: int = WorkersOption,
     ray: bool = RayOption,
     ray_address: Optional[str] = RayAddressOption,
@@ -41,7 +45,7 @@ def sweep(
     executor = make_executor(workers, ray, ray_address)
     try:
         report = run_sweep(parsed, spec.resolve().parent, out_dir, executor, retry_failed=retry_failed,
-                           progress=progress)
+                           progress=progress, overwrite=overwrite)
     finally:
         executor.close()
     for config_hash, error in report.errors[:_SHOWN_ERRORS]:
@@ -56,6 +60,7 @@ def sweep(
 def search(
     spec: Path = typer.Argument(..., help="Search spec YAML: base scenario, space, constraints (SLOs), objectives."),
     out: Optional[Path] = OutOption,
+    overwrite: bool = OverwriteOption,
     trials: Optional[int] = typer.Option(None, "--trials", help="Trials to run (overrides the spec's trials)."),
     workers: int = WorkersOption,
     ray: bool = RayOption,
@@ -79,7 +84,8 @@ def search(
     out_dir = out or default_out_dir(parsed.name)
     executor = make_executor(workers, ray, ray_address)
     try:
-        outcome = run_search(parsed, spec.resolve().parent, out_dir, executor, progress=progress)
+        outcome = run_search(parsed, spec.resolve().parent, out_dir, executor, progress=progress,
+                             overwrite=overwrite)
     finally:
         executor.close()
     render_search(outcome)

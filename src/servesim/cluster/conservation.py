@@ -9,16 +9,30 @@
 * KV blocks: every block in use belongs to a request (or, with prefix
   caching, to a cached entry: shared blocks count once, idle entries are
   evictable); after a drained run no request holds a block.
+* Prefix caches: the prompt tokens requests record as found in a cache
+  (``cached_tokens``, carried across the prefill-to-decode hand-off) equal
+  the tokens the caches booked as hits (prefix caches and RAG chunk caches,
+  of live and retired replicas; a cache two workers share counts once).
+* Cost (``check_cost``): the GPU-seconds the summary pays equal the
+  provisioned time of every replica slot: replicas x GPUs x span for a
+  fixed cluster; for a fleet, its pay ledger rebuilt from its event log, and
+  every slot that is provisioned is paid for (``check_fleet``).
+* Failures (``check_fleet``): every failure is logged and ends in a
+  recovery, a replacement (or a cancellation) or the end of the run; one
+  still open when the run ended must have had its next recovery step due
+  after the run's clock stopped.
 
 A failed check is a servesim bug: ``InvariantError`` is raised, loudly.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence as Seq
 
 import numpy as np
 
+from servesim.cluster.fleet import STATE_NAMES
 from servesim.cluster.replica import Replica
 from servesim.errors import InvariantError
 from servesim.metrics.records import FAILED, FINISHED, IN_FLIGHT, REJECTED, RequestTable
@@ -61,6 +75,38 @@ def check_conservation(
         )
     _check_tokens(table, finished, rejected, list(replicas) + list(retired), cache_served_tokens)
     _check_blocks(replicas, drained=not in_flight.any())
+    _check_prefix_hits(table, list(replicas) + list(retired))
+
+
+def check_cost(paid_gpu_s: float | None, provisioned_gpu_s: float | None) -> None:
+    """The cost books: GPU-seconds paid (the summary's ``gpu_hours`` x 3600) against the
+    provisioned time of every replica slot (None: no span, nothing to compare)."""
+    if paid_gpu_s is None or provisioned_gpu_s is None:
+        return
+    if not math.isclose(paid_gpu_s, provisioned_gpu_s, rel_tol=1e-9, abs_tol=1e-6):
+        raise InvariantError(f"cost books: {paid_gpu_s:.9g} GPU-seconds paid, the replica slots were provisioned "
+                             f"for {provisioned_gpu_s:.9g}")
+
+
+def check_fleet(fleet, paid_gpu_s: float, end_s: float, clock_s: float) -> None:
+    """A fleet's books (``servesim.cluster.fleet``): pay against its event log and its slots'
+    states, up to the span's end ``end_s``; failures against their outcomes, with the event
+    loop stopped at ``clock_s``."""
+    unpaid = fleet.unpaid_slots()
+    if unpaid:
+        i = unpaid[0]
+        raise InvariantError(f"cost books: replica slot {i} is {STATE_NAMES[fleet.state[i]]} but "
+                             f"{'not ' if fleet.state[i] != 0 else ''}paid for")
+    check_cost(paid_gpu_s, fleet.logged_gpu_seconds(end_s))
+    log = fleet.books.failure_outcomes
+    if len(log) != fleet.books.failures:
+        raise InvariantError(f"failure books: {fleet.books.failures} failures counted, {len(log)} logged")
+    for t, i, cause, outcome in log:
+        due = fleet.recovery_due_s(i)
+        if not outcome and due <= clock_s:
+            raise InvariantError(f"failure books: the {cause} of replica {i} at {t:.6g} s ended in no recovery, "
+                                 f"replacement or end of run (its recovery was due at {due:.6g} s, the run "
+                                 f"ran to {clock_s:.6g} s)")
 
 
 def _check_tokens(
@@ -111,3 +157,16 @@ def _check_blocks(replicas: Seq[Replica], drained: bool) -> None:
                 f"KV books: drained run but replica {replica.index} still uses {kv.num_used_blocks} blocks "
                 f"for {replica.num_outstanding} requests"
             )
+
+
+def _check_prefix_hits(table: RequestTable, replicas: Seq[Replica]) -> None:
+    caches: dict[int, object] = {}  # by identity: a cache two workers share counts once
+    for replica in replicas:
+        for cache in (replica.scheduler.prefix_cache, replica.scheduler.chunk_cache):
+            if cache is not None:
+                caches[id(cache)] = cache
+    booked = sum(getattr(c, "hit_tokens", 0) + getattr(c, "reused_tokens", 0) for c in caches.values())
+    recorded = int(table.cached_tokens.sum())
+    if recorded != booked:
+        raise InvariantError(f"prefix-cache books: requests record {recorded} prompt tokens found in caches, "
+                             f"the caches booked {booked}")

@@ -69,6 +69,10 @@ class FleetBooks:
     failed_requests: int = 0
     lost_tokens: int = 0  # output tokens recomputed after failures (KV lost)
     events: list = field(default_factory=list)  # (time s, replica, what)
+    # One row per failure: [time s, replica, cause, how it ended] ("" while it has not ended):
+    # "recovered" (restarted, or its cold start done), "replaced", "cancelled" (a scale-down),
+    # "turned off" (no replacement: the fleet at max_replicas), "end of run".
+    failure_outcomes: list = field(default_factory=list)
 
 
 class Fleet:
@@ -122,6 +126,10 @@ class Fleet:
         self._retired_busy = [0.0] * initial
         self._retired_prefill = [0.0] * initial
         self._lost: dict[int, list] = {}  # replica -> requests lost at its failure, awaiting detection
+        self._open_failures: dict[int, list[int]] = {}  # replica -> its failures not yet ended (rows of the log)
+        self._recovery_due: dict[int, float] = {}  # replica -> when the next step of its recovery is due
+        self._initial = initial
+        self.started_s: float | None = None  # the first arrival: the initial replicas are paid from here
         self._pending: deque = deque()  # the activator's buffer
         self._retried: set[int] = set()
         self._retry_count: dict[int, int] = {}
@@ -131,6 +139,7 @@ class Fleet:
 
     def start(self, now: float) -> None:
         """The first arrival: the initial replicas are provisioned from here; sampling starts."""
+        self.started_s = now
         for i, st in enumerate(self.state):
             if st == ACTIVE:
                 self._since[i] = now
@@ -148,9 +157,16 @@ class Fleet:
             return
         self.sim._replica[seq.rid] = -1
         self._pending.append(seq)
-        if self.count(STARTING) == 0 and self.max_replicas > 0:
+        if not self._capacity_coming() and self.max_replicas > 0:
             self._start_replica(now)  # scale from zero: the activator wakes the autoscaler at once
             self.books.scale_ups += 1
+
+    def _capacity_coming(self) -> bool:
+        """A replica will take the buffered requests without a new start: one is starting, or a
+        failed one restarts in place (recovery "restart": every DOWN replica comes back)."""
+        if self.count(STARTING):
+            return True
+        return self.failures is not None and self.failures.recovery == "restart" and self.count(DOWN) > 0
 
     def on_finished(self, seqs: list, now: float) -> None:
         """Requests finished: a draining replica left empty turns off."""
@@ -253,6 +269,7 @@ class Fleet:
                     self._close_paid(i, now)
                     self.state[i] = OFF
                     self.books.events.append((now, i, "cancelled"))
+                    self._end_failures(i, "cancelled")
                     current -= 1
             while current > desired and self.count(ACTIVE) > 0:
                 r = min(self.sim._entry, key=_load_then_newest)
@@ -296,6 +313,7 @@ class Fleet:
     def _on_ready(self, now: float, i: int) -> None:
         """Replica ``i`` finished its cold start (or restart): it takes requests."""
         if self._over():
+            self._end_failures(i, "end of run")
             return
         if self._replacing[i]:  # capacity was missing from the failure to here
             self._down_s[i] += now - self._down_since[i]
@@ -304,6 +322,7 @@ class Fleet:
         self.state[i] = ACTIVE
         self._serving_since[i] = now
         self.books.events.append((now, i, "ready"))
+        self._end_failures(i, "recovered")
         self._enter(i)
         if self.failures is not None:
             self.failures.on_up(self, i, now)
@@ -390,6 +409,7 @@ class Fleet:
             self.sim.loop.cancel(self._ready_token[i])
             self.books.failures += 1
             self.books.events.append((now, i, cause))
+            self._open_failure(i, now, cause, now + self.cold_start_s)
             self._ready_token[i] = self.sim.loop.schedule(now + self.cold_start_s, ARRIVAL, self._on_ready, i)
             return
         if st != ACTIVE and st != DRAINING:
@@ -403,23 +423,27 @@ class Fleet:
         self._down_since[i] = now
         if self.failures is not None:
             self.failures.on_gone(self, i)
+        self._open_failure(i, now, cause, now + self.failures.detection_s)
         self.sim.loop.schedule(now + self.failures.detection_s, ARRIVAL, self._on_detected, i)
 
     def _on_detected(self, now: float, i: int) -> None:
         """The failure of replica ``i`` is noticed: it leaves the router; its requests retry or fail."""
         if self._over():
+            self._end_failures(i, "end of run")
             return
         replica = self.sim.replicas[i]
         lost = self._lost.pop(i, []) + replica.abort(now)  # plus those routed to it since
         self._leave(i)
         self.books.events.append((now, i, "detected"))
         if self.failures.recovery == "restart":
+            self._recovery_due[i] = now + self.failures.restart_s
             self._ready_token[i] = self.sim.loop.schedule(now + self.failures.restart_s, ARRIVAL, self._on_restarted, i)
         else:
             self._close_paid(i, now)
             self.state[i] = OFF
             down_since, self._down_since[i] = self._down_since[i], -1.0
             self._down_s[i] += now - down_since
+            self._end_failures(i, "replaced" if self.provisioned() < self.max_replicas else "turned off")
             if self.provisioned() < self.max_replicas:
                 # The replacement, with a full cold start: its slot is down until it is ready.
                 j = self._start_replica(now)
@@ -431,12 +455,29 @@ class Fleet:
 
     def _on_restarted(self, now: float, i: int) -> None:
         if self._over():
+            self._end_failures(i, "end of run")
             return
         self._down_s[i] += now - self._down_since[i]
         self._down_since[i] = -1.0
         self.books.events.append((now, i, "restarted"))
         self._replace_object(i, now)  # the restarted process: empty memory
         self._on_ready(now, i)
+
+    def _open_failure(self, i: int, now: float, cause: str, due_s: float) -> None:
+        """Log a failure of replica ``i``; the next step of its recovery is due at ``due_s``."""
+        self._open_failures.setdefault(i, []).append(len(self.books.failure_outcomes))
+        self.books.failure_outcomes.append([now, i, cause, ""])
+        self._recovery_due[i] = due_s
+
+    def _end_failures(self, i: int, outcome: str) -> None:
+        """Replica ``i``'s failures (if any) ended in ``outcome``."""
+        for k in self._open_failures.pop(i, ()):
+            self.books.failure_outcomes[k][3] = outcome
+        self._recovery_due.pop(i, None)
+
+    def recovery_due_s(self, i: int) -> float:
+        """When the next step of replica ``i``'s recovery is due (inf: none pending)."""
+        return self._recovery_due.get(i, math.inf)
 
     def _requeue(self, seq, now: float) -> None:
         """A request lost with its replica: retried from its last token (KV recomputed), or failed."""
@@ -469,6 +510,39 @@ class Fleet:
         """Provisioned GPU-seconds of each slot up to ``end_s``."""
         return [paid + (end_s - since) * g if since >= 0.0 and end_s > since else paid
                 for paid, since, g in zip(self._paid_gpu_s, self._since, self._gpus)]
+
+    def logged_gpu_seconds(self, end_s: float) -> float:
+        """Provisioned GPU-seconds up to ``end_s`` rebuilt from the event log alone (the cost books'
+        second entry, ``servesim.cluster.conservation``): a slot is paid from the first arrival
+        (the initial replicas) or its "start" until "off", "cancelled" or, with recovery
+        "replace", its failure's "detected"; elastic "grow"/"shrink" events change its GPUs."""
+        base = self.gpus_per_replica
+        opened: dict[int, tuple[float, int]] = {}  # slot -> (paid since, GPUs)
+        if self.started_s is not None:
+            opened = {i: (self.started_s, base) for i in range(self._initial)}
+        replace = self.failures is not None and self.failures.recovery == "replace"
+        total = 0.0
+        for t, i, what in self.books.events:
+            gpus = None
+            if what == "start" or what == "restarted":
+                gpus = base
+            elif what.startswith(("grow to ", "shrink to ")):
+                gpus = int(what.split()[2])
+            elif not (what == "off" or what == "cancelled" or (what == "detected" and replace)):
+                continue
+            since = opened.pop(i, None)
+            if since is not None:
+                total += (t - since[0]) * since[1]
+            if gpus is not None:
+                opened[i] = (t, gpus)
+        for since, gpus in opened.values():
+            if end_s > since:
+                total += (end_s - since) * gpus
+        return total
+
+    def unpaid_slots(self) -> list[int]:
+        """Slots whose state and pay disagree: provisioned but not paid for, or off but paid for."""
+        return [i for i, (st, since) in enumerate(zip(self.state, self._since)) if (st != OFF) != (since >= 0.0)]
 
     def busy_by_slot(self) -> tuple[list[float], list[float]]:
         """(busy, busy in steps with prompt tokens) seconds of each slot, over all its instances."""

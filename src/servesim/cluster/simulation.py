@@ -525,6 +525,7 @@ class Simulation:
         decode.last_token_s = seq.last_token_s
         decode.max_itl_s = seq.max_itl_s
         decode.num_preemptions = seq.num_preemptions
+        decode.cached_tokens = seq.cached_tokens  # the prefill replica's prefix-cache hit is the request's
         if self._paired:
             r = self._replica[seq.rid] + self._num_prefill  # the same GPUs' decode worker
         else:

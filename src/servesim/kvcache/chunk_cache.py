@@ -54,9 +54,10 @@ class ChunkCache:
         keep = self.chunk_tokens - math.ceil(self.recompute_fraction * self.chunk_tokens)
         return keep * sum(1 for c in chunks if c in self._chunks)
 
-    def reuse(self, chunks: Sequence[int], count: bool) -> int:
+    def reuse(self, chunks: Sequence[int], count: bool, limit: int | None = None) -> int:
         """Tokens a prompt built from ``chunks`` need not compute; marks the hits recently used and
-        prices their load.  ``count``: the request's first admission (books)."""
+        prices their load.  ``count``: the request's first admission (books).  ``limit``: the most
+        the request skips (its prompt less the token it must compute); the books count what it skips."""
         keep = self.chunk_tokens - math.ceil(self.recompute_fraction * self.chunk_tokens)
         hits = 0
         for c in chunks:
@@ -69,7 +70,7 @@ class ChunkCache:
             self.num_lookups += 1
             self.looked_up_chunks += len(chunks)
             self.hit_chunks += hits
-            self.reused_tokens += hits * keep
+            self.reused_tokens += hits * keep if limit is None else min(hits * keep, limit)
         return hits * keep
 
     def insert(self, chunks: Sequence[int]) -> None:

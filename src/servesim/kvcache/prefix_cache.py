@@ -68,6 +68,7 @@ class PrefixCachingKVManager(KVCacheManager):
         self.looked_up_blocks = 0
         self.gpu_hit_blocks = 0
         self.tier_hit_blocks: dict[str, int] = {tier.name: 0 for tier in self.tiers}
+        self.hit_tokens = 0  # prompt tokens the requests skipped thanks to those hits
         self.num_evicted = 0
         self.stall_time_s = 0.0
         self._lookup: dict[int, tuple[int, list]] = {}  # request id -> (blocks asked, where each hit was)
@@ -267,12 +268,14 @@ class PrefixCachingKVManager(KVCacheManager):
         """Cached entries whose keys are below ``key`` (e.g. the LoRA adapters on the GPU)."""
         return sum(1 for k in self._entries if k < key)
 
-    def commit_lookup(self, request_id: int, count: bool) -> None:
-        """The request was admitted: count its lookup in the books if ``count`` (its first admission)."""
+    def commit_lookup(self, request_id: int, count: bool, hit_tokens: int = 0) -> None:
+        """The request was admitted: count its lookup in the books if ``count`` (its first admission),
+        with ``hit_tokens``, the prompt tokens it skips (the hits', less the one token it must compute)."""
         asked, found = self._lookup.pop(request_id)
         if not count:
             return
         self.num_lookups += 1
+        self.hit_tokens += hit_tokens
         self.looked_up_blocks += asked
         for tier in found:
             if tier is None:

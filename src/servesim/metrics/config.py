@@ -14,7 +14,7 @@ class SloTargets(BaseModel):
     With no target set, every finished request meets the SLO.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     ttft_s: float | None = Field(
         default=None, gt=0, allow_inf_nan=False,

@@ -120,15 +120,15 @@ VLLM_DEFAULTS = StepTimeParams(
 # 2 ms, 5 ms): the GPU glue per layer between the timed kernels inside a CUDA graph (norms,
 # rotary, cache writes, activation: about six small kernels), the host's scheduling work per
 # step (hidden behind the GPU by asynchronous scheduling unless the GPU is faster), and the API
-# server's fixed time per request.  Leave-one-model-out, the folds gave 6.7-16.8 us, 1.5-2.7 ms
-# and 8.6-11.6 ms.  The per-sequence host cost and the GPU's per-step sampling cost keep their
+# server's fixed time per request.  Leave-one-model-out, the folds gave 7.2-17.1 us, 1.5-2.2 ms
+# and 8.2-12.4 ms.  The per-sequence host cost and the GPU's per-step sampling cost keep their
 # physical estimates (the runs cannot tell them from the fixed cost).
 VLLM_HOST: dict[str, float] = {
-    "glue_per_layer_s": 12.8e-6,
-    "fixed_step_overhead_s": 1.53e-3,
+    "glue_per_layer_s": 13.8e-6,
+    "fixed_step_overhead_s": 1.69e-3,
     "per_seq_step_overhead_s": 10e-6,
     "gpu_step_overhead_s": 0.3e-3,
-    "frontend_latency_s": 9.5e-3,
+    "frontend_latency_s": 9.6e-3,
 }
 VLLM_HOST_SOURCE = "benchmarks/e2e_vllm_h100.py --fit (fit on all four models of shared/validation/vllm-h100-runs)"
 
@@ -198,7 +198,7 @@ def _kernel_values(
         out.update(attn_bw_efficiency=decode.bw_efficiency, attn_decode_per_seq_s=decode.per_seq_s)
         launches += decode.latency_s
     if prefill is not None:
-        out["attn_flops_efficiency"] = prefill.flops_efficiency
+        out.update(attn_flops_efficiency=prefill.flops_efficiency, attn_prefill_half_tokens=prefill.half_tokens)
     allreduce = kernels.allreduce
     if allreduce is not None and tensor_parallel > 1:
         out["link_efficiency"] = allreduce.link_efficiency

@@ -269,7 +269,8 @@ def decode_attention_time_s(
 def prefill_attention_time_s(batch, isl, num_heads, head_dim, peak_bf16_flops_s: float, p: PrefillAttentionParams):
     """Causal attention of ``batch`` prompts of ``isl`` new tokens each."""
     b, q, hq, d = (np.asarray(a, dtype=float) for a in (batch, isl, num_heads, head_dim))
-    return p.latency_s + p.per_seq_s * b + b * (q * (q + 1) / 2) * 4.0 * hq * d / (peak_bf16_flops_s * p.flops_efficiency)
+    eff = p.flops_efficiency * q / (q + p.half_tokens)
+    return p.latency_s + p.per_seq_s * b + b * (q * (q + 1) / 2) * 4.0 * hq * d / (peak_bf16_flops_s * eff)
 
 
 def allreduce_time_s(message_bytes, num_gpus, link_bytes_s: float, p: AllReduceParams):
@@ -353,8 +354,9 @@ _SPECS: Mapping[str, _Spec] = MappingProxyType({
         DecodeAttentionParams, (10e-6, 0.1e-6, 0.7, 1.0), (0, 0, _EPS, _EPS), (_LAT_MAX, 1e-3, 1, 1), (1e-5, 1e-7, 1, 1)
     ),
     # latency_s, per_seq_s, flops_efficiency
+    # latency_s, per_seq_s, flops_efficiency, half_tokens (prompt length at half the plateau)
     "prefill_attention": _dataclass_spec(
-        PrefillAttentionParams, (10e-6, 1e-6, 0.5), (0, 0, _EPS), (_LAT_MAX, 1e-3, 1), (1e-5, 1e-6, 1)
+        PrefillAttentionParams, (10e-6, 1e-6, 0.5, 200.0), (0, 0, _EPS, 0), (_LAT_MAX, 1e-3, 1, 1e5), (1e-5, 1e-6, 1, 100)
     ),
     # latency_s for 2, 4, 8 GPUs, link_efficiency
     "allreduce": _Spec(

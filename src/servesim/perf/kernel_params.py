@@ -63,11 +63,14 @@ class DecodeAttentionParams:
 
 @dataclass(frozen=True, slots=True)
 class PrefillAttentionParams:
-    """``t = latency_s + per_seq_s * b + causal FLOPs / (peak_bf16 * flops_efficiency)``."""
+    """``t = latency_s + per_seq_s * b + causal FLOPs / (peak_bf16 * eff(q))`` with
+    ``eff(q) = flops_efficiency * q / (q + half_tokens)`` for prompts of ``q`` tokens
+    (``q`` at least one 128-row query tile): short prompts fill fewer query tiles per KV block."""
 
     latency_s: float
     per_seq_s: float
     flops_efficiency: float
+    half_tokens: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ cdef class StepTimeModel:
     cdef public double _piecewise_launch_s
     cdef public double _host_s
     cdef public double _host_per_seq_s
+    cdef public double _prefill_half
 
     @cython.locals(t=long, gemm=double, touched=double, routed=double, read=double, head=double, work=double,
                    pairs=double, ctx=double, cpu=double, gpu=double, overhead=double)

@@ -62,6 +62,9 @@ __all__ = ["BatchShape", "StepTime", "StepTimeModel", "StepTimeParams"]
 
 # Activations (hidden states sent between GPUs, elementwise traffic) are bf16.
 _ACT_BYTES = 2
+# Rows of one query tile of the prefill attention kernels (FlashAttention on Hopper): a shorter
+# chunk pays for a whole tile.
+_QUERY_TILE = 128.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +117,7 @@ class StepTimeModel:
         "_gpu_overhead_s", "_graphed_overhead_s", "_eager_base_s", "_eager_per_call_s", "_exposed", "_fixed_s",
         "_decode_parts", "prefill_graph_tokens",
         "piecewise", "async_scheduling", "max_graph_tokens", "_pad", "_decode_seq_s", "_piecewise_gpu_s",
-        "_piecewise_launch_s", "_host_s", "_host_per_seq_s",
+        "_piecewise_launch_s", "_host_s", "_host_per_seq_s", "_prefill_half",
     )
 
     def __init__(
@@ -248,6 +251,7 @@ class StepTimeModel:
         # Piecewise (vLLM) engine: per-sequence attention work, the GPU's fixed cost of a
         # graphed step, the host's launches of a piecewise step, and its scheduling work.
         self._decode_seq_s = model.num_kv_layers * p.attn_decode_per_seq_s
+        self._prefill_half = p.attn_prefill_half_tokens
         self._piecewise_gpu_s = self._gpu_overhead_s + p.gpu_step_overhead_s
         self._piecewise_launch_s = layers * p.piecewise_launch_s
         self._host_s = p.fixed_step_overhead_s
@@ -279,6 +283,8 @@ class StepTimeModel:
         gemm += head if head > self._lm_weight_s else self._lm_weight_s
         work = gemm + t * self._elementwise_s_per_token
         pairs = shape.prefill_attn_pairs * self._pair_s
+        if self._prefill_half > 0.0 and shape.num_prefill_seqs > 0:
+            pairs = self._prefill_pairs_s(shape)
         ctx = shape.prefill_kv_tokens * self._prefill_kv_s
         work += pairs if pairs > ctx else ctx
         work += shape.decode_kv_tokens * self._decode_kv_s
@@ -321,7 +327,7 @@ class StepTimeModel:
             return StepTime(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, graphed)
         gemm = self._gemm_s(t, shape.num_seqs)
         elementwise = t * self._elementwise_s_per_token
-        pairs = shape.prefill_attn_pairs * self._pair_s
+        pairs = self._prefill_pairs_s(shape)
         ctx = shape.prefill_kv_tokens * self._prefill_kv_s
         prefill = pairs if pairs > ctx else ctx
         decode = shape.decode_kv_tokens * self._decode_kv_s
@@ -395,7 +401,7 @@ class StepTimeModel:
         graphed = t <= self.max_graph_tokens
         rows = self._pad[t] if graphed else t
         work = self._gemm_s(rows, shape.num_seqs) + rows * self._elementwise_s_per_token
-        pairs = shape.prefill_attn_pairs * self._pair_s
+        pairs = self._prefill_pairs_s(shape)
         ctx = shape.prefill_kv_tokens * self._prefill_kv_s
         work += pairs if pairs > ctx else ctx
         work += shape.decode_kv_tokens * self._decode_kv_s + shape.num_decode_seqs * self._decode_seq_s
@@ -408,13 +414,24 @@ class StepTimeModel:
             launch = self._eager_base_s + (shape.num_prefill_seqs + (shape.num_decode_seqs > 0)) * self._eager_per_call_s
         return work, _combine(gpu, cpu, launch, self.async_scheduling), graphed
 
+    def _prefill_pairs_s(self, shape: BatchShape) -> float:
+        """Compute time of the prefill chunks' attention: their query-key pairs at the efficiency of
+        their mean chunk length (at least one 128-row query tile), ``attn_prefill_half_tokens``."""
+        pairs = shape.prefill_attn_pairs * self._pair_s
+        if self._prefill_half > 0.0 and shape.num_prefill_seqs > 0:
+            q = (shape.num_tokens - shape.num_decode_seqs) / shape.num_prefill_seqs
+            if q < _QUERY_TILE:
+                q = _QUERY_TILE
+            pairs = pairs * (1.0 + self._prefill_half / q)
+        return pairs
+
     def _piecewise_breakdown(self, shape: BatchShape) -> StepTime:
         work, total, graphed = self._piecewise_parts(shape)
         t = shape.num_tokens
         rows = self._pad[t] if graphed else t
         gemm = self._gemm_s(rows, shape.num_seqs)
         elementwise = rows * self._elementwise_s_per_token
-        pairs = shape.prefill_attn_pairs * self._pair_s
+        pairs = self._prefill_pairs_s(shape)
         ctx = shape.prefill_kv_tokens * self._prefill_kv_s
         prefill = pairs if pairs > ctx else ctx
         decode = shape.decode_kv_tokens * self._decode_kv_s + shape.num_decode_seqs * self._decode_seq_s

@@ -80,6 +80,16 @@ class StepTimeParams(BaseModel):
             "long causal sequences per the FlashAttention-3 paper; FlashAttention-2 reaches ~0.35)."
         ),
     )
+    attn_prefill_half_tokens: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "Prompt chunk length (tokens) at which compute-bound prefill attention reaches half of "
+            "attn_flops_efficiency: the efficiency for chunks of q tokens (at least one 128-row query tile) "
+            "is attn_flops_efficiency * q / (q + this).  0 = the same efficiency for every length (the plain "
+            "harness's calibration); the vllm engine sets it from vLLM's attention kernel tables (~1000 on Hopper)."
+        ),
+    )
     attn_bw_efficiency: float = Field(
         0.88,
         gt=0,

@@ -22,6 +22,9 @@ def write_bench_parity(path: str | Path, panels: Sequence[tuple[str, Sequence[fl
     """Write a PNG with one panel per ``(metric, measured, predicted)`` to ``path``; returns it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")  # 30, 100, 0.5: not 3x10^1
 
     cols = min(3, max(1, len(panels)))
     rows = max(1, math.ceil(len(panels) / cols))
@@ -42,6 +45,11 @@ def write_bench_parity(path: str | Path, panels: Sequence[tuple[str, Sequence[fl
         ax.set_xlim(low, high)
         ax.set_ylim(low, high)
         ax.set_aspect("equal")
+        for axis in (ax.xaxis, ax.yaxis):
+            # Label 1, 2, 5 x each decade in plain numbers; minor ticks stay as grid lines (their labels collide).
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(plain)
+            axis.set_minor_formatter(NullFormatter())
         ax.set_title(metric, fontsize=10)
         ax.set_xlabel("measured")
         ax.set_ylabel("predicted")

@@ -1,6 +1,7 @@
 """Writing a run's outputs to a directory.
 
-Files written (all overwritten if present):
+Files written (all overwritten if present; ``Result.write`` guards the folder,
+see ``servesim.out_dir``):
 
 * ``requests.parquet``: every ``RequestTable`` column plus the derived
   ``ttft_s``, ``tpot_s``, ``e2e_s`` and ``queue_delay_s`` (seconds; NaN
@@ -61,11 +62,14 @@ def write_outputs(
     paths = {key: out / name for key, name in OUTPUT_FILES.items()}
     write_parquet(paths["requests"], requests_arrow(requests))
     write_parquet(paths["timeseries"], timeseries_arrow(timeseries))
-    paths["config"].write_text(
-        yaml.safe_dump(resolved_config, sort_keys=False), encoding="utf-8"
-    )
+    paths["config"].write_text(config_yaml(resolved_config), encoding="utf-8")
     paths["summary"].write_text(summary_json(summary), encoding="utf-8")
     return paths
+
+
+def config_yaml(resolved_config: dict[str, Any]) -> str:
+    """The text of ``config.yaml``."""
+    return yaml.safe_dump(resolved_config, sort_keys=False)
 
 
 def summary_json(summary: dict[str, Any]) -> str:

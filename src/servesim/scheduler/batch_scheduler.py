@@ -319,9 +319,9 @@ class BatchScheduler:
             num_new.append(n)
             budget -= n
             if attached:
-                cache.commit_lookup(seq.rid, seq.first_scheduled_s < 0.0)
+                cache.commit_lookup(seq.rid, seq.first_scheduled_s < 0.0, hit)
             elif reused:
-                self.chunk_cache.reuse(seq.chunks, seq.first_scheduled_s < 0.0)
+                self.chunk_cache.reuse(seq.chunks, seq.first_scheduled_s < 0.0, hit)
             if seq.first_scheduled_s < 0.0:
                 seq.first_scheduled_s = now
                 seq.cached_tokens = hit

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+_FROZEN = ConfigDict(frozen=True, extra="forbid", defer_build=True, allow_inf_nan=False)  # finite numbers only
 
 # Published search latencies per lookup (s), SEED_CLAIMS #18.
 SEARCH_LATENCY_S = {"memory": 0.002, "remote": 0.030}

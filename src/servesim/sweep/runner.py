@@ -45,9 +45,15 @@ def run_sweep(
     *,
     retry_failed: bool = False,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> SweepReport:
-    """Run every run of ``spec`` not yet recorded in ``out_dir``; ``ConfigError`` for a bad spec, before any run."""
+    """Run every run of ``spec`` not yet recorded in ``out_dir``; ``ConfigError`` for a bad spec and
+    ``OutputError`` for an ``out_dir`` that holds another sweep's, a search's or a run's files
+    (replaced when ``overwrite``) or cannot be written, both before any run."""
+    from servesim.out_dir import check_sweep_dir
+
     runs = build_runs(spec.axes, spec.base, spec_dir)  # validates every config first
+    check_sweep_dir(out_dir, "sweep", spec.name, overwrite=overwrite)
     store = ResultStore(out_dir)
     try:
         store.set_meta({"kind": "sweep", "spec_json": spec.model_dump_json(by_alias=True), "name": spec.name})

@@ -112,13 +112,17 @@ class SearchOutcome:
 
 
 def run_search(spec: SearchSpec, spec_dir: Path, out_dir: Path, executor: Executor, *,
-               progress: bool = True) -> SearchOutcome:
-    """Run the search; ``ConfigError`` for a bad spec (before any trial)."""
+               progress: bool = True, overwrite: bool = False) -> SearchOutcome:
+    """Run the search; ``ConfigError`` for a bad spec and ``OutputError`` for an ``out_dir`` that
+    holds another output (replaced when ``overwrite``) or cannot be written, both before any trial."""
     import optuna
+
+    from servesim.out_dir import check_sweep_dir
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     raw = base_raw(spec.base, spec_dir)
     _check_space(spec, raw)
+    check_sweep_dir(out_dir, "search", spec.name, overwrite=overwrite)
     study = optuna.create_study(directions=[o.direction for o in spec.objectives], sampler=_sampler(spec))
     if spec.sampler.kind == "grid":
         _enqueue_grid(study, spec)

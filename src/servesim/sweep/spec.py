@@ -224,13 +224,17 @@ def load_spec(path: str | Path, model: type[SweepSpec] | type[SearchSpec]) -> Sw
     """Read and validate a spec file; ``ConfigError`` (one line naming the field) on any problem."""
     path = Path(path)
     try:
-        data = yaml_text.safe_load(path.read_text())
+        data = yaml_text.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"spec file not found: {path}") from None
     except OSError as err:
-        raise ConfigError(f"cannot read spec file {path}: {err.strerror}") from None
+        raise ConfigError(f"cannot read spec file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"spec file {path} is not UTF-8 text: {err.reason} at byte {err.start}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: {getattr(err, 'problem', None) or 'invalid YAML'}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} {getattr(err, 'problem', None) or 'invalid YAML'}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a spec must be a mapping, got {type(data).__name__}")
     return parse_spec(data, model, where=str(path))

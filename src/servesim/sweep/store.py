@@ -91,7 +91,9 @@ def _quote(name: str) -> str:
 class ResultStore:
     """The output folder of one sweep or search, opened by its coordinating process.
 
-    ``ConfigError`` if the database cannot be opened (e.g. another sweep holds it).
+    ``ConfigError`` if the folder cannot be created or the database cannot be opened (e.g.
+    another sweep holds it).  ``servesim.out_dir.check_sweep_dir`` checks what the folder
+    holds first.
     """
 
     def __init__(self, out_dir: str | Path) -> None:
@@ -99,7 +101,10 @@ class ResultStore:
 
         self.out_dir = Path(out_dir)
         self.runs_dir = self.out_dir / RUNS_DIR
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create {self.runs_dir}: {err.strerror or err}") from None
         try:
             self.db = duckdb.connect(str(self.out_dir / DB_NAME))
         except duckdb.Error as err:

@@ -80,18 +80,26 @@ def _conversations(path: Path, limit: int | None) -> Iterable[tuple[str, dict]]:
     if path.is_dir():
         files = sorted(path.glob("*.json"))[:limit]
         for f in files:
-            yield f.name, _load(f.read_text(), f.name, path)
+            try:
+                data = f.read_bytes()
+            except OSError as err:
+                raise TraceError(f"{path}: {f.name}: cannot read it ({err.strerror or err})") from None
+            yield f.name, _load(data, f.name, path)
         return
     try:
         with tarfile.open(path) as tar:
             members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.endswith(".json")), key=lambda m: m.name)
             for m in members[:limit]:
-                yield m.name, _load(tar.extractfile(m).read().decode(), m.name, path)
+                yield m.name, _load(tar.extractfile(m).read(), m.name, path)
     except (OSError, tarfile.TarError) as err:
         raise TraceError(f"{path}: cannot read Claude Code traces ({err})") from None
 
 
-def _load(text: str, name: str, path: Path) -> dict:
+def _load(data: bytes, name: str, path: Path) -> dict:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise TraceError(f"{path}: {name}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:

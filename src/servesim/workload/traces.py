@@ -164,19 +164,24 @@ def read_trace(
     if on_bad_row not in ("skip", "error"):
         raise TraceError(f"unknown on_bad_row {on_bad_row!r}; allowed: skip, error")
     with trace_file(path) as (real, label):
-        fmt = detect_format(real, label) if format == "auto" else format
-        if fmt in ("azure2023", "azure2024"):
-            return read_azure(real, on_bad_row=on_bad_row, label=label)
-        if fmt == "burstgpt":
-            return read_burstgpt(
-                real,
-                on_bad_row=on_bad_row,
-                failed=burstgpt_failed,
-                model=burstgpt_model,
-                log_type=burstgpt_log_type,
-                label=label,
-            )
-        return read_mooncake(real, on_bad_row=on_bad_row, label=label)
+        try:
+            fmt = detect_format(real, label) if format == "auto" else format
+            if fmt in ("azure2023", "azure2024"):
+                return read_azure(real, on_bad_row=on_bad_row, label=label)
+            if fmt == "burstgpt":
+                return read_burstgpt(
+                    real,
+                    on_bad_row=on_bad_row,
+                    failed=burstgpt_failed,
+                    model=burstgpt_model,
+                    log_type=burstgpt_log_type,
+                    label=label,
+                )
+            return read_mooncake(real, on_bad_row=on_bad_row, label=label)
+        except UnicodeDecodeError as err:
+            raise TraceError(f"trace {label} is not UTF-8 text: {err.reason} at byte {err.start}") from None
+        except OSError as err:
+            raise TraceError(f"cannot read trace {label}: {err.strerror or err}") from None
 
 
 # --------------------------------------------------------------------------- shared
