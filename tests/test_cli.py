@@ -196,7 +196,8 @@ def test_config_show_default_round_trips():
 
     result = invoke("config", "show")
     assert result.exit_code == 0
-    assert ScenarioConfig.model_validate(yaml.safe_load(result.stdout)) == ScenarioConfig()
+    shown = ScenarioConfig.model_validate(yaml.safe_load(result.stdout))
+    assert shown == ScenarioConfig(slo={"ttft_s": 0.5, "tpot_s": 0.05})  # examples/default.yaml's SLOs
 
 
 def test_config_schema_is_json():
@@ -600,3 +601,16 @@ def test_error_path_user_faults_exit_2_and_bugs_exit_1(capsys, monkeypatch):
     assert code == 1
     assert "Traceback" in err and "KeyError: 'oops'" in err
     assert err.rstrip("\n").splitlines()[-1].startswith("error: this is a bug in servesim; please report it")
+
+
+def test_a_run_that_rejects_every_request_exits_3_saying_why(small_scenario, tmp_path):
+    out = tmp_path / "out"
+    proc = servesim("run", str(small_scenario), "--set", "cluster.max_model_len=8", "--no-progress", "--out", str(out))
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    assert "rejected 200" in proc.stdout and "rejected by reason: exceeds_max_model_len 200" in proc.stdout
+    assert proc.stderr == (
+        "error: every request was rejected (200 of 200: exceeds_max_model_len 200); nothing was served\n"
+    )
+    assert (out / "summary.json").is_file()  # the run's files are still written
+    json_proc = servesim("run", str(small_scenario), "--set", "cluster.max_model_len=8", "--json")
+    assert json_proc.returncode == 3 and json.loads(json_proc.stdout)["num_rejected"] == 200

@@ -44,7 +44,8 @@ def config_error(**kwargs) -> str:
 
 def test_default_scenario_without_a_file():
     cfg = load_config(None)
-    assert cfg == ScenarioConfig()
+    # Every field's default, plus examples/default.yaml's SLOs.
+    assert cfg == ScenarioConfig(slo={"ttft_s": 0.5, "tpot_s": 0.05})
     assert cfg.workload.kind == "trace" and cfg.workload.path == "builtin:azure-2023-conv"
     assert cfg.cluster.model == "llama-3-8b" and cfg.cluster.hardware == "h100"
 
@@ -403,3 +404,28 @@ def test_validate_config_raises_config_error_not_pydantic():
     with pytest.raises(ConfigError) as info:
         validate_config({"engine": {"timeseries_interval_s": 0}})
     assert str(info.value).startswith("config error: engine.timeseries_interval_s = 0: ")
+
+
+def test_the_default_scenario_is_examples_default_yaml_with_its_slos():
+    # The tutorial calls examples/default.yaml "the default scenario written out".
+    built_in = load_config(None)
+    assert built_in.to_dict() == load_config(EXAMPLES / "default.yaml").to_dict()
+    assert (built_in.slo.ttft_s, built_in.slo.tpot_s) == (0.5, 0.05)
+    # Overrides refine the default SLOs; a scenario file without an slo section has none.
+    assert load_config(None, ["slo.ttft_s=1.0"]).slo.tpot_s == 0.05
+    assert validate_config({}).slo.ttft_s is None
+
+
+def test_a_boolean_for_a_number_is_refused_naming_the_field():
+    import pytest as _pytest
+
+    from servesim.config import validate_config
+    from servesim.errors import ConfigError
+
+    with _pytest.raises(ConfigError, match=r"workload.arrival.rate_rps = true: Input should be a number, not a boolean"):
+        validate_config({"workload": {"kind": "synthetic", "num_requests": 4,
+                                      "arrival": {"process": "poisson", "rate_rps": True},
+                                      "prompt_tokens": {"dist": "fixed", "value": 8},
+                                      "output_tokens": {"dist": "fixed", "value": 2}}})
+    # Boolean fields keep their booleans.
+    assert validate_config({"cluster": {"cuda_graphs": False}}).cluster.cuda_graphs is False

@@ -29,6 +29,7 @@ from servesim.deployment import (  # noqa: F401 - build_catalog and build_deploy
 )
 from servesim.errors import ConfigError
 from servesim.fleet_assembly import operations_summary, span_bounds, train_policy
+from servesim.limits import check_config, check_workload
 from servesim.metrics.energy import energy_summary
 from servesim.metrics.kv_cache import chunk_cache_summary, kv_cache_summary
 from servesim.perf.expert_offload import ExpertOffloadStepModel
@@ -126,11 +127,13 @@ def simulate(
     # Calibrated here too, so that result.config (and the config.yaml it
     # writes) holds the parameters the run used.
     config = calibrated(_as_config(config))
+    check_config(config)  # pre-flight limits (servesim.limits): before anything is built
     started = time.perf_counter()
     pools = pool_deployments(config)
     deployment = pools[0][1]
     if workload is None:
         workload = build_workload(config.workload, RandomStreams(config.seed))
+    check_workload(config, workload)
     policy = train_policy(config, pools, workload, step_model)
     bar = progress(len(workload)) if progress is not None else None
     sim = build_simulation(config, pools, workload, step_model, bar, fleet_policy=policy)
@@ -215,7 +218,10 @@ def _feature_summaries(sim, out, workload: Workload, config: ScenarioConfig, off
             bonus = quality_bonus(sim.front, sim.front.ic.quality_boost)
     if config.cluster.pools is not None:
         extra.update(pool_summary(out.requests, sim.pool_profiles, workload.difficulty, bonus))
-    caches = [s.prefix_cache for s in schedulers if s.prefix_cache is not None]
+    # The prefix caches' counters are cumulative: those of replicas that failed or were scaled
+    # away count too (a cache shared by two workers once), as in the end-of-run books.
+    retired = [r.scheduler for r in sim.fleet.retired] if sim.fleet is not None else []
+    caches = list({id(s.prefix_cache): s.prefix_cache for s in schedulers + retired if s.prefix_cache is not None}.values())
     if caches:
         extra.update(kv_cache_summary(caches))
     if programs is not None:

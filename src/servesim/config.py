@@ -203,16 +203,25 @@ class ScenarioConfig(BaseModel):
 # ---------------------------------------------------------------- loading
 
 
+#: The default scenario's SLOs (``examples/default.yaml``'s): TTFT and TPOT targets, seconds.
+DEFAULT_SLO = {"ttft_s": 0.5, "tpot_s": 0.05}
+
+
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> ScenarioConfig:
     """Read a scenario file (None = the default scenario) and apply ``key.path=value`` overrides.
 
-    Relative file paths inside the scenario (trace paths, catalog files) are
-    resolved against the scenario file's folder.
+    The default scenario is ``examples/default.yaml``: every field's default plus
+    ``DEFAULT_SLO``, so that a plain ``servesim run`` reports SLO attainment as that file
+    does.  A scenario file without an ``slo`` section has no targets.  Relative file paths
+    inside the scenario (trace paths, catalog files) are resolved against the scenario
+    file's folder.
     """
     raw: dict[str, Any] = {}
     if path is not None:
         raw = _read_yaml(Path(path))
         _resolve_paths(raw, Path(path).resolve().parent)
+    else:
+        raw["slo"] = dict(DEFAULT_SLO)
     overrides = list(overrides)
     sets_kind = any(item.replace(" ", "").startswith(("workload.kind=", "workload=")) for item in overrides)
     if overrides and not sets_kind and not isinstance(raw.get("workload"), dict):
@@ -231,9 +240,28 @@ def validate_config(raw: dict[str, Any]) -> ScenarioConfig:
     """
     _check_finite(raw, "")
     try:
-        return ScenarioConfig.model_validate(raw)
+        config = ScenarioConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err)) from None
+    _check_no_bool_numbers(raw, config.model_dump(), "")
+    return config
+
+
+def _check_no_bool_numbers(raw: Any, resolved: Any, where: str) -> None:
+    """``ConfigError`` naming the first ``true``/``false`` a number field took as 1 or 0.
+
+    Validation turns a YAML boolean into a number without a word (``rate_rps: true`` ran at
+    1 request per second); comparing what was given with what it became finds every such field.
+    """
+    if isinstance(raw, bool) and not isinstance(resolved, bool) and isinstance(resolved, (int, float)):
+        raise ConfigError(f"config error: {where} = {str(raw).lower()}: Input should be a number, not a boolean")
+    if isinstance(raw, dict) and isinstance(resolved, dict):
+        for key, item in raw.items():
+            if key in resolved:
+                _check_no_bool_numbers(item, resolved[key], f"{where}.{key}" if where else str(key))
+    elif isinstance(raw, (list, tuple)) and isinstance(resolved, (list, tuple)) and len(raw) == len(resolved):
+        for i, (item, out) in enumerate(zip(raw, resolved)):
+            _check_no_bool_numbers(item, out, f"{where}.{i}")
 
 
 def _check_finite(value: Any, where: str) -> None:

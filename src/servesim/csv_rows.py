@@ -19,12 +19,17 @@ def read_rows(path: Path, label: str) -> tuple[tuple[str, ...], list[dict[str, s
     """``(header, rows as dicts)`` of the CSV at ``path``.
 
     ``label`` names the file's kind in the one-line ``TraceError`` raised for a missing or
-    unreadable file, or one that is not UTF-8 CSV.
+    unreadable file, one that is not UTF-8 CSV, or a header naming a column twice.
     """
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
-            return tuple(reader.fieldnames or ()), [dict(row) for row in reader]
+            header = tuple(reader.fieldnames or ())
+            twice = sorted({name for name in header if header.count(name) > 1})
+            if twice:
+                # A dict keeps the last of two same-named cells: which one was meant is anyone's guess.
+                raise TraceError(f"{label} {path}: column {twice[0]!r} appears more than once in the header")
+            return header, [dict(row) for row in reader]
     except OSError as err:
         raise TraceError(f"cannot read {label} {path}: {err.strerror or err}") from None
     except (csv.Error, UnicodeDecodeError) as err:

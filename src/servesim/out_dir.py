@@ -45,19 +45,27 @@ def check_run_dir(path: str | Path, config_text: str | None, *, overwrite: bool,
     """Raise ``OutputError`` unless a run whose ``config.yaml`` reads ``config_text`` may be written
     to ``path`` (see the module docstring); writes nothing."""
     out = Path(path)
-    check_writable(out, label)
-    if not out.exists():
-        return
-    entries = _entries(out)
+    entries = _servesim_entries(out, label)
     if not entries:
         return
-    _refuse_foreign(out, entries, RUN_FILES | SWEEP_FILES, label)
     held = _describe(out, entries)
     if held == "run" and config_text is not None and _same_run(out, config_text):
         return
     if not overwrite:
         raise OutputError(f"{label} {out}: holds {_held_words(held)}; {_overwrite_hint(label)} to replace it, "
                           "or choose another folder")
+
+
+def _servesim_entries(out: Path, label: str) -> list:
+    """The entries of output folder ``out`` (empty for a new or empty one), after checking that it
+    can be written and holds nothing servesim did not write (``OutputError`` otherwise)."""
+    check_writable(out, label)
+    if not out.exists():
+        return []
+    entries = _entries(out)
+    if entries:
+        _refuse_foreign(out, entries, RUN_FILES | SWEEP_FILES, label)
+    return entries
 
 
 def write_run_dir(path: str | Path, write: Callable[[Path], dict[str, Path]], config_text: str | None, *,
@@ -86,13 +94,9 @@ def check_sweep_dir(path: str | Path, kind: str, name: str, *, overwrite: bool, 
     same kind and name, cleared when ``overwrite`` and it holds something else servesim wrote;
     ``OutputError`` otherwise (a file, an unwritable place, a folder holding other entries)."""
     out = Path(path)
-    check_writable(out, label)
-    if not out.exists():
-        return
-    entries = _entries(out)
+    entries = _servesim_entries(out, label)
     if not entries:
         return
-    _refuse_foreign(out, entries, RUN_FILES | SWEEP_FILES, label)
     held = _describe(out, entries)
     if held == (kind, name) or held is None:
         return  # the same spec resumes; a sweep killed before its database holds nothing to lose

@@ -557,3 +557,21 @@ def test_autoscaling_runs_on_the_fast_path_exactly_as_step_by_step(policy):
         assert np.array_equal(getattr(fast.requests, column), getattr(slow.requests, column), equal_nan=True), column
     assert fast.summary["fleet"] == slow.summary["fleet"] and fast.summary["cost"] == slow.summary["cost"]
     assert fast.summary["fleet"]["cold_starts"] > 0 and fast.summary["fleet"]["scale_downs"] > 0
+
+
+def test_prefix_hits_of_a_replaced_replica_stay_in_the_summary():
+    # Two replicas cache a shared system prompt; replica 0 fails at 20 s and is replaced.  The
+    # summary's block hits must cover every request's cached tokens, the failed replica's included.
+    config = {
+        "seed": 3,
+        "workload": {"kind": "synthetic", "num_requests": 120, "arrival": {"process": "poisson", "rate_rps": 3.0},
+                     "prompt_tokens": {"dist": "fixed", "value": 200}, "output_tokens": {"dist": "fixed", "value": 8},
+                     "system_prompts": {"count": 1, "tokens": 1024}, "prefix_block_tokens": 16},
+        "cluster": {"engine": "pytorch", "num_replicas": 2, "prefix_caching": True},
+        "failures": {"gpu_failures_per_hour": 0.0, "recovery": "replace", "scripted": [{"at_s": 20.0, "replica": 0}]},
+    }
+    result = servesim.simulate(config)
+    s = result.summary
+    cached = int(result.requests.cached_tokens.sum())
+    assert cached > 0
+    assert s["kv_cache"]["tiers"]["gpu"]["hit_blocks"] * 16 >= cached

@@ -203,3 +203,36 @@ def test_laps_batching_window_holds_short_prompts_and_releases_them_together():
                 short_prompt_tokens=256).requests
     for name, col in t.columns().items():
         np.testing.assert_array_equal(col, slow.columns()[name], err_msg=name)
+
+
+def test_least_kv_sees_requests_queued_without_kv_as_an_empty_replica():
+    # The policy, not a bug (docs/cluster.md): a queued request holds no KV blocks until its
+    # replica schedules it, so KV usage does not count it.  Replica 0 runs one request whose
+    # 100-token prompt holds 1% of its blocks, with five more queued behind it; replica 1 runs
+    # one long-context request holding 30%.  least_kv sends the next request to replica 0,
+    # behind the queue; least outstanding sends it to replica 1.
+    assert LeastKvRouter().route(req(), views([6, 1], [0.01, 0.30])) == 0
+    assert LeastOutstandingRouter().route(req(), views([6, 1], [0.01, 0.30])) == 1
+
+
+def test_least_kv_in_a_run_piles_a_burst_behind_a_short_request():
+    # One sequence at a time per replica.  A long prompt (8,000 tokens, half the KV cache) goes
+    # to replica 0; a short one to replica 1, which then holds 1% of its blocks.  A burst of
+    # five short requests follows: the four that queue hold no KV, so replica 1 keeps looking
+    # emptier and least_kv sends it all five, while least outstanding spreads them.
+    requests = [Request(0.0, 8000, 2000), Request(0.001, 100, 2000)] + [Request(1.0 + 0.001 * i, 100, 10) for i in range(5)]
+    one_at_a_time = SchedulerConfig(max_num_seqs=1)
+    kv = _run_with(requests, LeastKvRouter(), one_at_a_time)
+    assert kv.requests.replica.tolist() == [0, 1, 1, 1, 1, 1, 1]
+    lo = _run_with(requests, LeastOutstandingRouter(), one_at_a_time)
+    assert lo.requests.replica.tolist() == [0, 1, 0, 1, 0, 1, 0]
+
+
+def _run_with(requests, router, scheduler, num_replicas=2):
+    sim = Simulation(
+        Workload.from_requests(requests), ReplicaSetup(1000, 16, 100_000, scheduler), num_replicas, router,
+        LinearStepModel(),
+    )
+    out = sim.run()
+    check_conservation(out.requests, sim.replicas)
+    return out

@@ -93,7 +93,7 @@ def test_predict_steps_bad_row_is_one_error_line(tmp_path, capsys):
     src.write_text("model,kind,prefill_lens,decode_batch,decode_ctx,graphed\nllama-3-8b,decode,,x,10,1\n")
     code, err = run_main(["predict-steps", str(src), "--hardware", "h100", "-o", str(tmp_path / "o.csv")], capsys)
     assert code == 2
-    assert err == "error: in.csv row 1 (line 2): column 'decode_batch' = 'x': must be an integer >= 0\n"
+    assert err == "error: in.csv row 1 (line 2): column 'decode_batch' = 'x': must be an integer from 0 to 1,000,000\n"
     src.write_text("model,kind,prefill_lens,decode_batch,decode_ctx,graphed\nllama-9,decode,,1,10,1\n")
     code, err = run_main(["predict-steps", str(src), "--hardware", "h100", "-o", str(tmp_path / "o.csv")], capsys)
     assert code == 2 and err.startswith("error: row 1 (line 2): column 'model' = 'llama-9': unknown model")
@@ -203,3 +203,52 @@ def test_predict_with_a_calibration_of_another_gpu_is_refused(tmp_path, capsys):
     # The same GPU: the calibrated parameters are used.
     argv[3] = "h100"
     assert runner.invoke(app, argv).exit_code == 0
+
+
+def test_calibrate_refuses_fewer_rows_than_fitted_parameters(tmp_path, capsys):
+    steps = measured_csv(tmp_path / "m.csv", StepTimeParams())
+    lines = steps.read_text(encoding="utf-8").splitlines()
+    steps.write_text("\n".join(lines[:3]) + "\n", encoding="utf-8")  # the header and 2 rows
+    out = tmp_path / "cal.yaml"
+    code, err = run_main(["calibrate", str(steps), "--hardware", "h100", "-o", str(out)], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: steps file {steps}: 2 measured rows cannot fit 10 parameters; ")
+    assert not out.exists()
+
+
+def test_calibrate_refuses_a_bad_fit_unless_forced(tmp_path, capsys):
+    # Steps 5x slower than any plausible H100 parameters can explain: the fit cannot follow.
+    steps = measured_csv(tmp_path / "m.csv", StepTimeParams())
+    lines = steps.read_text(encoding="utf-8").splitlines()
+    body = []
+    for line in lines[1:]:
+        cells = line.split(",")
+        cells[-2] = f"{float(cells[-2]) * (25 if len(body) % 2 else 0.2):.6f}"
+        body.append(",".join(cells))
+    steps.write_text("\n".join([lines[0], *body]) + "\n", encoding="utf-8")
+    out = tmp_path / "cal.yaml"
+    argv = ["calibrate", str(steps), "--hardware", "h100", "-o", str(out)]
+    code, err = run_main(argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and not out.exists()
+    assert err.startswith("error: the fit's median error is ") and "(over 25%)" in err
+    assert err.endswith(f"{out} not written; pass --force to calibrate anyway\n")
+    result = runner.invoke(app, [*argv, "--force"])
+    assert result.exit_code == 0 and out.exists()
+    assert "warning: the fit's median error is " in result.output
+
+
+def test_calibrate_refuses_rows_of_another_gpu_unless_forced(tmp_path, capsys):
+    steps = measured_csv(tmp_path / "m.csv", StepTimeParams())
+    lines = steps.read_text(encoding="utf-8").splitlines()
+    steps.write_text("\n".join([lines[0] + ",hardware", *(line + ",a100" for line in lines[1:])]) + "\n")
+    out = tmp_path / "cal.yaml"
+    argv = ["calibrate", str(steps), "--hardware", "h100", "-o", str(out)]
+    code, err = run_main(argv, capsys)
+    assert code == 2 and not out.exists()
+    assert err == (
+        f"error: steps file {steps}: its hardware column names 'a100', not --hardware 'h100'; "
+        "pass --force to calibrate anyway\n"
+    )
+    result = runner.invoke(app, [*argv, "--force"])
+    assert result.exit_code == 0 and out.exists()
+    assert "warning: steps file " in result.output

@@ -49,7 +49,7 @@ def test_optional_num_layers_and_empty_counts(tmp_path):
     [
         ("llama-3-8b,prefil,64,0,0,0,1,x", "row 2 (line 3): column 'kind' = 'prefil': must be one of prefill, decode, mixed"),
         ("llama-3-8b,prefill,64+0,0,0,0,1,x", "row 2 (line 3): column 'prefill_lens' = '64+0'"),
-        ("llama-3-8b,decode,,four,10,0,1,x", "row 2 (line 3): column 'decode_batch' = 'four': must be an integer >= 0"),
+        ("llama-3-8b,decode,,four,10,0,1,x", "row 2 (line 3): column 'decode_batch' = 'four': must be an integer from 0 to 1,000,000"),
         ("llama-3-8b,decode,,4,-1,0,1,x", "column 'decode_ctx' = '-1'"),
         ("llama-3-8b,decode,,4,10,yes,1,x", "column 'graphed' = 'yes': must be 0 (eager) or 1 (CUDA graph)"),
         ("llama-3-8b,decode,,4,10,0,-3,x", "column 'median_ms' = '-3'"),
@@ -79,3 +79,17 @@ def test_missing_columns_and_files(tmp_path):
         read_steps_csv(write(tmp_path, ""))
     with pytest.raises(TraceError, match="cannot read steps file"):
         read_steps_csv(tmp_path / "absent.csv")
+
+
+@pytest.mark.parametrize("row, column", [
+    ("llama-3-8b,decode,,1000000000000000,100,0,5.0,x", "decode_batch"),  # was a MemoryError building the shape
+    ("llama-3-8b,prefill,99999999999999999999999,0,0,0,17.5,x", "prefill_lens"),  # was priced at 4.6e39 ms
+])
+def test_step_shapes_beyond_any_engine_are_refused(tmp_path, row, column):
+    from servesim.errors import TraceError
+    from servesim.perf.steprows import read_steps_csv
+
+    path = tmp_path / "steps.csv"
+    path.write_text("model,kind,prefill_lens,decode_batch,decode_ctx,graphed,median_ms,note\n" + row + "\n")
+    with pytest.raises(TraceError, match=f"column '{column}'"):
+        read_steps_csv(path)

@@ -95,3 +95,18 @@ def test_user_mistakes_are_one_error_line(args, message, capsys, tmp_path):
 def test_an_output_path_that_is_a_folder_fails_before_profiling(capsys, tmp_path):
     code, err = run_main(["profile", "--model", "llama-3-8b", "--backend", "numpy", "-o", str(tmp_path)], capsys)
     assert code == 2 and err == f"error: option --out {tmp_path}: is a folder; give the CSV file to write\n"
+
+
+def test_a_run_that_measures_no_row_is_an_error_not_a_header_only_csv(monkeypatch, capsys, tmp_path):
+    # Without a GPU, graphed rows are skipped; with (almost) no free memory, so are the others.
+    monkeypatch.setattr("servesim.profile.numpy_backend.available_host_bytes", lambda: 1.0)
+    out = tmp_path / "o.csv"
+    argv = ["profile", "--model", "llama-3-8b", "--backend", "numpy", "--plan", "quick", "-o", str(out)]
+    code, err = run_main(argv, capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("error: servesim profile measured no rows on cpu")
+    assert "graphed rows need CUDA graphs (torch on a CUDA device): 2" in err
+    assert "needs more memory than the device has free: 7" in err
+    assert "nothing written; it needs a CUDA GPU with PyTorch (pip install 'servesim[profile]'" in err
+    assert "or fewer layers (--num-layers)" in err
+    assert not out.exists() and not (tmp_path / "device.json").exists()

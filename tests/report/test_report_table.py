@@ -86,7 +86,8 @@ def test_no_slo_section_without_targets():
 
 def test_utilization_and_cost_lines():
     text = summary_text(run_summary())
-    assert "Utilization mean 75.0%" in text  # 3 s busy of 4 s
+    # The share of time a step ran (3 s busy of 4 s), labelled as such, not "utilization".
+    assert "Busy a step running 75.0% of the time" in text and "Utilization" not in text
     assert "peak queue 4" in text and "peak KV 75.0%" in text and "preemptions 1" in text
     # 1 replica x 2 GPUs x 4 s = 0.002 GPU-h (rounded), $2/GPU-h.
     assert "0.002 GPU-h" in text and "at $2.00/GPU-h" in text
@@ -168,3 +169,23 @@ def test_energy_line():
     summary = {**run_summary(), "energy_j": 7.2e6, "energy_per_token_j": 0.5, "power_w": {"mean": 450.0}, "idle_cost_usd": 0.25}
     assert "Energy 2.000 kWh  0.500 J per output token  mean 450 W  idle capacity $0.2500" in summary_text(summary)
     assert "Energy" not in summary_text(run_summary())
+
+
+def test_fleet_line_spells_out_cold_starts():
+    fleet = {"policy": "kpa", "replicas": {"mean_provisioned": 2.5, "mean_gpus_provisioned": 2.5}, "scale_ups": 17,
+             "cold_starts": 17, "cold_start_s": 110.6, "failures": 0, "availability": 1.0,
+             "retried_requests": 0, "failed_requests": 0}
+    text = summary_text({"fleet": fleet}, width=250)
+    assert "cold starts 17, 110.6 s in all (mean 6.5 s)" in text and " of 110.6 s" not in text
+    assert "cold starts 0  " in summary_text({"fleet": {**fleet, "cold_starts": 0, "cold_start_s": 0.0}}, width=250)
+
+
+def test_rejections_show_their_share_and_what_each_reason_means():
+    # examples/kv-tiers-mooncake.yaml: 259 of 3,000 requests do not fit the model's context.
+    summary = {**run_summary(), "num_requests": 3000, "num_rejected": 259,
+               "rejected_by_reason": {"exceeds_max_model_len": 259}}
+    text = summary_text(summary, width=200)
+    assert "rejected 259 (8.6%)  in flight" in text
+    assert ("rejected by reason: exceeds_max_model_len 259 (prompt + output longer than the model's context, "
+            "cluster.max_model_len)") in text
+    assert "rejected 0  in flight" in summary_text({**summary, "num_rejected": 0, "rejected_by_reason": {}})

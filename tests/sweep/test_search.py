@@ -188,3 +188,15 @@ def test_the_report_of_a_real_search_uses_its_objectives_and_best_trial(tmp_path
     hw, n = min(feasible, key=lambda k: (feasible[k], points[k]["ttft_s__p99"]))
     markdown = (tmp_path / "report.md").read_text()
     assert f"{feasible[(hw, n)]:.4f}" in markdown
+
+
+def test_a_misspelt_objective_is_refused_before_any_trial_runs(tmp_path: Path):
+    class NoTrials(InlineExecutor):
+        def run_unordered(self, tasks):  # noqa: ANN001, ANN202
+            raise AssertionError("a trial ran before the spec's metrics were checked")
+
+    spec = search_spec(space={"cluster.num_replicas": {"int": [1, 2]}}, trials=2,
+                       objectives=[{"metric": "ttft_s__p999"}])
+    with pytest.raises(ConfigError, match=r"^objectives\.0\.metric = 'ttft_s__p999'"):
+        run_search(spec, tmp_path, tmp_path / "o", NoTrials(), progress=False)
+    assert not (tmp_path / "o").exists()

@@ -48,7 +48,10 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print summary.json instead of the table."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on long runs."),
 ) -> None:
-    """Simulate a scenario and print its summary."""
+    """Simulate a scenario and print its summary.
+
+    Exit status 3 (after the summary and the files) when every request was rejected.
+    """
     from servesim.api import simulate
     from servesim.config import load_config
     from servesim.deployment import calibrated
@@ -70,6 +73,23 @@ def run(
         render_summary(result.summary)
         if out is not None:
             typer.echo(f"outputs written to {out}/")
+    nothing_served = _nothing_served(result.summary)
+    if nothing_served is not None:
+        typer.echo(f"error: {nothing_served}", err=True)
+        raise typer.Exit(EXIT_ALL_REJECTED)
+
+
+# Exit status of a run that completed but served no request: every one was rejected.
+EXIT_ALL_REJECTED = 3
+
+
+def _nothing_served(summary: dict) -> str | None:
+    """Why a run served nothing (every request rejected), or None when it served some."""
+    total, rejected = summary.get("num_requests", 0), summary.get("num_rejected", 0)
+    if total == 0 or rejected < total:
+        return None
+    reasons = ", ".join(f"{reason} {count:,}" for reason, count in (summary.get("rejected_by_reason") or {}).items())
+    return f"every request was rejected ({rejected:,} of {total:,}: {reasons or 'no reason recorded'}); nothing was served"
 
 
 @config_app.command("show")

@@ -20,6 +20,9 @@ HardwareOption = typer.Option(..., "--hardware", help="GPU catalog id the rows r
 CalibrationOption = typer.Option(None, "--calibration", help="Calibration YAML from `servesim calibrate` (same GPU).")
 CatalogOption = typer.Option(None, "--catalog", help="Extra catalog YAML with models/hardware entries (repeatable).")
 
+# A calibration whose in-sample median error is above this (percent) is refused without --force.
+SUSPECT_FIT_PCT = 25.0
+
 # Output columns of predict-steps: name -> StepTime field (seconds).
 _COMPONENTS = {
     "predicted_ms": "total_s",
@@ -105,20 +108,46 @@ def calibrate(
     hardware: str = HardwareOption,
     out: Path = typer.Option(..., "-o", "--out", help="Calibration YAML to write."),
     logo: bool = typer.Option(False, "--logo", help="Also run leave-one-group-out and record its errors."),
+    force: bool = typer.Option(
+        False, "--force", help=f"Write the calibration even when the fit's median error exceeds {SUSPECT_FIT_PCT:g}% "
+        "or the rows' hardware column names another GPU (a warning instead of an error)."
+    ),
     catalog_files: Optional[List[Path]] = CatalogOption,
 ) -> None:
-    """Fit the step-time model's physical parameters to measured steps; write a calibration YAML."""
+    """Fit the step-time model's physical parameters to measured steps; write a calibration YAML.
+
+    Refuses fewer rows than fitted parameters; refuses (unless --force) rows whose ``hardware``
+    column names another GPU than --hardware, and a fit whose median error exceeds
+    SUSPECT_FIT_PCT percent: such a calibration would make every simulated latency wrong.
+    """
     import servesim
-    from servesim.perf.calibrate import NOISE, PRIORS, fit_step_params, leave_one_group_out
+    from servesim.perf.calibrate import NOISE, fit_step_params, leave_one_group_out
     from servesim.perf.calibration_file import Calibration, calibration_yaml
     from servesim.perf.steprows import read_steps_csv
-    from servesim.perf.steptime_params import FIELD_UNITS
-    from servesim.perf.validate import error_slices, format_error_table
+    from servesim.perf.steptime_params import FITTED_FIELDS
+    from servesim.perf.validate import error_slices
 
     table = read_steps_csv(steps, require_measured=True)
+    if len(table.rows) < len(FITTED_FIELDS):
+        raise ConfigError(
+            f"steps file {steps}: {len(table.rows)} measured row{'s' if len(table.rows) != 1 else ''} cannot fit "
+            f"{len(FITTED_FIELDS)} parameters; calibrate needs at least {len(FITTED_FIELDS)} rows "
+            "(`servesim profile` writes 64)"
+        )
     catalog, gpu, _ = _setup(hardware, None, catalog_files)
+    _suspect(_other_hardware(table, steps, hardware), force)
     fit = fit_step_params(table.rows, gpu, catalog)
     in_sample = error_slices(table.rows, fit.predicted_s)
+    median_pct = in_sample[-1].median_ape_pct  # the "all" slice
+    bad_fit = None
+    if median_pct > SUSPECT_FIT_PCT:
+        bad_fit = (
+            f"the fit's median error is {median_pct:.0f}% (over {SUSPECT_FIT_PCT:g}%): the rows do not look like "
+            f"{hardware} running the catalog's models"
+        )
+        if not force:
+            _print_fit(fit, in_sample, None)
+            _suspect(bad_fit + f"; {out} not written", force)
     record = {"noise": NOISE, "in_sample": [_slice_dict(s) for s in in_sample]}
     logo_slices = None
     if logo:
@@ -129,13 +158,42 @@ def calibrate(
         out.write_text(calibration_yaml(cal), encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"option -o {out}: cannot write: {err.strerror or err}") from None
+    _print_fit(fit, in_sample, logo_slices)
+    typer.echo(f"\ncalibration written to {out}")
+    if bad_fit is not None:
+        _suspect(bad_fit, force)
+
+
+def _other_hardware(table, steps: Path, hardware: str) -> str | None:
+    """Why the rows' ``hardware`` column (when there is one) says they ran on another GPU, or None."""
+    if "hardware" not in table.columns:
+        return None
+    named = sorted({raw.get("hardware", "").strip() for raw in table.raw} - {"", hardware})
+    if not named:
+        return None
+    return f"steps file {steps}: its hardware column names {', '.join(map(repr, named))}, not --hardware {hardware!r}"
+
+
+def _suspect(problem: str | None, force: bool) -> None:
+    """Refuse a suspect calibration (one error line, exit 2), or with --force warn on stderr and go on."""
+    if problem is None:
+        return
+    if not force:
+        raise ConfigError(f"{problem}; pass --force to calibrate anyway")
+    typer.echo(f"warning: {problem}", err=True)
+
+
+def _print_fit(fit, in_sample, logo_slices) -> None:
+    from servesim.perf.calibrate import PRIORS
+    from servesim.perf.steptime_params import FIELD_UNITS
+    from servesim.perf.validate import format_error_table
+
     typer.echo(f"{'parameter':28s} {'fitted':>10s} {'prior':>10s}  unit")
     for name, value in fit.values.items():
         typer.echo(f"{name:28s} {value:10.4g} {PRIORS[name].center:10.4g}  {FIELD_UNITS[name]}")
     typer.echo(f"\nin-sample error ({fit.num_rows} rows)\n{format_error_table(in_sample)}")
     if logo_slices is not None:
         typer.echo(f"\nleave-one-group-out error\n{format_error_table(logo_slices)}")
-    typer.echo(f"\ncalibration written to {out}")
 
 
 # ---------------------------------------------------------------- helpers

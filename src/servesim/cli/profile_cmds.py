@@ -45,6 +45,8 @@ def profile(
     result = profile_steps(
         model, rows, backend, num_layers=num_layers, warmup=warmup, repeats=repeats, on_row=_print_row
     )
+    if not result.rows:  # a header-only CSV is no profile: say what is missing instead
+        raise ConfigError(_nothing_measured(result, backend.name))
     device_json = out.parent / "device.json"
     try:
         write_rows(out, result.rows)
@@ -62,6 +64,27 @@ def _prepare_output(out: Path) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"option --out {out}: cannot create folder {out.parent}: {err.strerror or err}") from None
+
+
+def _nothing_measured(result: ProfileResult, backend_name: str) -> str:
+    """The one-line error of a run that measured no row: why each row was skipped, and the remedy."""
+    from servesim.profile.backend import GRAPHS_NEED_CUDA
+    from servesim.profile.runner import NEEDS_MORE_MEMORY
+
+    reasons = "; ".join(f"{reason}: {count}" for reason, count in sorted(result.skipped.items()))
+    remedies = []
+    if GRAPHS_NEED_CUDA in result.skipped:
+        remedies.append(
+            "a CUDA GPU with PyTorch (pip install 'servesim[profile]'; --backend torch --device cuda)"
+            if backend_name != "torch" else "a CUDA GPU that PyTorch can see (--device cuda)"
+        )
+    if NEEDS_MORE_MEMORY in result.skipped:
+        remedies.append("fewer layers (--num-layers) or a device with more free memory")
+    remedy = " or ".join(remedies) or "a device this plan's rows can run on"
+    return (
+        f"servesim profile measured no rows on {result.device} ({reasons or 'no rows in the plan'}); "
+        f"nothing written; it needs {remedy}"
+    )
 
 
 def _print_row(position: int, total: int, row: RowSpec, outcome: dict[str, Any] | str) -> None:

@@ -5,8 +5,9 @@ Thin: flags to an executor and a spec, the work in ``servesim.sweep``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -16,12 +17,37 @@ OutOption = typer.Option(None, "--out", help="Output folder (default sweeps/<spe
 OverwriteOption = typer.Option(
     False, "--overwrite", help="Replace what --out holds when it is another sweep's, search's or run's output."
 )
-WorkersOption = typer.Option(2, "--workers", help="Runs at once: local worker processes (0: in this process) or Ray CPUs.")
+WorkersOption = typer.Option(
+    2, "--workers", help="Runs at once: local worker processes (0: in this process) or Ray CPUs; must be >= 0."
+)
 RayOption = typer.Option(False, "--ray", help="Run on a local Ray instance started for this command.")
 RayAddressOption = typer.Option(None, "--ray-address", help="Run on an existing Ray cluster (e.g. ray://head:10001 or auto).")
 _SHOWN_ERRORS = 5  # failed runs listed after a sweep; the rest are in the runs table
 
 ProgressOption = typer.Option(True, "--progress/--no-progress", help="Show runs done, failed and remaining.")
+
+
+@contextmanager
+def _interruptible(executor) -> Iterator[None]:
+    """Close ``executor`` after the work; on Ctrl-C stop its workers, print how many runs are recorded
+    and how to resume, and exit 130 (no traceback: the results so far are safe, docs/sweeps.md)."""
+    from servesim.sweep.runner import SweepInterrupted
+
+    aborted = False
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        aborted = True
+        executor.close(abort=True)
+        if isinstance(stop, SweepInterrupted):
+            typer.echo(stop.hint(), err=True)
+        else:
+            typer.echo("interrupted before the first run was recorded; run the same command again to start over",
+                       err=True)
+        raise typer.Exit(130) from None
+    finally:
+        if not aborted:
+            executor.close()
 
 
 @app.command()
@@ -43,11 +69,9 @@ def sweep(
     parsed = load_spec(spec, SweepSpec)
     out_dir = out or default_out_dir(parsed.name)
     executor = make_executor(workers, ray, ray_address)
-    try:
+    with _interruptible(executor):
         report = run_sweep(parsed, spec.resolve().parent, out_dir, executor, retry_failed=retry_failed,
                            progress=progress, overwrite=overwrite)
-    finally:
-        executor.close()
     for config_hash, error in report.errors[:_SHOWN_ERRORS]:
         typer.echo(f"failed {config_hash}: {error}", err=True)
     if len(report.errors) > _SHOWN_ERRORS:
@@ -83,9 +107,7 @@ def search(
         parsed = parsed.model_copy(update={"trials": trials})
     out_dir = out or default_out_dir(parsed.name)
     executor = make_executor(workers, ray, ray_address)
-    try:
+    with _interruptible(executor):
         outcome = run_search(parsed, spec.resolve().parent, out_dir, executor, progress=progress,
                              overwrite=overwrite)
-    finally:
-        executor.close()
     render_search(outcome)

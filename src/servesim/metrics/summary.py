@@ -20,7 +20,9 @@ Definitions used throughout (all times in simulated seconds unless noted):
   span.
 * **utilization**: per replica, ``busy_time_s / (sim_time_s - first
   arrival)``, i.e. the share of the active window it spent executing
-  steps; ``mean`` averages replicas.
+  steps; ``mean`` averages replicas.  It is time, not compute capacity: a
+  replica stepping a batch of one back to back reads 1.0 (the terminal
+  summary prints it as "Busy a step running X% of the time").
 * **cost**: ``gpu_hours = num_gpus * span / 3600`` (``num_gpus =
   num_replicas * gpus_per_replica``, or the pools' sum in a mixed fleet);
   ``usd = gpu_hours * price`` and ``usd_per_million_output_tokens =

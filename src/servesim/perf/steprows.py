@@ -41,6 +41,10 @@ __all__ = ["KINDS", "REQUIRED_COLUMNS", "StepRow", "StepsCsv", "read_steps_csv",
 
 KINDS = ("prefill", "decode", "mixed")
 REQUIRED_COLUMNS = ("model", "kind", "prefill_lens", "decode_batch", "decode_ctx", "graphed")
+# Bounds of one step's shape: far beyond any engine's batch, small enough to price without
+# building gigantic shapes (a row of 10**15 decodes would exhaust memory).
+MAX_STEP_TOKENS = 10_000_000
+MAX_STEP_SEQS = 1_000_000
 MEASURED_COLUMN = "median_ms"
 
 
@@ -157,8 +161,8 @@ def _row(index: int, cell: dict[str, str], require_measured: bool) -> StepRow:
     if kind not in KINDS:
         raise _RowProblem("kind", kind, f"must be one of {', '.join(KINDS)}")
     lens = _lengths(cell["prefill_lens"])
-    batch = _count("decode_batch", cell["decode_batch"], minimum=0)
-    ctx = _count("decode_ctx", cell["decode_ctx"], minimum=0)
+    batch = _count("decode_batch", cell["decode_batch"], minimum=0, maximum=MAX_STEP_SEQS)
+    ctx = _count("decode_ctx", cell["decode_ctx"], minimum=0, maximum=MAX_STEP_TOKENS)
     graphed = _flag("graphed", cell["graphed"])
     _check_kind(kind, lens, batch, graphed, cell)
     layers_text = cell.get("num_layers", "")
@@ -173,22 +177,26 @@ def _lengths(text: str) -> tuple[int, ...]:
     if not text:
         return ()
     parts = text.split("+")
-    if not all(part.strip().isdigit() and int(part) > 0 for part in parts):
-        raise _RowProblem("prefill_lens", text, "must be positive token counts joined by '+', e.g. 512+128")
+    if len(parts) > MAX_STEP_SEQS or not all(
+        part.strip().isdigit() and 0 < int(part) <= MAX_STEP_TOKENS for part in parts
+    ):
+        raise _RowProblem("prefill_lens", text, f"must be token counts from 1 to {MAX_STEP_TOKENS:,} joined by '+', "
+                          "e.g. 512+128")
     return tuple(int(part) for part in parts)
 
 
-def _count(column: str, text: str, minimum: int) -> int:
+def _count(column: str, text: str, minimum: int, maximum: int = MAX_STEP_TOKENS) -> int:
+    allowed = f"must be an integer from {minimum} to {maximum:,}"
     if not text:
         if minimum > 0:
-            raise _RowProblem(column, text, f"must be an integer >= {minimum}")
+            raise _RowProblem(column, text, allowed)
         return 0
     try:
         value = int(text)
     except ValueError:
-        raise _RowProblem(column, text, f"must be an integer >= {minimum}") from None
-    if value < minimum:
-        raise _RowProblem(column, text, f"must be an integer >= {minimum}")
+        raise _RowProblem(column, text, allowed) from None
+    if not minimum <= value <= maximum:
+        raise _RowProblem(column, text, allowed)
     return value
 
 

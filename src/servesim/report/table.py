@@ -24,7 +24,8 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
     """Print ``summary`` to ``console`` (a new stdout ``Console`` when None).
 
     Sections: run header, latency table (milliseconds), throughput, SLO
-    (only when a target is set), utilization, pools and model routing (a
+    (only when a target is set), busy time ("a step running X% of the time":
+    ``summary["utilization"]``, not compute capacity), pools and model routing (a
     heterogeneous cluster), semi-PD splits, cost, energy (when known), the row power budget and
     fleet operations (when on).  Missing values
     print as ``-``.  Tolerates a summary lacking optional sections.
@@ -85,21 +86,41 @@ def _header(s: dict[str, Any]) -> str:
     return (
         f"[bold]Run summary[/bold]\n"
         f"requests {s.get('num_requests', 0):,}  finished {s.get('num_finished', 0):,}  "
-        f"rejected {s.get('num_rejected', 0):,}  in flight {s.get('num_in_flight', 0):,}"
+        f"rejected {s.get('num_rejected', 0):,}{_share(s.get('num_rejected'), s.get('num_requests'))}  "
+        f"in flight {s.get('num_in_flight', 0):,}"
         + (f"  failed {s['num_failed']:,}" if s.get("num_failed") else "") + "\n"
         f"sim time {sim}  wall time {_fmt(s.get('wall_time_s'), 2, suffix=' s')}  "
         f"steps {s.get('num_steps', 0):,}  "
         f"speed {_fmt(s.get('simulated_requests_per_wall_s'), 1, suffix=' req/wall-s')}"
-        + _reasons("rejected by reason", s.get("rejected_by_reason") or {})
+        + _reasons("rejected by reason", s.get("rejected_by_reason") or {}, REASON_MEANINGS)
         + _reasons("failed by reason", s.get("failed_by_reason") or {})
         + _reasons("workload rows skipped", s.get("workload_skipped") or {})
     )
 
 
-def _reasons(label: str, reasons: dict[str, int]) -> str:
+# What each rejection reason (servesim.cluster.simulation.REJECT_REASONS) means, for the summary.
+REASON_MEANINGS = {
+    "exceeds_max_model_len": "prompt + output longer than the model's context, cluster.max_model_len",
+    "exceeds_kv_capacity": "needs more KV cache than a replica has",
+    "exceeds_token_budget": "prompt over scheduler.max_num_batched_tokens without chunked prefill",
+    "fits_no_pool": "no one pool meets all of its limits",
+}
+
+
+def _share(part: int | None, whole: int | None) -> str:
+    """`` (8.6%)`` of a non-zero part, else nothing."""
+    if not part or not whole:
+        return ""
+    return " (<0.1%)" if part / whole < 0.0005 else f" ({part / whole:.1%})"
+
+
+def _reasons(label: str, reasons: dict[str, int], meanings: dict[str, str] | None = None) -> str:
     if not reasons:
         return ""
-    return f"\n{label}: " + ", ".join(f"{escape(k)} {v:,}" for k, v in reasons.items())
+    meanings = meanings or {}
+    return f"\n{label}: " + ", ".join(
+        f"{escape(k)} {v:,}" + (f" ({meanings[k]})" if k in meanings else "") for k, v in reasons.items()
+    )
 
 
 def _latency_table(s: dict[str, Any]) -> Table:
@@ -139,12 +160,15 @@ def _slo(slo: dict[str, Any]) -> str:
 def _utilization(s: dict[str, Any]) -> str:
     u = s.get("utilization") or {}
     per = u.get("per_replica") or []
-    line = f"[bold]Utilization[/bold] mean {_pct(u.get('mean'))}"
+    # summary["utilization"] is the share of time a step was running (busy time over the active
+    # window), not a share of compute capacity: a replica stepping one tiny batch back to back
+    # reads 100%.  The label says so.
+    line = f"[bold]Busy[/bold] a step running {_pct(u.get('mean'))} of the time"
     if len(per) > 1:
         # Many replicas would flood the terminal; the range is what matters.
         known = [x for x in per if x is not None]
         if known:
-            line += f" (min {_pct(min(known))}, max {_pct(max(known))} over {len(per)} replicas)"
+            line += f" (mean; min {_pct(min(known))}, max {_pct(max(known))} over {len(per)} replicas)"
     return (
         f"{line}  mean batch {_fmt(s.get('mean_running_batch'), 1)}  "
         f"peak queue {_fmt(s.get('peak_queue_len'), 0)}  peak KV {_pct(s.get('peak_kv_usage'))}  "
@@ -194,13 +218,21 @@ def _cost(c: dict[str, Any]) -> str:
     return line
 
 
+def _cold_starts(count: int, total_s: float | None) -> str:
+    """``cold starts 17, 110.6 s in all (mean 6.5 s)``; just the count when there were none."""
+    if not count:
+        return "cold starts 0"
+    mean = None if total_s is None else total_s / count
+    return f"cold starts {count}, {_fmt(total_s, 1)} s in all (mean {_fmt(mean, 1)} s)"
+
+
 def _fleet(f: dict[str, Any]) -> str:
     line = "[bold]Fleet[/bold]"
     if "replicas" in f:
         r = f["replicas"]
         line += (f" {escape(str(f['policy']))}: mean {_fmt(r.get('mean_provisioned'))} replicas "
                  f"({_fmt(r.get('mean_gpus_provisioned'), 1)} GPUs)  "
-                 f"scale-ups {f['scale_ups']}  cold starts {f['cold_starts']} of {_fmt(f['cold_start_s'], 1)} s  "
+                 f"scale-ups {f['scale_ups']}  {_cold_starts(f['cold_starts'], f['cold_start_s'])}  "
                  f"failures {f['failures']}  availability {_pct(f.get('availability'))}  "
                  f"retried {f['retried_requests']:,}  failed {f['failed_requests']:,}")
     if f.get("stragglers"):

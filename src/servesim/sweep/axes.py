@@ -24,6 +24,7 @@ import numpy as np
 
 from servesim.config import ScenarioConfig, load_config, set_dotted, validate_config
 from servesim.errors import ConfigError
+from servesim.limits import check_config, check_runs
 from servesim.sweep.spec import GridAxes, ParamRange, RandomAxes, ZipAxes
 
 Assignment = dict[str, Any]
@@ -54,6 +55,20 @@ def expand_axes(blocks: list[GridAxes | ZipAxes | RandomAxes]) -> list[Assignmen
             merged.update(part)
         out.append(merged)
     return out
+
+
+def axis_sizes(blocks: list[GridAxes | ZipAxes | RandomAxes]) -> dict[str, int]:
+    """How many values each axis contributes to the product: a grid field its list's length, a zip
+    block (its fields joined by '+') its lists' length, a random block (fields joined by '+') its samples."""
+    sizes: dict[str, int] = {}
+    for block in blocks:
+        if isinstance(block, GridAxes):
+            sizes.update({name: len(values) for name, values in block.fields.items()})
+        elif isinstance(block, ZipAxes):
+            sizes["+".join(block.fields)] = len(next(iter(block.fields.values())))
+        else:
+            sizes["+".join(block.fields) + " samples"] = block.samples
+    return sizes
 
 
 def _block_assignments(block: GridAxes | ZipAxes | RandomAxes) -> list[Assignment]:
@@ -111,7 +126,9 @@ def apply_assignment(raw: dict[str, Any], assignment: Assignment) -> dict[str, A
 def configure(raw: dict[str, Any], assignment: Assignment) -> ScenarioConfig:
     """The validated config of one assignment; ``ConfigError`` naming the assignment and the field."""
     try:
-        return validate_config(apply_assignment(raw, assignment))
+        config = validate_config(apply_assignment(raw, assignment))
+        check_config(config)  # pre-flight limits: refused before the sweep starts, not as a failed run
+        return config
     except ConfigError as err:
         shown = ", ".join(f"{k}={v!r}" for k, v in assignment.items())
         raise ConfigError(f"axes ({shown}): {err}") from None
@@ -119,6 +136,8 @@ def configure(raw: dict[str, Any], assignment: Assignment) -> ScenarioConfig:
 
 def build_runs(blocks: list[Any], base: str | dict[str, Any], spec_dir: Path) -> list[RunSpec]:
     """Every run of a sweep, validated, duplicates (same config hash) dropped, in expansion order."""
+    sizes = axis_sizes(blocks)
+    check_runs(math.prod(sizes.values()), sizes, "sweep")  # before expanding: 10^6 runs would take minutes
     raw = base_raw(base, spec_dir)
     runs: list[RunSpec] = []
     seen: set[str] = set()

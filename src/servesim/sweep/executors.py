@@ -13,7 +13,11 @@ simulation becomes ``status='failed'`` with a one-line ``error``
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +69,36 @@ def execute_task(task: RunTask) -> RunOutcome:
     return RunOutcome(task.config_hash, "done", None, time.perf_counter() - started, result.summary, files)
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this process when ``parent_pid`` (the coordinator) ends, by any
+    signal, ``kill -9`` included, and leave Ctrl-C to the coordinator.
+
+    Linux: ``PR_SET_PDEATHSIG`` makes the kernel send SIGKILL when the parent dies; elsewhere a
+    daemon thread polls ``os.getppid()``.  Either way a parent already gone ends the worker at once.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C and stops the workers
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+            _watch_parent(parent_pid)
+    else:
+        _watch_parent(parent_pid)
+    if os.getppid() != parent_pid:  # the parent died before the above took hold
+        os._exit(1)
+
+
+def _watch_parent(parent_pid: int, every_s: float = 0.5) -> None:
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="servesim-parent-watch", daemon=True).start()
+
+
 class Executor(Protocol):
     """Runs tasks somewhere; ``workers`` is how many run at once."""
 
@@ -74,8 +108,8 @@ class Executor(Protocol):
         """Yield each task's outcome as it finishes (any order)."""
         ...
 
-    def close(self) -> None:
-        """Release the workers."""
+    def close(self, abort: bool = False) -> None:
+        """Release the workers; ``abort``: stop the runs in flight (after Ctrl-C) instead of waiting."""
         ...
 
 
@@ -88,7 +122,7 @@ class InlineExecutor:
         for task in tasks:
             yield execute_task(task)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         pass
 
 
@@ -100,9 +134,10 @@ class LocalExecutor:
         from concurrent.futures import ProcessPoolExecutor
 
         if workers < 1:
-            raise ConfigError(f"option --workers {workers}: must be >= 1")
+            raise ConfigError(f"option --workers {workers}: must be >= 1 worker process (or 0: run in this process)")
         self.workers = workers
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=die_with_parent, initargs=(os.getpid(),))
 
     def run_unordered(self, tasks: Iterable[RunTask]) -> Iterator[RunOutcome]:
         from concurrent.futures import FIRST_COMPLETED, wait
@@ -122,7 +157,11 @@ class LocalExecutor:
             for future in done:
                 yield future.result()
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        if abort:
+            # Runs in flight are lost anyway (their rows are not written): end the workers now.
+            for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                process.kill()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -169,13 +208,15 @@ class RayExecutor:
             for ref in done:
                 yield self._ray.get(ref)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         if self._owns and self._ray.is_initialized():
             self._ray.shutdown()
 
 
 def make_executor(workers: int = 2, ray: bool = False, ray_address: str | None = None) -> Executor:
     """The executor the command-line flags ask for (``--workers 0``: inline, in this process)."""
+    if workers < 0:
+        raise ConfigError(f"option --workers {workers}: must be >= 0 (0: run in this process, N >= 1: N worker processes or Ray CPUs)")
     if ray or ray_address is not None:
         return RayExecutor(max(workers, 1), ray_address)
     if workers == 0:

@@ -9,8 +9,12 @@ up where it stopped and never records a run twice.
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from servesim.sweep.axes import RunSpec, build_runs
 from servesim.sweep.executors import Executor, RunTask
@@ -30,6 +34,36 @@ class SweepReport:
     done: int
     failed: int
     errors: tuple[tuple[str, str], ...] = ()
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep or search: ``done`` of ``total`` runs (or trials) are recorded, so running
+    the same command again resumes."""
+
+    def __init__(self, done: int, total: int, label: str = "runs") -> None:
+        super().__init__(f"{done} of {total} {label} done")
+        self.done, self.total, self.label = done, total, label
+
+    def hint(self) -> str:
+        """The line the command prints."""
+        return f"interrupted: {self.done} of {self.total} {self.label} done; run the same command again to resume"
+
+
+@contextmanager
+def _commit_uninterrupted() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside the block until it ends, so that a commit is never cut
+    (DuckDB would abort it with "Query interrupted"); only the main thread can do this."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
 
 
 def default_out_dir(name: str) -> Path:
@@ -60,7 +94,11 @@ def run_sweep(
         statuses = store.statuses()
         todo = [r for r in runs if r.config_hash not in statuses or (retry_failed and statuses[r.config_hash] == "failed")]
         errors: list[tuple[str, str]] = []
-        done, failed = run_and_record(todo, store, executor, progress=progress, errors=errors)
+        try:
+            done, failed = run_and_record(todo, store, executor, progress=progress, errors=errors)
+        except SweepInterrupted as stop:
+            skipped = len(runs) - len(todo)
+            raise SweepInterrupted(skipped + stop.done, len(runs)) from None
     finally:
         store.close()
     return SweepReport(Path(out_dir), len(runs), len(runs) - len(todo), done, failed, tuple(errors))
@@ -69,17 +107,22 @@ def run_sweep(
 def run_and_record(runs: list[RunSpec], store: ResultStore, executor: Executor, *, progress: bool = True,
                    label: str = "runs", errors: list | None = None) -> tuple[int, int]:
     """Execute ``runs`` and commit each outcome as it arrives; returns (done, failed), and appends each
-    failed run's ``(config_hash, error)`` to ``errors`` when given."""
+    failed run's ``(config_hash, error)`` to ``errors`` when given; ``SweepInterrupted`` (with the runs
+    recorded so far) on Ctrl-C."""
     by_hash = {r.config_hash: r for r in runs}
     bar = SweepProgress(len(runs), label, enabled=progress)
     try:
         tasks = (RunTask(r.config_hash, r.config.to_dict()) for r in runs)
         for outcome in executor.run_unordered(tasks):
             run = by_hash[outcome.config_hash]
-            store.commit_run(run.config_hash, json.dumps(run.config.to_dict(), sort_keys=True), run.assignment, outcome)
-            bar.advance(outcome.status != "done")
-            if outcome.status != "done" and errors is not None:
-                errors.append((outcome.config_hash, outcome.error))
+            with _commit_uninterrupted():  # counted with its commit: a held Ctrl-C reports it as done
+                store.commit_run(run.config_hash, json.dumps(run.config.to_dict(), sort_keys=True), run.assignment,
+                                 outcome)
+                bar.advance(outcome.status != "done")
+                if outcome.status != "done" and errors is not None:
+                    errors.append((outcome.config_hash, outcome.error))
+    except KeyboardInterrupt:
+        raise SweepInterrupted(bar.done + bar.failed, len(runs), label) from None
     finally:
         bar.close()
     return bar.done, bar.failed

@@ -40,7 +40,7 @@ from servesim.sweep.axes import RunSpec, apply_assignment, base_raw, config_hash
 from servesim.sweep.capacity import LoadProfile, assess, load_profile
 from servesim.sweep.executors import Executor, one_line
 from servesim.sweep.progress import SweepProgress
-from servesim.sweep.runner import run_and_record
+from servesim.sweep.runner import SweepInterrupted, run_and_record
 from servesim.sweep.spec import ParamRange, SearchSpec
 from servesim.sweep.store import ResultStore, axis_column, sql_type
 
@@ -117,9 +117,14 @@ def run_search(spec: SearchSpec, spec_dir: Path, out_dir: Path, executor: Execut
     holds another output (replaced when ``overwrite``) or cannot be written, both before any trial."""
     import optuna
 
+    from servesim.limits import check_runs
+    from servesim.metrics.names import check_metric_names
     from servesim.out_dir import check_sweep_dir
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_runs(spec.trials, {"trials": spec.trials}, "search")
+    # A misspelt metric is found now, not after the first batch of trials.
+    check_metric_names([o.metric for o in spec.objectives], [c.metric for c in spec.constraints])
     raw = base_raw(spec.base, spec_dir)
     _check_space(spec, raw)
     check_sweep_dir(out_dir, "search", spec.name, overwrite=overwrite)
@@ -143,6 +148,8 @@ def run_search(spec: SearchSpec, spec_dir: Path, out_dir: Path, executor: Execut
             records += batch_records
             _flag_front(records, spec)
             _write_trials(store, spec, records)
+    except KeyboardInterrupt:
+        raise SweepInterrupted(len(records), num_trials, "trials") from None
     finally:
         bar.close()
         store.close()

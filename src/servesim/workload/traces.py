@@ -388,7 +388,9 @@ def _mooncake_row(obj: object) -> tuple[Check, object] | tuple[float, int, int, 
         if key not in obj or obj[key] is None:
             return Check("missing_field", key, allowed), None
         v = obj[key]
-        number_ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        # Up to 2**53, as the CSV readers: float64 holds whole numbers exactly only up to there,
+        # and a bigger count would overflow the int64 columns.
+        number_ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= 2**53
         if not number_ok or (key != "timestamp" and v != int(v)):
             return Check("unparseable_number", key, allowed), v
         if v < 0:
@@ -433,7 +435,7 @@ def read_mooncake(
             total += 1
             try:
                 result = _mooncake_row(json.loads(line))
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
                 result = (Check("invalid_json", "(line)", "a JSON object"), line.strip()[:80])
             if isinstance(result[0], Check):
                 check, value = result
