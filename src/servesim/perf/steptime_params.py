@@ -248,4 +248,5 @@ FIELD_UNITS: dict[str, str] = {
     "per_layer_launch_eager_s": "s per layer",
     "per_seq_attention_launch_s": "s per attention call per layer",
     "cpu_gpu_overlap": "fraction of the shorter of CPU and GPU time",
+    "fixed_step_overhead_s": "s per step",  # fitted with `servesim calibrate --step-overhead`
 }
