@@ -127,3 +127,10 @@ def test_a_run_over_the_event_limit_is_refused(monkeypatch):
         simulate(scenario)
     monkeypatch.setenv("SERVESIM_MAX_EVENTS", "1000")
     assert simulate(scenario).summary["num_finished"] == 60
+
+
+def test_a_shared_prefix_workload_is_named_by_its_stages():
+    scenario = {"workload": {"kind": "shared_prefix", "system_prompt_tokens": 10, "question_tokens": 10,
+                             "output_tokens": 5, "stages": [{"rate_rps": 1e9, "duration_s": 1e9}]}}
+    with pytest.raises(ConfigError, match=r"^workload.stages \(1,000,000,000,000,000,000 requests\): the run would need"):
+        simulate(scenario)

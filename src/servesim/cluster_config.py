@@ -374,9 +374,10 @@ class ClusterConfig(BaseModel):
     )
     engine_version: str | None = Field(
         None,
+        pattern=r"^v?\d+(\.\d+){0,2}([.+-]?[0-9A-Za-z.]*)?$",
         description=(
-            "Engine version where versions differ in results (vllm: asynchronous scheduling from 0.14 on); "
-            "null = vllm 0.15."
+            "Engine version where versions differ in results (vllm: asynchronous scheduling from 0.14 on), "
+            "e.g. '0.15.1'; null = vllm 0.15."
         ),
     )
     frontend_latency_s: float | None = Field(

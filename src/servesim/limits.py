@@ -87,7 +87,10 @@ def check_config(config) -> None:
     """Refuse ``config`` (a ``ScenarioConfig``) if its estimated memory exceeds the limit; the
     request count and span are the config's own (synthetic and closed-loop workloads), else 0."""
     requests, span = _config_requests(config)
-    _check(config, f"workload.num_requests = {requests}", requests, span)
+    # shared_prefix workloads have no num_requests: their stages (rate x duration) set the count.
+    field = "workload.stages" if config.workload.kind == "shared_prefix" else "workload.num_requests"
+    _check(config, f"{field} = {requests}" if field.endswith("requests") else f"{field} ({requests:,} requests)",
+           requests, span)
 
 
 def check_workload(config, workload) -> None:

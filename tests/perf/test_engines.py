@@ -176,3 +176,13 @@ def test_prefill_attention_efficiency_grows_with_the_chunk_length():
     assert harness.breakdown(long_chunk).attention_prefill_s == pytest.approx(
         StepTimeModel(LLAMA_8B, H100).breakdown(long_chunk).attention_prefill_s * (1 + 1000 / 512), rel=1e-12)
     assert harness.time_s(long_chunk) == harness.breakdown(long_chunk).total_s
+
+
+def test_an_engine_version_that_is_not_a_version_is_refused():
+    from servesim.config import validate_config
+    from servesim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"cluster.engine_version = 'abc'"):
+        validate_config({"cluster": {"engine_version": "abc"}})  # would have read as 0.0: no async scheduling
+    for ok in ("0.15.1", "v0.14", "0.15.1rc1", "0.16.0+cu128"):
+        assert validate_config({"cluster": {"engine_version": ok}}).cluster.engine_version == ok
