@@ -92,8 +92,9 @@ def scheduler_defaults(engine: str, hardware: HardwareSpec) -> tuple[int, int]:
     return 256, 2048
 
 
-# The vLLM engine's costs that no kernel table shows: physical starting values for every
-# GPU, replaced per GPU by the kernel fits where those exist (engine_step_params).
+# The vLLM engine's efficiencies and launch costs: physical starting values for every GPU,
+# replaced per GPU by the kernel fits where those exist; the host and glue costs come from
+# VLLM_HOST, and the per-layer GPU cost from both (engine_step_params).
 VLLM_DEFAULTS = StepTimeParams(
     gemm_efficiency=0.75,
     gemm_half_tokens=64.0,
@@ -103,15 +104,11 @@ VLLM_DEFAULTS = StepTimeParams(
     elementwise_bw_efficiency=0.7,
     attn_flops_efficiency=0.6,
     attn_bw_efficiency=0.85,
-    per_layer_overhead_s=20e-6,
     # Eager steps (above the largest capture size) run the compiled graph without CUDA
     # graphs: about 15 fused kernels a layer at ~4 us each; attention is one varlen call.
     per_layer_launch_eager_s=60e-6,
     per_seq_attention_launch_s=0.0,
     cpu_gpu_overlap=0.9,
-    fixed_step_overhead_s=2.0e-3,
-    per_seq_step_overhead_s=10e-6,
-    gpu_step_overhead_s=0.3e-3,
     piecewise_launch_s=30e-6,
 )
 
@@ -161,9 +158,8 @@ def engine_step_params(
         return perf
     values = VLLM_DEFAULTS.model_dump()
     values.update(_kernel_values(hardware, weight_compute, kv_dtype, tensor_parallel, model, expert_parallel))
-    values["fixed_step_overhead_s"] = VLLM_HOST["fixed_step_overhead_s"]
-    values["per_seq_step_overhead_s"] = VLLM_HOST["per_seq_step_overhead_s"]
-    values["gpu_step_overhead_s"] = VLLM_HOST["gpu_step_overhead_s"]
+    for name in ("fixed_step_overhead_s", "per_seq_step_overhead_s", "gpu_step_overhead_s"):
+        values[name] = VLLM_HOST[name]
     values["per_layer_overhead_s"] = values.pop("_launches_per_layer_s", 0.0) + VLLM_HOST["glue_per_layer_s"]
     for name in perf.model_fields_set:
         values[name] = getattr(perf, name)

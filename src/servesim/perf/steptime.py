@@ -268,7 +268,7 @@ class StepTimeModel:
         if t == 0:
             return 0.0
         if self.piecewise:
-            return self._piecewise_parts(shape)[1]
+            return self._piecewise_parts(shape)[5]
         # _gemm_s and breakdown's eager branch, inlined: this is the
         # simulator's hot path, and a method call costs ~0.1 us.
         gemm = t * self._dense_s_per_token + self._dense_fixed_s
@@ -385,8 +385,10 @@ class StepTimeModel:
         return work, n * self._comm_s_per_token + self._comm_fixed_s
 
     # ------------------------------------------------- piecewise (vLLM) engine
-    def _piecewise_parts(self, shape: BatchShape) -> tuple[float, float, bool]:
-        """(GPU work, step time, graphed) of a step on an engine with piecewise CUDA graphs.
+    def _piecewise_parts(self, shape: BatchShape) -> tuple[float, float, float, float, float, float, bool]:
+        """``(gemm, elementwise, prefill attention, decode attention, communication, step time,
+        graphed)`` of a step on an engine with piecewise CUDA graphs: the one computation behind
+        ``time_s`` and ``breakdown`` for that engine.
 
         A step of at most ``max_graph_tokens`` tokens replays captured graphs, its tokens
         padded up to the next capture size (the GEMMs, elementwise kernels and collectives
@@ -400,19 +402,25 @@ class StepTimeModel:
         t = shape.num_tokens
         graphed = t <= self.max_graph_tokens
         rows = self._pad[t] if graphed else t
-        work = self._gemm_s(rows, shape.num_seqs) + rows * self._elementwise_s_per_token
+        gemm = self._gemm_s(rows, shape.num_seqs)
+        elementwise = rows * self._elementwise_s_per_token
         pairs = self._prefill_pairs_s(shape)
         ctx = shape.prefill_kv_tokens * self._prefill_kv_s
-        work += pairs if pairs > ctx else ctx
-        work += shape.decode_kv_tokens * self._decode_kv_s + shape.num_decode_seqs * self._decode_seq_s
-        work += rows * self._comm_s_per_token + self._comm_fixed_s
+        prefill = pairs if pairs > ctx else ctx
+        decode = shape.decode_kv_tokens * self._decode_kv_s + shape.num_decode_seqs * self._decode_seq_s
+        comm = rows * self._comm_s_per_token + self._comm_fixed_s
+        # Summed in this order, as decode_time_s does for a pure-decode step (bit for bit).
+        work = gemm + elementwise
+        work += prefill
+        work += decode
+        work += comm
         gpu = work + self._piecewise_gpu_s
         cpu = self._host_s + shape.num_seqs * self._host_per_seq_s
         if graphed:
             launch = self._piecewise_launch_s if shape.num_prefill_seqs > 0 else 0.0
         else:
             launch = self._eager_base_s + (shape.num_prefill_seqs + (shape.num_decode_seqs > 0)) * self._eager_per_call_s
-        return work, _combine(gpu, cpu, launch, self.async_scheduling), graphed
+        return gemm, elementwise, prefill, decode, comm, _combine(gpu, cpu, launch, self.async_scheduling), graphed
 
     def _prefill_pairs_s(self, shape: BatchShape) -> float:
         """Compute time of the prefill chunks' attention: their query-key pairs at the efficiency of
@@ -426,16 +434,7 @@ class StepTimeModel:
         return pairs
 
     def _piecewise_breakdown(self, shape: BatchShape) -> StepTime:
-        work, total, graphed = self._piecewise_parts(shape)
-        t = shape.num_tokens
-        rows = self._pad[t] if graphed else t
-        gemm = self._gemm_s(rows, shape.num_seqs)
-        elementwise = rows * self._elementwise_s_per_token
-        pairs = self._prefill_pairs_s(shape)
-        ctx = shape.prefill_kv_tokens * self._prefill_kv_s
-        prefill = pairs if pairs > ctx else ctx
-        decode = shape.decode_kv_tokens * self._decode_kv_s + shape.num_decode_seqs * self._decode_seq_s
-        comm = rows * self._comm_s_per_token + self._comm_fixed_s
+        gemm, elementwise, prefill, decode, comm, total, graphed = self._piecewise_parts(shape)
         overhead = total - (gemm + elementwise + prefill + decode + comm)
         # Summed in the documented order, the parts may differ from total in the last bit: report total as priced.
         return StepTime(gemm, elementwise, prefill, decode, comm, overhead, total, graphed)
