@@ -17,7 +17,7 @@ from servesim.config import ClusterConfig, PoolConfig, ScenarioConfig
 from servesim.errors import CatalogError, ConfigError, DeploymentError, ServesimError
 from servesim.perf.catalog import Catalog
 from servesim.perf.dtypes import KV_BYTES_PER_ELEM, WEIGHT_FORMATS
-from servesim.perf.engines import engine_profile, engine_step_params, scheduler_defaults
+from servesim.perf.engines import VLLM_CPU_BLOCK_SIZE, engine_profile, engine_step_params, scheduler_defaults
 from servesim.perf.expert_offload import ExpertOffloadStepModel, default_routing_consistency
 from servesim.perf.hardware_spec import HardwareSpec
 from servesim.perf.kv_compression import memory_bytes_factor, read_bytes_factor, uniform_step_factors
@@ -110,7 +110,7 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
     if lora is not None and lora.memory == "partition":
         # The adapters' partition is held back from the KV cache, like the activations.
         memory = plan(memory.activation_reserve_bytes / 1e9 + lora.partition_gb)
-    engine = engine_profile(cluster.engine, cluster.engine_version, config.scheduler.max_num_seqs)
+    engine = engine_profile(cluster.engine, cluster.engine_version, config.scheduler.max_num_seqs, hardware)
     weight_format = WEIGHT_FORMATS[cluster.weight_dtype]
     # The GEMMs' format on this chip: FP8 weights on a chip without FP8 run dequantised at the BF16 rate.
     compute = weight_format.compute if hardware.tensor_flops_s(weight_format.compute) != hardware.bf16_flops_s else "bf16"
@@ -127,7 +127,7 @@ def resolve_deployment(config: ScenarioConfig, catalog: Catalog | None) -> Deplo
         graph_mode="piecewise" if piecewise else "decode",
         max_graph_tokens=engine.max_graph_tokens,
         async_scheduling=engine.async_scheduling,
-        cuda_graphs=cluster.cuda_graphs,
+        cuda_graphs=cluster.cuda_graphs and engine.cuda_graphs,
         weight_bytes_per_param=WEIGHT_FORMATS[cluster.weight_dtype].bytes_per_param,
         kv_bytes_per_elem=kv_elem * read_factor,
         gemm_compute=WEIGHT_FORMATS[cluster.weight_dtype].compute,
@@ -190,7 +190,9 @@ def _plan(offloading: bool, *args, **kwargs) -> MemoryPlan:
 
 def with_engine_defaults(config: ScenarioConfig, catalog: Catalog | None = None) -> ScenarioConfig:
     """``config`` with the scheduler limits it leaves unset set to the engine's defaults on
-    ``cluster.hardware`` (``servesim.perf.engines.scheduler_defaults``); idempotent."""
+    ``cluster.hardware`` (``servesim.perf.engines.scheduler_defaults``), and vLLM's block size
+    of 128 on a CPU device when ``cluster.block_size`` is unset; idempotent."""
+    config = _cpu_block_size(config, catalog)
     sched = config.scheduler
     unset = {"max_num_seqs", "max_num_batched_tokens"} - sched.model_fields_set
     if not unset:
@@ -208,9 +210,22 @@ def with_engine_defaults(config: ScenarioConfig, catalog: Catalog | None = None)
     return config.model_copy(update={"scheduler": resolved})
 
 
+def _cpu_block_size(config: ScenarioConfig, catalog: Catalog | None) -> ScenarioConfig:
+    """vLLM's CPU backend pages the KV cache in blocks of 128 tokens unless told otherwise."""
+    cluster = config.cluster
+    if cluster.engine != "vllm" or "block_size" in cluster.model_fields_set:
+        return config
+    catalog = catalog or build_catalog(config)
+    if catalog.hardware(cluster.hardware).device != "cpu":
+        return config
+    resolved = type(cluster).model_validate({**cluster.model_dump(exclude_unset=True), "block_size": VLLM_CPU_BLOCK_SIZE})
+    return config.model_copy(update={"cluster": resolved})
+
+
 def calibrated(config: ScenarioConfig) -> ScenarioConfig:
-    """``config`` with the engine's defaults filled in (``with_engine_defaults``) and ``perf``
-    = its calibration file's values under the fields set explicitly in ``perf``.
+    """``config`` with the engine's defaults filled in (``with_engine_defaults``), ``perf``
+    = its calibration file's values under the fields set explicitly in ``perf``, and
+    ``cluster.frontend_latency_s`` the calibration's where the scenario leaves it null.
 
     Every field of the returned ``perf`` counts as set, so calibrating again
     (or re-running the config a run wrote) changes nothing.
@@ -222,7 +237,11 @@ def calibrated(config: ScenarioConfig) -> ScenarioConfig:
 
     calibration = read_calibration(config.calibration)
     where = f"calibration file {config.calibration}"
-    return config.model_copy(update={"perf": apply_calibration(config.perf, calibration, config.cluster.hardware, where)})
+    update: dict = {"perf": apply_calibration(config.perf, calibration, config.cluster.hardware, where)}
+    if calibration.frontend_latency_s is not None and config.cluster.frontend_latency_s is None:
+        # A calibration probed from a live endpoint knows its API server's time per request.
+        update["cluster"] = config.cluster.model_copy(update={"frontend_latency_s": calibration.frontend_latency_s})
+    return config.model_copy(update=update)
 
 
 def read_calibration(path: str | Path):

@@ -30,11 +30,12 @@ from typing import Callable
 
 from servesim.errors import OutputError
 
-#: Files a run's folder may hold: its outputs and ``servesim report``'s pages.
+#: Files a run's folder may hold: its outputs (a replay's too) and ``servesim report``'s pages.
 RUN_FILES = frozenset({
     "requests.parquet", "timeseries.parquet", "config.yaml", "summary.json",
     "kvcache_timeseries.parquet", "programs.parquet", "fleet_timeseries.parquet",
     "power_timeseries.parquet", "report.html", "report.md",
+    "token_times.parquet", "metrics_before.txt", "metrics_after.txt",
 })
 #: Entries a sweep's or search's folder may hold (``servesim.sweep.store``).
 SWEEP_FILES = frozenset({"results.duckdb", "results.duckdb.wal", "runs", "report.html", "report.md"})

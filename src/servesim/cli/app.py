@@ -216,3 +216,6 @@ import servesim.cli.profile_cmds  # noqa: E402,F401
 import servesim.cli.sweep_cmds  # noqa: E402,F401
 import servesim.cli.report_cmds  # noqa: E402,F401
 import servesim.cli.bench_cmds  # noqa: E402,F401
+import servesim.cli.live_cmds  # noqa: E402,F401
+import servesim.cli.probe_cmds  # noqa: E402,F401
+import servesim.cli.serve_cmds  # noqa: E402,F401

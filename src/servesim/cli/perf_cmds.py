@@ -151,19 +151,22 @@ def calibrate(
             f"{hardware} running the catalog's models"
         )
         if not force:
-            _print_fit(fit, in_sample, None)
+            _print_fit(fit, in_sample, None, gpu)
             _suspect(bad_fit + f"; {out} not written", force)
     record = {"noise": NOISE, "in_sample": [_slice_dict(s) for s in in_sample]}
     logo_slices = None
     if logo:
         logo_slices = error_slices(table.rows, leave_one_group_out(table.rows, gpu, catalog, fields=fields).predicted_s)
         record["leave_one_group_out"] = [_slice_dict(s) for s in logo_slices]
-    cal = Calibration(hardware, fit.values, steps.name, fit.num_rows, servesim.__version__, record)
+    frontend_s = _frontend_latency_s(table, steps)
+    cal = Calibration(hardware, fit.values, steps.name, fit.num_rows, servesim.__version__, record, frontend_s)
     try:
         out.write_text(calibration_yaml(cal), encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"option -o {out}: cannot write: {err.strerror or err}") from None
-    _print_fit(fit, in_sample, logo_slices)
+    _print_fit(fit, in_sample, logo_slices, gpu)
+    if frontend_s is not None:
+        typer.echo(f"\nfront end's time per request (frontend_ms column): {frontend_s * 1e3:.2f} ms")
     typer.echo(f"\ncalibration written to {out}")
     if bad_fit is not None:
         _suspect(bad_fit, force)
@@ -188,14 +191,40 @@ def _suspect(problem: str | None, force: bool) -> None:
     typer.echo(f"warning: {problem}", err=True)
 
 
-def _print_fit(fit, in_sample, logo_slices) -> None:
-    from servesim.perf.calibrate import PRIORS
+def _frontend_latency_s(table, steps: Path) -> float | None:
+    """The median of the ``frontend_ms`` column (``servesim probe`` writes it: the endpoint's
+    time per request outside the engine's steps), in seconds; None without the column."""
+    if "frontend_ms" not in table.columns:
+        return None
+    values = []
+    for index, raw in enumerate(table.raw, start=1):
+        text = (raw.get("frontend_ms") or "").strip()
+        if not text:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 <= value < float("inf"):
+            raise ConfigError(f"steps file {steps} row {index} (line {index + 1}): column 'frontend_ms' = {text!r}: "
+                              "must be a number of milliseconds >= 0")
+        values.append(value)
+    if not values:
+        return None
+    import statistics
+
+    return statistics.median(values) / 1e3
+
+
+def _print_fit(fit, in_sample, logo_slices, gpu) -> None:
+    from servesim.perf.calibrate import priors_for
     from servesim.perf.steptime_params import FIELD_UNITS
     from servesim.perf.validate import format_error_table
 
+    priors = priors_for(gpu)
     typer.echo(f"{'parameter':28s} {'fitted':>10s} {'prior':>10s}  unit")
     for name, value in fit.values.items():
-        typer.echo(f"{name:28s} {value:10.4g} {PRIORS[name].center:10.4g}  {FIELD_UNITS[name]}")
+        typer.echo(f"{name:28s} {value:10.4g} {priors[name].center:10.4g}  {FIELD_UNITS[name]}")
     typer.echo(f"\nin-sample error ({fit.num_rows} rows)\n{format_error_table(in_sample)}")
     if logo_slices is not None:
         typer.echo(f"\nleave-one-group-out error\n{format_error_table(logo_slices)}")

