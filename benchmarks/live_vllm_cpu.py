@@ -13,7 +13,7 @@ servesim's own commands:
 3. ``servesim run`` the scenario (``benchmarks/data/live_vllm_cpu.yaml``: requests with the
    Azure 2023 conversation trace's lengths, prompts clipped to 1024 and outputs to 128 tokens,
    Poisson arrivals) at two loads: light (0.35 of the simulated capacity) and near saturation
-   (0.75 of it);
+   (0.7 of it);
 4. ``servesim replay`` the same workloads against the real server;
 5. ``servesim compare`` each simulation with its replay: mean TTFT, TPOT and E2E errors;
 6. the same replays against ``servesim serve`` of the calibrated scenario (the emulated
@@ -21,8 +21,11 @@ servesim's own commands:
 
 Noise is the main enemy on a 2-core machine (the engine alone uses about 1.9 cores): every
 replay records other processes' share of the CPU (the server's process tree and the client
-excluded); a phase where it exceeds ``--max-noise`` is run again (up to ``--tries`` times) and
-the quietest run kept, rather than widening any tolerance.  The probe is repeated likewise.
+excluded) and the client's send lag (on a VM that now and then stalls every process for
+0.1-1 s, requests go out late and tokens are read late); a replay where either exceeds its
+limit (``--max-noise``, ``--max-lag``) is run again (up to ``--tries`` times) and the quietest
+run kept, rather than widening any tolerance.  The probe is repeated when other processes
+used more than ``--max-noise`` of the CPU during it.
 
 Prints one table (measured vs simulated, error per metric) and, with ``--json``, the numbers.
 ``tests/live_engine/test_vllm_cpu.py`` runs this and requires every error within 15%.
@@ -49,7 +52,7 @@ DATA = HERE / "data"
 SCENARIO = DATA / "live_vllm_cpu.yaml"
 MODEL_DIR = DATA / "tiny-llama"
 METRICS = ("ttft_mean", "tpot_mean", "e2e_mean")
-LOADS = {"light": 0.35, "near-saturation": 0.75}
+LOADS = {"light": 0.35, "near-saturation": 0.7}
 
 
 def free_port() -> int:
@@ -125,31 +128,40 @@ def servesim_server(scenario: Path, sets: list[str], work: Path, port: int):
             proc.wait()
 
 
-def others_share(replay_dir: Path) -> float:
-    summary = json.loads((replay_dir / "summary.json").read_text())
-    share = (summary.get("replay") or {}).get("cpu", {}).get("others_share")
-    return 0.0 if share is None else float(share)
+def noise(replay_dir: Path) -> dict:
+    """A replay's noise: other processes' CPU share and the client's send lag (p99, s)."""
+    replay = json.loads((replay_dir / "summary.json").read_text())["replay"]
+    share = replay.get("cpu", {}).get("others_share")
+    return {"others_share": 0.0 if share is None else float(share), "send_lag_p99_s": replay["send_lag_s"]["p99"]}
 
 
-def quiet_replay(scenario: Path, sets: list[str], url: str, pid: int, out: Path, tries: int, max_noise: float) -> dict:
-    """Replay until a run's other-process CPU share is at most ``max_noise`` (the quietest of
-    ``tries`` kept in ``out``); returns {"others_share", "tries"}."""
+def quiet_replay(scenario: Path, sets: list[str], url: str, pid: int, out: Path, tries: int, max_noise: float,
+                 max_lag_s: float) -> dict:
+    """Replay until a run is quiet: other processes' CPU share at most ``max_noise`` and the
+    client's send lag p99 at most ``max_lag_s`` (a machine that stalls every process for
+    hundreds of milliseconds delays sends and token reads alike, which no simulator of the
+    engine should be asked to reproduce).  The quietest of ``tries`` runs is kept in ``out``;
+    returns its noise and the tries it took."""
     best = None
     for attempt in range(1, tries + 1):
         target = out.with_name(f"{out.name}-try{attempt}")
         servesim("replay", str(scenario), "--endpoint", url, "--server-pid", str(pid), "--out", str(target), *sets)
-        share = others_share(target)
-        print(f"  replay {out.name} try {attempt}: other processes {share:.1%} of the CPU", flush=True)
-        if best is None or share < best[0]:
-            best = (share, target)
-        if share <= max_noise:
+        measured = noise(target)
+        print(f"  replay {out.name} try {attempt}: other processes {measured['others_share']:.1%} of the CPU, "
+              f"send lag p99 {measured['send_lag_p99_s'] * 1e3:.1f} ms", flush=True)
+        score = max(measured["others_share"] / max_noise, measured["send_lag_p99_s"] / max_lag_s)
+        if best is None or score < best[0]:
+            best = (score, target, measured)
+        if score <= 1.0:
             break
     shutil.copytree(best[1], out)
-    return {"others_share": best[0], "tries": attempt}
+    return {**best[2], "tries": attempt, "quiet": best[0] <= 1.0}
 
 
 def compare(sim: Path, replay: Path) -> dict:
-    done = servesim("compare", str(sim), str(replay), "--json")
+    """``servesim compare --from-send``: the replay's latencies from each request's actual send
+    (the client's send lag, when the VM stalls it, is not the engine's)."""
+    done = servesim("compare", str(sim), str(replay), "--json", "--from-send")
     return json.loads(done.stdout)
 
 
@@ -158,8 +170,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--vllm-python", required=True, help="Python of a venv with vllm-cpu installed.")
     parser.add_argument("--out", type=Path, default=None, help="Keep every file here (default: a temporary folder).")
     parser.add_argument("--json", action="store_true", help="Print the results as JSON.")
-    parser.add_argument("--tries", type=int, default=3, help="Runs of a noisy phase before keeping the quietest.")
+    parser.add_argument("--tries", type=int, default=2, help="Runs of a noisy phase before keeping the quietest.")
     parser.add_argument("--max-noise", type=float, default=0.10, help="Other processes' CPU share that makes a phase noisy.")
+    parser.add_argument("--max-lag", type=float, default=0.02, help="Client send lag p99 (s) that makes a replay noisy.")
     parser.add_argument("--requests", type=int, default=150, help="Requests per load.")
     parser.add_argument("--skip-serve", action="store_true", help="Do not replay against servesim serve.")
     args = parser.parse_args(argv)
@@ -177,11 +190,11 @@ def main(argv: list[str] | None = None) -> dict:
         for attempt in range(1, args.tries + 1):
             servesim("probe", "--endpoint", url, "-o", str(steps), "--model-config", str(MODEL_DIR / "config.json"),
                      "--catalog-model", "tiny-llama", "--server-pid", str(server.pid), "--overwrite", quiet=False)
-            noise = _probe_noise(steps)
-            print(f"  probe try {attempt}: other processes {noise:.1%} of the CPU (median over rows)", flush=True)
-            if noise <= args.max_noise:
+            probe_noise = _probe_noise(steps)
+            print(f"  probe try {attempt}: other processes {probe_noise:.1%} of the CPU (median over rows)", flush=True)
+            if probe_noise <= args.max_noise:
                 break
-        results["probe"] = {"others_share": noise, "tries": attempt}
+        results["probe"] = {"others_share": probe_noise, "tries": attempt}
         fit = servesim("calibrate", str(steps), "--hardware", "cpu-core", "--catalog", str(steps.with_suffix(".catalog.yaml")),
                        "--step-overhead", "-o", str(calibration), "--force", quiet=False)
         results["calibration_fit"] = fit.stdout.strip().splitlines()[-1]
@@ -199,8 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
             sim = work / f"sim-{load}"
             servesim("run", str(scenario), "--no-progress", "--out", str(sim), *sets)
             real = work / f"replay-{load}"
-            noise = quiet_replay(scenario, sets, url, server.pid, real, args.tries, args.max_noise)
-            results["loads"][load] = {"rate_rps": capacity * fraction, "real": {**compare(sim, real), **noise}}
+            measured = quiet_replay(scenario, sets, url, server.pid, real, args.tries, args.max_noise, args.max_lag)
+            results["loads"][load] = {"rate_rps": capacity * fraction, "real": {**compare(sim, real), **measured}}
     if not args.skip_serve:
         for load, fraction in LOADS.items():
             sets = ["--set", f"workload.arrival.rate_rps={capacity * fraction:.4f}",
@@ -208,9 +221,9 @@ def main(argv: list[str] | None = None) -> dict:
             serve_port = free_port()
             with servesim_server(scenario, sets, work, serve_port) as proc:
                 out = work / f"serve-replay-{load}"
-                noise = quiet_replay(scenario, sets, f"http://127.0.0.1:{serve_port}", proc.pid, out, args.tries,
-                                     args.max_noise)
-            results["loads"][load]["serve"] = {**compare(work / f"sim-{load}", out), **noise}
+                measured = quiet_replay(scenario, sets, f"http://127.0.0.1:{serve_port}", proc.pid, out, args.tries,
+                                        args.max_noise, args.max_lag)
+            results["loads"][load]["serve"] = {**compare(work / f"sim-{load}", out), **measured}
     results["wall_s"] = time.monotonic() - started
     print(format_table(results))
     if args.json:

@@ -368,8 +368,9 @@ class ClusterConfig(BaseModel):
         description=(
             "Serving engine whose behaviour and costs are simulated (docs/fidelity.md): 'vllm' (vLLM's V1 "
             "engine: piecewise CUDA graphs, asynchronous scheduling, kernel-grounded step costs, `vllm serve`'s "
-            "defaults) or 'pytorch' (the plain PyTorch harness of shared/calibration: CUDA graphs for pure "
-            "decode only, eager launches otherwise)."
+            "defaults; on a hardware entry with device: cpu, vLLM's CPU backend: eager steps, synchronous "
+            "scheduling, its CPU defaults, step costs from a calibration, docs/live.md) or 'pytorch' (the plain "
+            "PyTorch harness of shared/calibration: CUDA graphs for pure decode only, eager launches otherwise)."
         ),
     )
     engine_version: str | None = Field(

@@ -186,3 +186,26 @@ def test_report_with_a_comparison_section(folders, tmp_path):
     assert alone_md.read_text().startswith("# servesim replay: real")
     result = CliRunner().invoke(app, ["report", str(sim), "--compare", str(sim)])
     assert result.exit_code != 0 and "not a replay" in str(result.exception)
+
+
+def test_from_send_counts_the_replays_latencies_from_the_actual_send(tmp_path):
+    # The replay's client sent request 1 (due at 1.0 s) 0.05 s late; its first token came at 1.1 s.
+    sim = write_folder(tmp_path / "sim", SIM)
+    real = write_folder(tmp_path / "real", REAL, replay={"time_scale": 1.0, "closed_loop": False})
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(real / "requests.parquet")
+    sent = np.array([0.0, 1.05, 2.0, 3.0])
+    table = table.set_column(table.column_names.index("sent_s"), "sent_s", pa.array(sent))
+    pq.write_table(table, real / "requests.parquet")
+    due = compare_folders(sim, real).values
+    sent_based = compare_folders(sim, real, from_send=True).values
+    # Finished replay TTFTs from the due times 0.2, 0.1, 0.2; from the sends 0.2, 0.05, 0.2.
+    assert due["ttft_mean"][1] == pytest.approx(0.5 / 3)
+    assert sent_based["ttft_mean"][1] == pytest.approx(0.45 / 3)
+    # E2E likewise (0.6, 0.9, 0.6 -> 0.6, 0.85, 0.6); TPOT does not depend on the arrival.
+    assert sent_based["e2e_mean"][1] == pytest.approx(2.05 / 3)
+    assert sent_based["tpot_mean"][1] == due["tpot_mean"][1]
+    assert sent_based["ttft_mean"][0] == due["ttft_mean"][0]  # the simulation's side is unchanged
+    result = CliRunner().invoke(app, ["compare", str(sim), str(real), "--from-send", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["metrics"]["ttft_mean"]["real"] == pytest.approx(0.15)

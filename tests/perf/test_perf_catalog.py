@@ -14,7 +14,7 @@ MODEL_IDS = (
     "mistral-7b", "mixtral-8x7b", "deepseek-v3", "llama-2-7b", "llama-2-70b", "codellama-34b", "llama-3.1-8b",
     "llama-3.1-70b", "llama-3.3-70b", "qwen3-8b", "qwen3-32b", "qwen3-30b-a3b", "deepseek-r1",
 )
-HARDWARE_IDS = ("a100", "h100", "h200", "b200", "l4", "l40s", "mi300x")
+HARDWARE_IDS = ("a100", "h100", "h200", "b200", "l4", "l40s", "mi300x", "cpu-core")
 
 # Published totals (model cards / papers), billions of parameters: (total, active, rel. tolerance).
 PUBLISHED = {
@@ -87,7 +87,10 @@ def test_hardware_figures_and_units():
     assert CATALOG.hardware("l4").scaleup_bytes_s == 32e9  # no NVLink: PCIe
     for hw_id in HARDWARE_IDS:
         hw = CATALOG.hardware(hw_id)
-        assert hw.gpus_per_node == 8 and "../shared/catalog" in hw.source
+        if hw.device == "gpu":
+            assert hw.gpus_per_node == 8 and "../shared/catalog" in hw.source
+    cpu = CATALOG.hardware("cpu-core")  # one core of vLLM's CPU backend (docs/live.md)
+    assert (cpu.device, cpu.gpus_per_node, cpu.bf16_flops_s, cpu.link_per_dir_gbs) == ("cpu", 1, 2.0e12, 0)
 
 
 def test_unknown_ids_name_the_known_ones_in_one_line():

@@ -86,6 +86,9 @@ def compare(
     metrics: Optional[str] = typer.Option(
         None, "--metrics",
         help="Metrics --max-error-pct checks, comma-separated (default ttft_mean,tpot_mean,e2e_mean)."),
+    from_send: bool = typer.Option(
+        False, "--from-send", help="Count the replay's latencies from each request's actual send (sent_s), not from "
+        "when it was due: a starved client's lateness is not the engine's."),
 ) -> None:
     """Compare a simulation with a replay: TTFT, TPOT, E2E, throughput, requests in system, counts.
 
@@ -99,7 +102,7 @@ def compare(
         raise ConfigError("option --metrics: names what --max-error-pct checks; pass --max-error-pct P too")
     if max_error_pct is not None and not max_error_pct >= 0:
         raise ConfigError(f"option --max-error-pct {max_error_pct:g}: must be >= 0")
-    comparison = compare_folders(sim_dir, replay_dir)
+    comparison = compare_folders(sim_dir, replay_dir, from_send)
     over = gate(comparison, names, max_error_pct) if max_error_pct is not None else []
     if as_json:
         data = comparison.to_dict()

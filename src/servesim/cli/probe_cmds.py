@@ -95,6 +95,6 @@ def probe(
         out.with_suffix(".catalog.yaml").write_text(text, encoding="utf-8")
     checks = result.report.get("batch_checks_ok")
     if checks is False:
-        typer.echo("warning: the endpoint's vllm:num_requests_running disagreed with a probed batch "
+        typer.echo("warning: the endpoint's vllm:iteration_tokens_total disagreed with the tokens a decode probe sent "
                    f"(see {out.with_suffix('.probe.json')})", err=True)
     typer.echo(f"{len(result.rows)} rows written to {out}" + "".join(f", {p}" for p in sidecars))

@@ -1,4 +1,4 @@
-"""``servesim serve``: an OpenAI-compatible endpoint timed by the simulator (docs/live-serve.md)."""
+"""``servesim serve``: an OpenAI-compatible endpoint timed by the simulator (docs/live.md)."""
 
 from __future__ import annotations
 

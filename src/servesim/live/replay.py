@@ -52,6 +52,7 @@ from servesim.config import ScenarioConfig
 from servesim.core.rng import RandomStreams
 from servesim.errors import ConfigError
 from servesim.live.cpu_share import CpuRecorder, sample
+from servesim.live.endpoint import fetch_metrics, list_models
 from servesim.live.prompts import PromptMaker
 from servesim.live.sse import Chunk, SseDecoder, error_message, read_chunk
 from servesim.metrics.energy import energy_summary
@@ -224,26 +225,7 @@ def _result(config: ScenarioConfig, workload: Workload, options: ReplayOptions, 
 
 async def first_model(client: Any, base_url: str) -> str:
     """The first model ``GET /v1/models`` lists; ``ConfigError`` if there is none or no answer."""
-    url = f"{base_url}/v1/models"
-    try:
-        response = await client.get(url, timeout=30.0)
-        if response.status_code != 200:
-            raise ValueError(f"http {response.status_code}: {error_message(response.text)}")
-        models = response.json().get("data") or []
-        return str(models[0]["id"])
-    except (httpx.HTTPError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
-        why = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"option --endpoint {base_url}: cannot list its models ({url}: {why}); "
-                          "pass --model NAME") from None
-
-
-async def fetch_metrics(client: Any, base_url: str) -> str | None:
-    """The endpoint's Prometheus ``/metrics`` text, or None when it does not answer 200."""
-    try:
-        response = await client.get(f"{base_url}/metrics", timeout=10.0)
-    except Exception:  # noqa: BLE001 - an endpoint without metrics is fine
-        return None
-    return response.text if response.status_code == 200 else None
+    return (await list_models(client, base_url))[0].name
 
 
 def replay_summary(config: ScenarioConfig, workload: Workload, table: RequestTable, end_s: float, time_scale: float,

@@ -3,7 +3,7 @@
 A scenario's fleet (replicas, router, schedulers, step-time model, failures) runs as the same
 ``Simulation`` as ``servesim run``, its clock tied to the wall clock; each client's request enters
 it as an arrival, and its tokens go back to the client when the simulated clock passes their
-times (docs/live-serve.md).  Modules, in the order a request meets them:
+times (docs/live.md).  Modules, in the order a request meets them:
 
 * ``protocol``: request bodies checked and reduced to what the simulator needs (prompt and output
   lengths, prefix blocks), with the 4xx answers an engine would give;

@@ -1,0 +1,137 @@
+"""``servesim probe`` -> ``servesim calibrate`` against an engine whose step times are known:
+``servesim serve`` of a scenario with a given calibration (a separate process, as a real engine
+would be).  The probe must recover the steps the emulated engine was told to take, and the
+calibration fitted to the probe must predict them."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from servesim.cli import app
+from servesim.config import load_config
+from servesim.deployment import calibrated
+from servesim.perf.calibration_file import Calibration, calibration_yaml, load_calibration
+from servesim.perf.steppricer import StepPricer
+from servesim.perf.steprows import read_steps_csv
+from servesim.perf.steptime_params import StepTimeParams
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_CONFIG = ROOT / "benchmarks" / "data" / "tiny-llama" / "config.json"
+FRONTEND_S = 0.02
+# Steps of about 8 ms (a decode of one) to 0.3 s (a 2,047-token prompt): long beside the
+# client's and the emulated engine's timing jitter (a millisecond or two).
+TRUTH = {"gemm_efficiency": 0.1, "mem_bw_efficiency": 0.5, "elementwise_bw_efficiency": 0.3,
+         "attn_flops_efficiency": 0.05, "attn_bw_efficiency": 0.3, "per_layer_launch_eager_s": 1e-4,
+         "per_seq_attention_launch_s": 5e-5, "cpu_gpu_overlap": 0.05, "fixed_step_overhead_s": 6e-3}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A servesim serve process of the tiny model on a CPU device with the TRUTH step costs."""
+    work = tmp_path_factory.mktemp("probe-serve")
+    runner = CliRunner()
+    # The catalog entry comes from config.json the way a user gets it: probe --model-config writes it.
+    from servesim.perf.hf_config import model_entry_from_hf_config
+
+    catalog = work / "tiny.catalog.yaml"
+    catalog.write_text(yaml.safe_dump({"models": {"tiny-llama": model_entry_from_hf_config(TINY_CONFIG, "tiny-llama")}}))
+    truth = work / "truth.yaml"
+    truth.write_text(calibration_yaml(Calibration("cpu-core", TRUTH, frontend_latency_s=FRONTEND_S)))
+    scenario = work / "scenario.yaml"
+    scenario.write_text(yaml.safe_dump({
+        "catalog": {"files": [str(catalog)]}, "calibration": str(truth),
+        "cluster": {"engine": "vllm", "model": "tiny-llama", "hardware": "cpu-core", "max_model_len": 2048,
+                    "prefix_caching": False},
+        "scheduler": {"max_num_seqs": 8, "max_num_batched_tokens": 2048},
+    }))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "servesim", "serve", str(scenario), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"servesim serve did not start: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+        yield work, f"http://127.0.0.1:{port}", proc.pid, runner, scenario
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def probed(served):
+    work, url, pid, runner, _ = served
+    steps = work / "steps.csv"
+    result = runner.invoke(app, ["probe", "--endpoint", url, "-o", str(steps), "--model-config", str(TINY_CONFIG),
+                                 "--catalog-model", "tiny-llama", "--max-batch", "8", "--quick", "--repeats", "1",
+                                 "--server-pid", str(pid)])
+    assert result.exit_code == 0, result.output
+    return steps
+
+
+def test_probe_recovers_the_emulated_engines_steps(probed):
+    table = read_steps_csv(probed, require_measured=True)
+    catalog = calibrated(load_config(probed.parent / "scenario.yaml", []))
+    from servesim.api import build_catalog
+
+    expected = StepPricer(table.rows, _cpu(), build_catalog(catalog)).times_s(StepTimeParams(**TRUTH))
+    measured = np.array([row.measured_s for row in table.rows])
+    ratio = measured / expected
+    kinds = {row.kind for row in table.rows}
+    assert kinds == {"decode", "mixed"} and len(table.rows) >= 11
+    # Every step the engine was told to take comes back within 15% (the median within 5%).
+    assert np.median(np.abs(ratio - 1)) < 0.05, list(zip([r.label() for r in table.rows], ratio))
+    assert np.abs(ratio - 1).max() < 0.15, list(zip([r.label() for r in table.rows], ratio))
+    with probed.open() as handle:
+        frontend_ms = {float(r["frontend_ms"]) for r in csv.DictReader(handle)}
+    # The front end's time is the emulated 20 ms plus the real HTTP path (a new connection,
+    # FastAPI, the wall-clock engine's arrival handling: 5-30 ms on two busy cores).
+    assert len(frontend_ms) == 1 and FRONTEND_S * 1e3 - 2 < frontend_ms.pop() < FRONTEND_S * 1e3 + 40
+
+
+def test_calibrating_on_the_probe_predicts_the_engine(served, probed, tmp_path):
+    work, *_ , runner, _scenario = served
+    cal = tmp_path / "cal.yaml"
+    result = runner.invoke(app, ["calibrate", str(probed), "--hardware", "cpu-core", "--catalog",
+                                 str(probed.with_suffix(".catalog.yaml")), "--step-overhead", "-o", str(cal)])
+    assert result.exit_code == 0, result.output
+    fitted = load_calibration(cal)
+    assert FRONTEND_S - 0.002 < fitted.frontend_latency_s < FRONTEND_S + 0.04  # as above
+    table = read_steps_csv(probed, require_measured=True)
+    from servesim.api import build_catalog
+
+    catalog = build_catalog(load_config(work / "scenario.yaml", []))
+    truth = StepPricer(table.rows, _cpu(), catalog).times_s(StepTimeParams(**TRUTH))
+    predicted = StepPricer(table.rows, _cpu(), catalog).times_s(StepTimeParams(**fitted.params))
+    assert np.median(np.abs(predicted / truth - 1)) < 0.05
+
+
+def _cpu():
+    from servesim.perf import Catalog
+
+    return Catalog.default().hardware("cpu-core")
