@@ -192,13 +192,20 @@ def with_engine_defaults(config: ScenarioConfig, catalog: Catalog | None = None)
     """``config`` with the scheduler limits it leaves unset set to the engine's defaults on
     ``cluster.hardware`` (``servesim.perf.engines.scheduler_defaults``), and vLLM's block size
     of 128 on a CPU device when ``cluster.block_size`` is unset; idempotent."""
-    config = _cpu_block_size(config, catalog)
     sched = config.scheduler
     unset = {"max_num_seqs", "max_num_batched_tokens"} - sched.model_fields_set
+    cpu_block = config.cluster.engine == "vllm" and "block_size" not in config.cluster.model_fields_set
+    if not unset and not cpu_block:
+        return config
+    hardware = (catalog or build_catalog(config)).hardware(config.cluster.hardware)  # one catalog for both
+    if cpu_block and hardware.device == "cpu":
+        # vLLM's CPU backend pages the KV cache in blocks of 128 tokens unless told otherwise.
+        cluster = type(config.cluster).model_validate(
+            {**config.cluster.model_dump(exclude_unset=True), "block_size": VLLM_CPU_BLOCK_SIZE})
+        config = config.model_copy(update={"cluster": cluster})
     if not unset:
         return config
-    catalog = catalog or build_catalog(config)
-    seqs, tokens = scheduler_defaults(config.cluster.engine, catalog.hardware(config.cluster.hardware))
+    seqs, tokens = scheduler_defaults(config.cluster.engine, hardware)
     update = {}
     if "max_num_seqs" in unset:
         # A token budget set below the engine's batch cap caps the batch (every sequence must decode).
@@ -208,18 +215,6 @@ def with_engine_defaults(config: ScenarioConfig, catalog: Catalog | None = None)
         update["max_num_batched_tokens"] = max(tokens, update.get("max_num_seqs", sched.max_num_seqs))
     resolved = type(sched).model_validate({**sched.model_dump(exclude_unset=True), **update})
     return config.model_copy(update={"scheduler": resolved})
-
-
-def _cpu_block_size(config: ScenarioConfig, catalog: Catalog | None) -> ScenarioConfig:
-    """vLLM's CPU backend pages the KV cache in blocks of 128 tokens unless told otherwise."""
-    cluster = config.cluster
-    if cluster.engine != "vllm" or "block_size" in cluster.model_fields_set:
-        return config
-    catalog = catalog or build_catalog(config)
-    if catalog.hardware(cluster.hardware).device != "cpu":
-        return config
-    resolved = type(cluster).model_validate({**cluster.model_dump(exclude_unset=True), "block_size": VLLM_CPU_BLOCK_SIZE})
-    return config.model_copy(update={"cluster": resolved})
 
 
 def calibrated(config: ScenarioConfig) -> ScenarioConfig:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from cli_errors import one_line
 from servesim.cli import main
 from servesim.cli.app import app
 from servesim.live.compare import METRICS, compare_folders
@@ -115,15 +116,6 @@ def test_gate_exits_4_naming_the_metrics_over_the_limit(folders, capsys):
     with pytest.raises(SystemExit) as info:
         main(["compare", sim, real, "--max-error-pct", "50"])
     assert info.value.code == 0
-
-
-def one_line(capsys, *args: str) -> str:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    err = capsys.readouterr().err
-    assert info.value.code == 2, err
-    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
-    return err.rstrip("\n")
 
 
 def test_refusals_exit_2_in_one_line(folders, tmp_path, capsys):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,9 +19,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from live.replay_fakes import free_port
+
 from servesim.cli import app
 from servesim.config import load_config
-from servesim.deployment import calibrated
 from servesim.perf.calibration_file import Calibration, calibration_yaml, load_calibration
 from servesim.perf.steppricer import StepPricer
 from servesim.perf.steprows import read_steps_csv
@@ -36,12 +36,6 @@ FRONTEND_S = 0.02
 TRUTH = {"gemm_efficiency": 0.1, "mem_bw_efficiency": 0.5, "elementwise_bw_efficiency": 0.3,
          "attn_flops_efficiency": 0.05, "attn_bw_efficiency": 0.3, "per_layer_launch_eager_s": 1e-4,
          "per_seq_attention_launch_s": 5e-5, "cpu_gpu_overlap": 0.05, "fixed_step_overhead_s": 6e-3}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +90,7 @@ def probed(served):
 
 def test_probe_recovers_the_emulated_engines_steps(probed):
     table = read_steps_csv(probed, require_measured=True)
-    catalog = calibrated(load_config(probed.parent / "scenario.yaml", []))
-    from servesim.api import build_catalog
-
-    expected = StepPricer(table.rows, _cpu(), build_catalog(catalog)).times_s(StepTimeParams(**TRUTH))
+    expected = StepPricer(table.rows, _cpu(), _catalog(probed.parent)).times_s(StepTimeParams(**TRUTH))
     measured = np.array([row.measured_s for row in table.rows])
     ratio = measured / expected
     kinds = {row.kind for row in table.rows}
@@ -123,12 +114,17 @@ def test_calibrating_on_the_probe_predicts_the_engine(served, probed, tmp_path):
     fitted = load_calibration(cal)
     assert FRONTEND_S - 0.002 < fitted.frontend_latency_s < FRONTEND_S + 0.04  # as above
     table = read_steps_csv(probed, require_measured=True)
-    from servesim.api import build_catalog
-
-    catalog = build_catalog(load_config(work / "scenario.yaml", []))
+    catalog = _catalog(work)
     truth = StepPricer(table.rows, _cpu(), catalog).times_s(StepTimeParams(**TRUTH))
     predicted = StepPricer(table.rows, _cpu(), catalog).times_s(StepTimeParams(**fitted.params))
     assert np.median(np.abs(predicted / truth - 1)) < 0.05
+
+
+def _catalog(work: Path):
+    """The served scenario's catalog (the packaged one plus the tiny model)."""
+    from servesim.api import build_catalog
+
+    return build_catalog(load_config(work / "scenario.yaml", []))
 
 
 def _cpu():

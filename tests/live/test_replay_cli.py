@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from live.replay_fakes import FakeEngine, free_port, serving
-from servesim.cli import main
+from cli_errors import one_line
 from servesim.cli.app import app
 
 SCENARIO = {
@@ -36,16 +36,6 @@ CPU_KEYS = {"busy_share", "self_share", "server_share", "others_share", "others_
 def invoke(*args: str):
     result = CliRunner().invoke(app, list(args), catch_exceptions=False)
     return result
-
-
-def one_line(capsys, *args: str) -> str:
-    """``main(args)`` in-process: exit 2 with one ``error:`` line and no traceback; returns the line."""
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    err = capsys.readouterr().err
-    assert info.value.code == 2, err
-    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
-    return err.rstrip("\n")
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ def probe(
     import asyncio
 
     from servesim.live.endpoint import Endpoint
-    from servesim.live.probe import COLUMNS, ProbeLimits, plan_probes, run_probes
+    from servesim.live.probe import COLUMNS, probe_endpoint
     from servesim.perf.steprows import write_steps_csv
 
     sidecars = [out.with_suffix(".probe.json")] + ([out.with_suffix(".catalog.yaml")] if model_config else [])
@@ -65,24 +65,11 @@ def probe(
     if model_config is not None:
         from servesim.perf.hf_config import model_entry_from_hf_config
 
-        catalog_entry = model_entry_from_hf_config(model_config, "pending")
+        catalog_entry = model_entry_from_hf_config(model_config, catalog_model or model_config.parent.name)
 
-    async def go():
-        async with Endpoint(endpoint, timeout, prompt) as ep:
-            cards = await ep.models()
-            names = [c.name for c in cards]
-            card = cards[0] if model is None else next((c for c in cards if c.name == model), None)
-            if card is None:
-                raise ConfigError(f"option --model {model!r}: the endpoint serves {', '.join(names)}")
-            length = max_model_len or card.max_model_len or 2048
-            limits = ProbeLimits(max_batch, max_step_tokens, length)
-            plan = plan_probes(limits, repeats, quick)
-            typer.echo(f"probing {card.name} at {ep.url}: {len(plan.decode)} decode, {len(plan.mixed)} mixed and "
-                       f"{len(plan.idle)} idle probes, {repeats} runs each")
-            return await run_probes(ep, card.name, catalog_model or card.name, limits, plan, seed=seed,
-                                    server_pid=server_pid, say=typer.echo)
-
-    result = asyncio.run(go())
+    result = asyncio.run(probe_endpoint(
+        Endpoint(endpoint, timeout, prompt), model, catalog_model, max_batch, max_step_tokens, max_model_len,
+        repeats=repeats, quick=quick, seed=seed, server_pid=server_pid, say=typer.echo))
     write_steps_csv(out, COLUMNS, result.rows)
     out.with_suffix(".probe.json").write_text(json.dumps(result.report, indent=2) + "\n", encoding="utf-8")
     if catalog_entry is not None:

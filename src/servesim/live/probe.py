@@ -46,7 +46,8 @@ import numpy as np
 from servesim.errors import ConfigError
 from servesim.live.endpoint import Completion, Endpoint
 
-__all__ = ["ProbeLimits", "ProbePlan", "ProbeResult", "decode_window", "injection_step", "plan_probes", "run_probes"]
+__all__ = ["ProbeLimits", "ProbePlan", "ProbeResult", "decode_window", "injection_step", "plan_probes", "probe_endpoint",
+           "run_probes"]
 
 # Prompt ids are drawn from this range (clear of special tokens; inside any 30k vocabulary).
 _FIRST_ID, _END_ID = 1000, 30000
@@ -317,7 +318,10 @@ async def run_probes(
     """Run ``plan`` against ``endpoint`` (serving ``api_model``); rows name ``catalog_model``.
 
     ``say`` hears one line per probed row.  A failed request stops the probe (``ConfigError``):
-    a calibration from a half-failing engine would be wrong.
+    a calibration from a half-failing engine would be wrong.  Repeats are each phase's outer
+    loop: a row's runs spread over the whole phase, so that the machine's drift (a VM's speed
+    wanders by 20% over minutes) enters every row alike instead of biasing the rows probed in
+    a slow minute.
     """
     from servesim.live.cpu_share import CpuRecorder
 
@@ -334,45 +338,27 @@ async def run_probes(
             skipped.append(label)
             say(f"{label:34s} not measured cleanly in {plan.repeats} tries; left out")
             return None
-        steps = [s for s, _ in samples]
-        step = statistics.median(steps)
-        ctx = int(statistics.median(c for _, c in samples)) if batch else 0
         others = cpu.summary()["others_share"]
-        spread = (max(steps) - min(steps)) / step * 100
-        result.rows.append({
-            "model": catalog_model, "kind": kind, "prefill_lens": "+".join(map(str, lens)),
-            "decode_batch": str(batch) if batch else "", "decode_ctx": str(ctx) if batch else "",
-            "graphed": "0", "median_ms": f"{step * 1e3:.4f}", "frontend_ms": "", "repeats": str(len(samples)),
-            "spread_pct": f"{spread:.1f}", "others_cpu": "" if others is None else f"{others:.3f}", "probe": label,
-        })
+        row, step, spread = _row(catalog_model, kind, lens, batch, samples, others, label)
+        result.rows.append(row)
         noisy = f", other processes {others:.0%} of the CPU" if others is not None and others > 0.05 else ""
         say(f"{label:34s} {step * 1e3:9.2f} ms  (spread {spread:.0f}%{noisy})")
         return step
 
-    # Repeats are the outer loop: each row's runs spread over the whole phase, so that the
-    # machine's drift (a VM's speed wanders by 20% over minutes) enters every row alike
-    # instead of biasing the rows probed in a slow minute.
     cpu = CpuRecorder(server_pid)
     cpu.record()
-    decode_runs: dict[tuple[int, int], list[tuple[float, int]]] = {shape: [] for shape in plan.decode}
-    for repeat in range(plan.repeats):
-        for batch, ctx in plan.decode:
-            sample = await prober.decode(batch, ctx, plan.decode_tokens, check=repeat == 0)
-            if sample is not None:
-                decode_runs[batch, ctx].append(sample)
+    decode_runs = await _repeated(plan.repeats, plan.decode, lambda shape, repeat: prober.decode(
+        *shape, plan.decode_tokens, check=repeat == 0))
     cpu.record()
     for (batch, ctx), samples in decode_runs.items():
-        add("decode", [], batch, samples, cpu, f"decode {batch}x{ctx}")
+        add("decode", [], batch, [s for s in samples if s is not None], cpu, f"decode {batch}x{ctx}")
 
     sessions: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for batch, ctx, k, p in plan.mixed:
         sessions.setdefault((batch, ctx), []).append((k, p))
     cpu = CpuRecorder(server_pid)
     cpu.record()
-    runs: dict[tuple[int, int], list[list[tuple[float, int] | None]]] = {key: [] for key in sessions}
-    for _ in range(plan.repeats):
-        for (batch, ctx), probes in sessions.items():
-            runs[batch, ctx].append(await prober.mixed(batch, ctx, probes))
+    runs = await _repeated(plan.repeats, sessions, lambda key, _: prober.mixed(*key, sessions[key]))
     cpu.record()
     prefill_steps: dict[int, float] = {}
     for (batch, ctx), probes in sessions.items():
@@ -382,10 +368,7 @@ async def run_probes(
             if step is not None and batch == 1 and k == 1:
                 prefill_steps[p] = step
 
-    ttfts: dict[int, list[float]] = {p: [] for p in plan.idle}
-    for _ in range(plan.repeats):
-        for p in plan.idle:
-            ttfts[p].append(await prober.idle(p))
+    ttfts = await _repeated(plan.repeats, plan.idle, lambda p, _: prober.idle(p))
     frontends = [max(statistics.median(ttfts[p]) - prefill_steps[p], 0.0) for p in plan.idle if p in prefill_steps]
     frontend_s = statistics.median(frontends) if frontends else None
     if frontend_s is not None:
@@ -404,3 +387,61 @@ async def run_probes(
         "metrics_before": metrics_before, "metrics_after": await endpoint.metrics_text(),
     }
     return result
+
+
+async def probe_endpoint(
+    endpoint: Endpoint,
+    model: str | None,
+    catalog_model: str | None,
+    max_batch: int,
+    max_step_tokens: int,
+    max_model_len: int | None,
+    *,
+    repeats: int = 3,
+    quick: bool = False,
+    seed: int = 0,
+    server_pid: int | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> ProbeResult:
+    """``servesim probe``: pick the served model (``model``, default the first ``/v1/models``
+    lists; ``ConfigError`` naming the served ones when absent), plan the grid for its limits
+    (``max_model_len`` default: what the endpoint says, else 2048) and run it; rows name
+    ``catalog_model`` (default: the API model name)."""
+    async with endpoint as ep:
+        cards = await ep.models()
+        card = cards[0] if model is None else next((c for c in cards if c.name == model), None)
+        if card is None:
+            raise ConfigError(f"option --model {model!r}: the endpoint serves {', '.join(c.name for c in cards)}")
+        limits = ProbeLimits(max_batch, max_step_tokens, max_model_len or card.max_model_len or 2048)
+        plan = plan_probes(limits, repeats, quick)
+        say(f"probing {card.name} at {ep.url}: {len(plan.decode)} decode, {len(plan.mixed)} mixed and "
+            f"{len(plan.idle)} idle probes, {repeats} runs each")
+        return await run_probes(ep, card.name, catalog_model or card.name, limits, plan, seed=seed,
+                                server_pid=server_pid, say=say)
+
+
+async def _repeated(repeats: int, keys: Any, measure: Callable[[Any, int], Any]) -> dict[Any, list[Any]]:
+    """``measure(key, repeat)`` for every key, ``repeats`` rounds over all keys (repeats outermost):
+    each key's results in round order."""
+    out: dict[Any, list[Any]] = {key: [] for key in keys}
+    for repeat in range(repeats):
+        for key in out:
+            out[key].append(await measure(key, repeat))
+    return out
+
+
+def _row(model: str, kind: str, lens: list[int], batch: int, samples: list[tuple[float, int]],
+         others: float | None, label: str) -> tuple[dict[str, str], float, float]:
+    """One steps-CSV record from a probe's (non-empty) ``(step_s, decode_ctx)`` samples, with its
+    median step (s) and spread (max - min, % of the median)."""
+    steps = [s for s, _ in samples]
+    step = statistics.median(steps)
+    spread = (max(steps) - min(steps)) / step * 100
+    ctx = int(statistics.median(c for _, c in samples)) if batch else 0
+    record = {
+        "model": model, "kind": kind, "prefill_lens": "+".join(map(str, lens)),
+        "decode_batch": str(batch) if batch else "", "decode_ctx": str(ctx) if batch else "",
+        "graphed": "0", "median_ms": f"{step * 1e3:.4f}", "frontend_ms": "", "repeats": str(len(samples)),
+        "spread_pct": f"{spread:.1f}", "others_cpu": "" if others is None else f"{others:.3f}", "probe": label,
+    }
+    return record, step, spread

@@ -17,6 +17,8 @@ with one line naming the entry and the field.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from os import PathLike
@@ -55,11 +57,9 @@ class Catalog:
     # ------------------------------------------------------------ construction
     @classmethod
     def default(cls) -> Catalog:
-        """The catalog packaged with servesim (``servesim/data/{models,hardware}.yaml``)."""
-        data = resources.files("servesim") / "data"
-        models = _load_yaml_text(data.joinpath("models.yaml").read_text(encoding="utf-8"), "models.yaml")
-        hardware = _load_yaml_text(data.joinpath("hardware.yaml").read_text(encoding="utf-8"), "hardware.yaml")
-        return cls({}, {}).with_entries(models=models.get("models"), hardware=hardware.get("hardware"))
+        """The catalog packaged with servesim (``servesim/data/{models,hardware}.yaml``), parsed
+        once per process: a catalog is immutable, and a run asks for it several times."""
+        return _packaged_catalog()
 
     @classmethod
     def from_files(cls, paths: Iterable[str | PathLike[str]], base: Catalog | None = None) -> Catalog:
@@ -184,3 +184,11 @@ def _first_error(err: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         return f"field '{loc}': not a known field"
     return f"field '{loc}': {message} (got {first['input']!r})"
+
+
+@functools.lru_cache(maxsize=1)
+def _packaged_catalog() -> Catalog:
+    data = resources.files("servesim") / "data"
+    models = _load_yaml_text(data.joinpath("models.yaml").read_text(encoding="utf-8"), "models.yaml")
+    hardware = _load_yaml_text(data.joinpath("hardware.yaml").read_text(encoding="utf-8"), "hardware.yaml")
+    return Catalog({}, {}).with_entries(models=models.get("models"), hardware=hardware.get("hardware"))
