@@ -201,3 +201,52 @@ def test_from_send_counts_the_replays_latencies_from_the_actual_send(tmp_path):
     assert sent_based["ttft_mean"][0] == due["ttft_mean"][0]  # the simulation's side is unchanged
     result = CliRunner().invoke(app, ["compare", str(sim), str(real), "--from-send", "--json"])
     assert result.exit_code == 0 and json.loads(result.output)["metrics"]["ttft_mean"]["real"] == pytest.approx(0.15)
+
+
+def _histograms(ttft: tuple[float, float], tpot: tuple[float, float], e2e: tuple[float, float] | None) -> str:
+    """vLLM-style /metrics text with (sum, count) of the three latency histograms, split over two
+    label sets (two engines) to check that both are summed."""
+    lines = []
+    for family, pair in (("vllm:time_to_first_token_seconds", ttft),
+                         ("vllm:request_time_per_output_token_seconds", tpot),
+                         ("vllm:e2e_request_latency_seconds", e2e)):
+        if pair is None:
+            continue
+        lines.append(f"# TYPE {family} histogram")
+        for engine, share in (("0", 0.25), ("1", 0.75)):
+            labels = f'engine="{engine}",model_name="m"'
+            lines.append(f'{family}_bucket{{{labels},le="+Inf"}} {pair[1] * share}')
+            lines.append(f"{family}_count{{{labels}}} {pair[1] * share}")
+            lines.append(f"{family}_sum{{{labels}}} {pair[0] * share}")
+    return "\n".join(lines) + "\n"
+
+
+def test_engine_timed_means_come_from_the_replays_metrics_before_and_after(folders):
+    sim, real = folders
+    # Before: 8 requests of other traffic; after: those plus the replay's 3 finished requests,
+    # whose TTFTs sum to 0.6 s, TPOTs to 0.3 s and E2Es to 1.5 s in the engine's own clock.
+    (real / "metrics_before.txt").write_text(_histograms((1.0, 8), (0.5, 8), (4.0, 8)))
+    (real / "metrics_after.txt").write_text(_histograms((1.6, 11), (0.8, 11), (5.5, 11)))
+    v = compare_folders(sim, real).values
+    # The simulation's side is its own means (0.175 s TTFT, 0.1875 s TPOT, 0.775 s E2E).
+    assert v["engine_ttft_mean"] == pytest.approx((0.175, 0.2, 100 * (0.175 - 0.2) / 0.2))
+    assert v["engine_tpot_mean"] == pytest.approx((0.1875, 0.1, 87.5))
+    assert v["engine_e2e_mean"] == pytest.approx((0.775, 0.5, 55.0))
+    result = CliRunner().invoke(app, ["compare", str(sim), str(real)], catch_exceptions=False)
+    assert "TTFT mean, engine-timed (ms)" in result.output
+
+
+def test_engine_timed_means_are_left_out_when_they_cannot_be_the_replays(folders, capsys):
+    sim, real = folders
+    assert "engine_ttft_mean" not in compare_folders(sim, real).values  # no metrics files
+    # A histogram first observed during the replay has no samples before it; a count other than
+    # the 3 finished requests (other traffic mixed in) is no measurement of the replay.
+    (real / "metrics_before.txt").write_text(_histograms((1.0, 8), (0.5, 8), None))
+    (real / "metrics_after.txt").write_text(_histograms((1.6, 11), (0.8, 12), (1.5, 3)))
+    v = compare_folders(sim, real).values
+    assert v["engine_ttft_mean"][1] == pytest.approx(0.2) and v["engine_e2e_mean"][1] == pytest.approx(0.5)
+    assert "engine_tpot_mean" not in v
+    with pytest.raises(SystemExit) as info:
+        main(["compare", str(sim), str(real), "--max-error-pct", "1000", "--metrics", "engine_tpot_mean"])
+    assert info.value.code == 4
+    assert "engine_tpot_mean: not measured" in capsys.readouterr().err

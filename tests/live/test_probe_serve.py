@@ -6,6 +6,7 @@ calibration fitted to the probe must predict them."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -41,7 +42,17 @@ TRUTH = {"gemm_efficiency": 0.1, "mem_bw_efficiency": 0.5, "elementwise_bw_effic
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A servesim serve process of the tiny model on a CPU device with the TRUTH step costs."""
-    work = tmp_path_factory.mktemp("probe-serve")
+    yield from _serve(tmp_path_factory.mktemp("probe-serve"))
+
+
+@pytest.fixture(scope="module")
+def served_fresh(tmp_path_factory):
+    """Another such process, untouched by the probe's mixed sessions (whose blocker streams,
+    cancelled by the client, run on to their end in servesim serve)."""
+    yield from _serve(tmp_path_factory.mktemp("probe-serve-fresh"))
+
+
+def _serve(work: Path):
     runner = CliRunner()
     # The catalog entry comes from config.json the way a user gets it: probe --model-config writes it.
     from servesim.perf.hf_config import model_entry_from_hf_config
@@ -131,3 +142,43 @@ def _cpu():
     from servesim.perf import Catalog
 
     return Catalog.default().hardware("cpu-core")
+
+
+def test_recheck_finds_the_same_engine_unchanged(served_fresh, probed, tmp_path):
+    # The earlier record is the other process's probe: the same step costs, so no drift.
+    _, url, pid, runner, _ = served_fresh
+    result = runner.invoke(app, ["probe", "--endpoint", url, "--max-batch", "8", "--quick", "--repeats", "1",
+                                 "--server-pid", str(pid), "--recheck", str(probed), "-o", str(tmp_path / "again.csv")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "again.probe.json").read_text())["recheck"]
+    # Decode batches 1, 4 and 8 at the middle context, and the two longest prompts behind one stream.
+    assert sorted(report["rows"]) == ["1x2047 prompt + 1 decode", "1x512 prompt + 1 decode", "decode 1x512",
+                                      "decode 4x512", "decode 8x512"]
+    assert abs(report["drift_pct"]) < 10, report
+    assert "drift since" in result.output
+
+
+def test_drift_is_the_median_ratio_of_matching_rows():
+    from servesim.errors import ConfigError
+    from servesim.live.probe import drift
+
+    recorded = [{"probe": "decode 1x512", "median_ms": "10"}, {"probe": "decode 4x512", "median_ms": "20"},
+                {"probe": "decode 8x512", "median_ms": "40"}, {"probe": "idle", "median_ms": ""}]
+    measured = [{"probe": "decode 1x512", "median_ms": "11"}, {"probe": "decode 4x512", "median_ms": "18"},
+                {"probe": "decode 8x512", "median_ms": "48"}, {"probe": "decode 16x512", "median_ms": "99"}]
+    # Ratios 1.1, 0.9, 1.2 (16x512 has no record): median 1.1, so +10%.
+    result = drift(recorded, measured)
+    assert result["rows"] == {"decode 1x512": 1.1, "decode 4x512": 0.9, "decode 8x512": 1.2}
+    assert result["drift_pct"] == pytest.approx(10.0)
+    with pytest.raises(ConfigError, match="--recheck"):
+        drift(recorded, [{"probe": "decode 2x16", "median_ms": "5"}])
+
+
+def test_recheck_of_a_bad_file_is_one_line(served, tmp_path, capsys):
+    from cli_errors import one_line
+
+    _, url, _, _, _ = served
+    bad = tmp_path / "bad.csv"
+    bad.write_text("kind,median_ms\ndecode,abc\n")
+    line = one_line(capsys, "probe", "--endpoint", url, "--recheck", str(bad), "-o", str(tmp_path / "x.csv"))
+    assert str(bad) in line and not (tmp_path / "x.csv").exists()

@@ -202,6 +202,11 @@ def test_metrics_count_the_requests_served_and_gauges_read_the_replicas():
     assert total(idle, "vllm:e2e_request_latency_seconds_count", **labels) == 3
     assert total(idle, "vllm:request_queue_time_seconds_count", **labels) == 3
     assert total(idle, "vllm:inter_token_latency_seconds_count", **labels) == 2 + 6 + 11
+    # Per request (last - first token) / (tokens - 1): each at most its share of the gaps' sum
+    # and at least that share over its 2, 6 or 11 gaps.
+    assert total(idle, "vllm:request_time_per_output_token_seconds_count", **labels) == 3
+    gaps = total(idle, "vllm:inter_token_latency_seconds_sum", **labels)
+    assert gaps / 11 <= total(idle, "vllm:request_time_per_output_token_seconds_sum", **labels) <= gaps / 2
     assert total(idle, "vllm:num_preemptions_total", **labels) == 0
     assert total(idle, "vllm:num_requests_running", **labels) == 0
     assert total(idle, "vllm:kv_cache_usage_perc", **labels) == 0.0

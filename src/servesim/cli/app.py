@@ -47,6 +47,10 @@ def run(
     overwrite: bool = OverwriteOption,
     as_json: bool = typer.Option(False, "--json", help="Print summary.json instead of the table."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on long runs."),
+    arrivals_from: Optional[Path] = typer.Option(
+        None, "--arrivals-from", help="A `servesim replay` folder of this scenario's workload: simulate the arrival "
+        "times it actually sent (its sent_s), for `servesim compare --from-send` (docs/live.md)."
+    ),
 ) -> None:
     """Simulate a scenario and print its summary.
 
@@ -63,8 +67,18 @@ def run(
     config = load_config(scenario, overrides or [])
     if out is not None:  # fail before a possibly long run, not after it
         check_run_dir(out, config_yaml(calibrated(config).to_dict()), overwrite=overwrite)
+    workload = None
+    if arrivals_from is not None:
+        from servesim.core.rng import RandomStreams
+        from servesim.live.as_sent import workload_as_sent
+        from servesim.workload.builder import build_workload
+
+        workload = workload_as_sent(build_workload(config.workload, RandomStreams(config.seed)), arrivals_from)
     show_bar = progress and not as_json
-    result = simulate(config, progress=(lambda n: RichProgress(n, config.horizon_s)) if show_bar else None)
+    result = simulate(config, progress=(lambda n: RichProgress(n, config.horizon_s)) if show_bar else None,
+                      workload=workload)
+    if arrivals_from is not None:
+        result.summary["arrivals_from"] = str(arrivals_from)
     if out is not None:
         write_run_dir(out, result.write_files, result.config_text(), overwrite=overwrite)
     if as_json:

@@ -39,12 +39,18 @@ def probe(
     ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probes' prompt token ids."),
     timeout: float = typer.Option(300.0, "--timeout", min=1.0, help="Per-request timeout (s)."),
+    recheck: Optional[Path] = typer.Option(
+        None, "--recheck", help="An earlier probe's steps CSV: re-measure a tenth of its grid (decode batches at the "
+        "middle context, two prompt lengths) into -o and report the engine's drift since (drift_pct in probe.json)."
+    ),
     overwrite: bool = OverwriteOption,
 ) -> None:
     """Recover a live engine's step times from its client side: decode batches, prompts taken in
     beside decoding streams, idle time to first token.  Writes the steps CSV that `servesim
     calibrate --step-overhead` fits (docs/live.md).  Run it on a quiet machine: other processes'
-    CPU share is measured per row (others_cpu) but not subtracted."""
+    CPU share is measured per row (others_cpu) but not subtracted.  With --recheck, tell whether
+    a calibration from an earlier probe still holds: the median ratio of re-measured rows to
+    its rows."""
     import asyncio
 
     from servesim.live.endpoint import Endpoint
@@ -61,6 +67,11 @@ def probe(
         from servesim.live.cpu_share import check_pid
 
         check_pid(server_pid)
+    recorded = None
+    if recheck is not None:
+        from servesim.perf.steprows import read_steps_csv
+
+        recorded = list(read_steps_csv(recheck, require_measured=True).raw)
     catalog_entry = None
     if model_config is not None:
         from servesim.perf.hf_config import model_entry_from_hf_config
@@ -69,7 +80,11 @@ def probe(
 
     result = asyncio.run(probe_endpoint(
         Endpoint(endpoint, timeout, prompt), model, catalog_model, max_batch, max_step_tokens, max_model_len,
-        repeats=repeats, quick=quick, seed=seed, server_pid=server_pid, say=typer.echo))
+        repeats=repeats, quick=quick, recheck=recheck is not None, seed=seed, server_pid=server_pid, say=typer.echo))
+    if recorded is not None:
+        from servesim.live.probe import drift
+
+        result.report["recheck"] = {"against": str(recheck), **drift(recorded, result.rows)}
     write_steps_csv(out, COLUMNS, result.rows)
     out.with_suffix(".probe.json").write_text(json.dumps(result.report, indent=2) + "\n", encoding="utf-8")
     if catalog_entry is not None:
@@ -85,3 +100,6 @@ def probe(
         typer.echo("warning: the endpoint's vllm:iteration_tokens_total disagreed with the tokens a decode probe sent "
                    f"(see {out.with_suffix('.probe.json')})", err=True)
     typer.echo(f"{len(result.rows)} rows written to {out}" + "".join(f", {p}" for p in sidecars))
+    if recorded is not None:
+        typer.echo(f"drift since {recheck}: {result.report['recheck']['drift_pct']:+.1f}% "
+                   f"(median over {len(result.report['recheck']['rows'])} rows of measured / recorded step)")

