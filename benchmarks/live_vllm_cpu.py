@@ -163,8 +163,8 @@ def engine_speed(log: Path, offset: int, scenario: Path, sim: Path) -> dict:
         steps = [s for s in read_iterations(handle) if s.cadence_s is not None]
     if not steps:
         return {"drift_pct": None, "steps": 0}
-    requests = pq.read_table(sim / "requests.parquet", columns=["prompt_tokens", "output_tokens"]).to_pandas()
-    ctx = int(requests.prompt_tokens.mean() + requests.output_tokens.mean() / 2)
+    requests = pq.read_table(sim / "requests.parquet", columns=["prompt_tokens", "output_tokens"])
+    ctx = int(requests.column("prompt_tokens").to_numpy().mean() + requests.column("output_tokens").to_numpy().mean() / 2)
     config = load_config(scenario, [])
     catalog = build_catalog(config)
     rows = []
