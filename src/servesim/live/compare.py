@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from servesim.errors import ConfigError
+from servesim.live.endpoint import metric_totals
 from servesim.metrics.records import FINISHED, IN_FLIGHT, RequestTable
 from servesim.metrics.stats import describe, json_float, ratio
 
@@ -233,32 +234,19 @@ def engine_means(replay_dir: Path, num_finished: int) -> dict[str, float]:
     ``/metrics`` texts it saved before and after; empty when either is missing, and a metric is
     left out when its histogram counted other than ``num_finished`` requests."""
     try:
-        before = _histogram_totals((replay_dir / "metrics_before.txt").read_text(encoding="utf-8"))
-        after = _histogram_totals((replay_dir / "metrics_after.txt").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        before = metric_totals((replay_dir / "metrics_before.txt").read_text(encoding="utf-8"))
+        after = metric_totals((replay_dir / "metrics_after.txt").read_text(encoding="utf-8"))
+    except OSError:
         return {}
     out = {}
     for name, family in ENGINE_HISTOGRAMS.items():
-        if family in after:
+        if f"{family}_count" in after:
             # A histogram not yet observed has no samples: zero before the replay.
-            total, count = (a - b for a, b in zip(after[family], before.get(family, (0.0, 0.0))))
+            total = after[f"{family}_sum"] - before.get(f"{family}_sum", 0.0)
+            count = after[f"{family}_count"] - before.get(f"{family}_count", 0.0)
             if count == num_finished and count > 0:
                 out[name] = total / count
     return out
-
-
-def _histogram_totals(text: str) -> dict[str, tuple[float, float]]:
-    """Histogram family -> (sum, count) over its label sets, from Prometheus text."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    totals: dict[str, list[float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            for index, suffix in enumerate(("_sum", "_count")):
-                if sample.name.endswith(suffix):
-                    entry = totals.setdefault(sample.name[: -len(suffix)], [0.0, 0.0])
-                    entry[index] += sample.value
-    return {name: (total, count) for name, (total, count) in totals.items()}
 
 
 def in_system_at(requests: RequestTable, grid_s: np.ndarray, end_s: float) -> np.ndarray:

